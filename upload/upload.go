@@ -1,0 +1,460 @@
+// Package upload is the domain of atom-uploads: the upload record, its
+// destinations and parts plan, the S3 key layout, the ids, the state
+// transitions and the domain errors. It is pure Go and does no I/O; every
+// other package speaks in its terms.
+package upload
+
+import (
+	"fmt"
+	"mime"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Status is the state of a whole upload.
+type Status string
+
+// Upload statuses: uploading → processing → complete | failed | cancelled.
+const (
+	StatusUploading  Status = "uploading"  // parts are still arriving
+	StatusProcessing Status = "processing" // every part is in; destinations are working
+	StatusComplete   Status = "complete"   // every destination is complete
+	StatusFailed     Status = "failed"     // the upload or one of its destinations failed
+	StatusCancelled  Status = "cancelled"  // cancelled by a user
+)
+
+// Terminal reports whether no further work happens for the upload.
+func (s Status) Terminal() bool {
+	return s == StatusComplete || s == StatusFailed || s == StatusCancelled
+}
+
+// DestinationType names where an upload goes.
+type DestinationType string
+
+// Destination types of the REST contract.
+const (
+	YouTube  DestinationType = "youtube"
+	S3Bucket DestinationType = "s3Bucket"
+)
+
+// DestinationStatus is the state of one destination.
+type DestinationStatus string
+
+// Destination statuses. YouTube: waiting → upload → transcoding → complete |
+// failed (transcoding is YouTube processing the video). s3Bucket: waiting →
+// transcoding → complete | failed.
+const (
+	DestWaiting     DestinationStatus = "waiting"
+	DestUpload      DestinationStatus = "upload"
+	DestTranscoding DestinationStatus = "transcoding"
+	DestComplete    DestinationStatus = "complete"
+	DestFailed      DestinationStatus = "failed"
+)
+
+// Terminal reports whether the destination is done, one way or the other.
+func (s DestinationStatus) Terminal() bool { return s == DestComplete || s == DestFailed }
+
+// YouTubeMetadata is what the video is published with.
+type YouTubeMetadata struct {
+	Title         string
+	Description   string
+	Tags          []string
+	CategoryID    string
+	PrivacyStatus string
+}
+
+// Destination is one target of an upload and its progress.
+type Destination struct {
+	Type     DestinationType
+	Status   DestinationStatus
+	Progress float64 // 0–100
+	Error    string
+
+	// YouTube destination.
+	Meta             *YouTubeMetadata
+	Session          string // resumable session URI; internal, never rendered or logged
+	UploadedBytes    int64  // bytes YouTube has committed
+	VideoID          string
+	ProcessingStatus string
+	AssetAdded       bool // the atom API has the video as an asset
+
+	// s3Bucket destination.
+	JobID   string
+	Attempt int // transcode attempts started
+	Outputs []string
+
+	// PolledAt is when the destination's remote state (YouTube processing,
+	// transcode job) was last asked for.
+	PolledAt time.Time
+}
+
+// URL is the YouTube watch URL of the destination's video, if any.
+func (d *Destination) URL() string {
+	if d.VideoID == "" {
+		return ""
+	}
+	return "https://www.youtube.com/watch?v=" + d.VideoID
+}
+
+var allowedMoves = map[DestinationType]map[DestinationStatus][]DestinationStatus{
+	YouTube: {
+		DestWaiting:     {DestUpload, DestFailed},
+		DestUpload:      {DestTranscoding, DestFailed},
+		DestTranscoding: {DestComplete, DestFailed},
+	},
+	S3Bucket: {
+		DestWaiting:     {DestTranscoding, DestFailed},
+		DestTranscoding: {DestComplete, DestFailed},
+	},
+}
+
+// MoveTo changes the destination's status. Staying in the same status is
+// allowed (progress updates); any move the lifecycle does not have is refused
+// with ECONFLICT.
+func (d *Destination) MoveTo(to DestinationStatus) error {
+	if d.Status == to {
+		return nil
+	}
+	for _, ok := range allowedMoves[d.Type][d.Status] {
+		if ok == to {
+			d.Status = to
+			switch to {
+			case DestComplete:
+				d.Progress = 100
+			case DestFailed:
+			default:
+				d.Error = ""
+			}
+			return nil
+		}
+	}
+	return Errorf(ECONFLICT, "%s destination cannot move from %s to %s", d.Type, d.Status, to)
+}
+
+// Fail moves the destination to failed with a readable reason. A terminal
+// destination keeps its state.
+func (d *Destination) Fail(reason string) {
+	if d.Status.Terminal() {
+		return
+	}
+	d.Status = DestFailed
+	d.Error = reason
+}
+
+// Upload is the progress record of one upload.
+type Upload struct {
+	ID          string
+	AtomID      string
+	Filename    string
+	Size        int64
+	ContentType string
+	Status      Status
+	Error       string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	Region      string
+	Bucket      string
+	PartSize    int64
+
+	Destinations []Destination
+	// Completed holds the numbers of the parts that are in S3 with the
+	// planned size.
+	Completed map[int]bool
+	// Assembled is set once the full file exists at FullKey.
+	Assembled bool
+
+	// Version increments on every change of the record (not of Completed,
+	// which only ever grows); writers use it for optimistic locking.
+	Version int64
+}
+
+// StartRequest is what a media tool asks for when it starts an upload.
+type StartRequest struct {
+	Filename     string
+	Size         int64
+	ContentType  string
+	Destinations []DestinationRequest
+}
+
+// DestinationRequest asks for one destination.
+type DestinationRequest struct {
+	Type    DestinationType
+	YouTube YouTubeMetadata
+}
+
+// Limits of the start request.
+const (
+	MaxFilenameBytes    = 255
+	MaxTitleRunes       = 100
+	MaxDescriptionBytes = 5000
+	MaxTagsRunes        = 500
+)
+
+// New validates a start request and returns the new upload record, planned
+// with the preferred part size. Every problem of the request is reported in
+// one EINVALID error.
+func New(req StartRequest, atomID, id string, now time.Time, region, bucket string, preferredPartSize int64) (*Upload, error) {
+	var problems []string
+	if !ValidAtomID(atomID) {
+		problems = append(problems, fmt.Sprintf("atomId %q must be 1-100 letters, digits, '-' or '_'", atomID))
+	}
+	if !ValidUploadID(id) {
+		problems = append(problems, fmt.Sprintf("upload id %q is not a valid id", id))
+	}
+	problems = append(problems, checkFilename(req.Filename)...)
+	contentType, p := checkContentType(req.ContentType)
+	problems = append(problems, p...)
+	partSize, err := PartSize(req.Size, preferredPartSize)
+	if err != nil {
+		problems = append(problems, ErrorMessage(err))
+	}
+	dests, p := newDestinations(req.Destinations)
+	problems = append(problems, p...)
+	if len(problems) > 0 {
+		return nil, Errorf(EINVALID, "%s", strings.Join(problems, "; "))
+	}
+	now = now.UTC()
+	return &Upload{
+		ID:           id,
+		AtomID:       atomID,
+		Filename:     req.Filename,
+		Size:         req.Size,
+		ContentType:  contentType,
+		Status:       StatusUploading,
+		CreatedAt:    now,
+		UpdatedAt:    now,
+		Region:       region,
+		Bucket:       bucket,
+		PartSize:     partSize,
+		Destinations: dests,
+		Completed:    map[int]bool{},
+	}, nil
+}
+
+func checkFilename(name string) []string {
+	switch {
+	case name == "":
+		return []string{"filename is required"}
+	case len(name) > MaxFilenameBytes:
+		return []string{fmt.Sprintf("filename must be at most %d bytes, got %d", MaxFilenameBytes, len(name))}
+	case !utf8.ValidString(name):
+		return []string{"filename must be valid UTF-8"}
+	case strings.ContainsAny(name, "/\\"):
+		return []string{"filename must not contain '/' or '\\'"}
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return []string{"filename must not contain control characters"}
+	}
+	return nil
+}
+
+func checkContentType(ct string) (string, []string) {
+	if ct == "" {
+		return "application/octet-stream", nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return "", []string{fmt.Sprintf("contentType %q is not a media type", ct)}
+	}
+	if !strings.HasPrefix(mt, "video/") && mt != "application/octet-stream" {
+		return "", []string{fmt.Sprintf("contentType %q must be video/* or application/octet-stream", ct)}
+	}
+	return ct, nil
+}
+
+var privacy = map[string]bool{"private": true, "unlisted": true, "public": true}
+
+func newDestinations(reqs []DestinationRequest) ([]Destination, []string) {
+	if len(reqs) == 0 {
+		return nil, []string{"destinations must name at least one of youtube, s3Bucket"}
+	}
+	var problems []string
+	seen := map[DestinationType]bool{}
+	dests := make([]Destination, 0, len(reqs))
+	for i, r := range reqs {
+		at := fmt.Sprintf("destinations[%d]", i)
+		switch r.Type {
+		case YouTube, S3Bucket:
+		case "":
+			problems = append(problems, at+".type is required (youtube or s3Bucket)")
+			continue
+		default:
+			problems = append(problems, fmt.Sprintf("%s.type %q is unknown (use youtube or s3Bucket)", at, r.Type))
+			continue
+		}
+		if seen[r.Type] {
+			problems = append(problems, fmt.Sprintf("%s: only one %s destination is allowed", at, r.Type))
+			continue
+		}
+		seen[r.Type] = true
+		d := Destination{Type: r.Type, Status: DestWaiting}
+		if r.Type == YouTube {
+			meta, p := checkYouTube(at, r.YouTube)
+			problems = append(problems, p...)
+			d.Meta = &meta
+		}
+		dests = append(dests, d)
+	}
+	return dests, problems
+}
+
+var digits = regexp.MustCompile(`^[0-9]{1,4}$`)
+
+func checkYouTube(at string, m YouTubeMetadata) (YouTubeMetadata, []string) {
+	var problems []string
+	switch n := utf8.RuneCountInString(m.Title); {
+	case strings.TrimSpace(m.Title) == "":
+		problems = append(problems, at+".title is required for a youtube destination")
+	case n > MaxTitleRunes:
+		problems = append(problems, fmt.Sprintf("%s.title must be at most %d characters, got %d", at, MaxTitleRunes, n))
+	}
+	if strings.ContainsAny(m.Title, "<>") {
+		problems = append(problems, at+".title must not contain < or >")
+	}
+	if len(m.Description) > MaxDescriptionBytes {
+		problems = append(problems, fmt.Sprintf("%s.description must be at most %d bytes, got %d", at, MaxDescriptionBytes, len(m.Description)))
+	}
+	if strings.ContainsAny(m.Description, "<>") {
+		problems = append(problems, at+".description must not contain < or >")
+	}
+	total := 0
+	for j, tag := range m.Tags {
+		total += utf8.RuneCountInString(tag)
+		if strings.TrimSpace(tag) == "" || strings.ContainsAny(tag, "<>,") {
+			problems = append(problems, fmt.Sprintf("%s.tags[%d] must be non-empty and must not contain <, > or ','", at, j))
+		}
+	}
+	if total > MaxTagsRunes {
+		problems = append(problems, fmt.Sprintf("%s.tags must be at most %d characters in all, got %d", at, MaxTagsRunes, total))
+	}
+	if m.CategoryID != "" && !digits.MatchString(m.CategoryID) {
+		problems = append(problems, fmt.Sprintf("%s.categoryId %q must be a YouTube category number such as \"25\"", at, m.CategoryID))
+	}
+	if m.PrivacyStatus == "" {
+		m.PrivacyStatus = "private"
+	} else if !privacy[m.PrivacyStatus] {
+		problems = append(problems, fmt.Sprintf("%s.privacyStatus %q must be private, unlisted or public", at, m.PrivacyStatus))
+	}
+	return m, problems
+}
+
+// Parts returns the upload's parts plan.
+func (u *Upload) Parts() []Part { return Parts(u.Size, u.PartSize) }
+
+// PartCount is the number of parts in the plan.
+func (u *Upload) PartCount() int { return PartCount(u.Size, u.PartSize) }
+
+// Part returns part n of the plan and whether n is in the plan.
+func (u *Upload) Part(n int) (Part, bool) {
+	if n < 0 || n >= u.PartCount() {
+		return Part{}, false
+	}
+	return PartAt(u.Size, u.PartSize, n), true
+}
+
+// PartContaining returns the part that holds byte offset off.
+func (u *Upload) PartContaining(off int64) (Part, bool) {
+	if off < 0 || off >= u.Size || u.PartSize <= 0 {
+		return Part{}, false
+	}
+	return u.Part(int(off / u.PartSize))
+}
+
+// AllPartsComplete reports whether every part of the plan is in S3.
+func (u *Upload) AllPartsComplete() bool {
+	n := u.PartCount()
+	if len(u.Completed) < n {
+		return false
+	}
+	for i := range n {
+		if !u.Completed[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// CompletedParts returns the completed part numbers in order.
+func (u *Upload) CompletedParts() []int {
+	out := make([]int, 0, len(u.Completed))
+	for n, ok := range u.Completed {
+		if ok {
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// Destination returns the upload's destination of type t, or nil.
+func (u *Upload) Destination(t DestinationType) *Destination {
+	for i := range u.Destinations {
+		if u.Destinations[i].Type == t {
+			return &u.Destinations[i]
+		}
+	}
+	return nil
+}
+
+// Cancel moves a running upload to cancelled; its running destinations
+// fail with "cancelled". A finished upload cannot be cancelled.
+func (u *Upload) Cancel(now time.Time) error {
+	if u.Status.Terminal() {
+		return Errorf(ECONFLICT, "upload %s is already %s and cannot be cancelled", u.ID, u.Status)
+	}
+	u.Status = StatusCancelled
+	for i := range u.Destinations {
+		u.Destinations[i].Fail("cancelled")
+	}
+	u.UpdatedAt = now.UTC()
+	return nil
+}
+
+// Fail marks the whole upload failed with a readable reason; destinations
+// still running fail with the same reason. A finished upload keeps its state.
+func (u *Upload) Fail(reason string, now time.Time) {
+	if u.Status.Terminal() {
+		return
+	}
+	u.Status = StatusFailed
+	u.Error = reason
+	for i := range u.Destinations {
+		u.Destinations[i].Fail(reason)
+	}
+	u.UpdatedAt = now.UTC()
+}
+
+// Settle derives the upload status from its parts and destinations: it
+// becomes processing once every part is in, and complete (or failed) once it
+// is assembled and every destination has finished. Call it after changing
+// the record; it never leaves a terminal status.
+func (u *Upload) Settle(now time.Time) {
+	u.UpdatedAt = now.UTC()
+	if u.Status.Terminal() {
+		return
+	}
+	if u.Status == StatusUploading && u.AllPartsComplete() {
+		u.Status = StatusProcessing
+	}
+	if u.Status != StatusProcessing || !u.Assembled {
+		return
+	}
+	var failed []string
+	for _, d := range u.Destinations {
+		if !d.Status.Terminal() {
+			return
+		}
+		if d.Status == DestFailed {
+			failed = append(failed, fmt.Sprintf("%s: %s", d.Type, d.Error))
+		}
+	}
+	if len(failed) > 0 {
+		u.Status = StatusFailed
+		u.Error = strings.Join(failed, "; ")
+		return
+	}
+	u.Status = StatusComplete
+}
