@@ -1,0 +1,200 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func defaults(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// minimalEnv is what an operator must add to the defaults.
+func minimalEnv() []string {
+	return []string{
+		"UPLOADS_QUEUE_URL=http://127.0.0.1:4566/000000000000/q",
+		"UPLOADS_UPLOADS_CREDENTIALS_ROLE_ARN=arn:aws:iam::123456789012:role/upload",
+		"UPLOADS_YOUTUBE_CLIENT_ID=client",
+		"UPLOADS_YOUTUBE_CLIENT_SECRET=client-secret",
+		"UPLOADS_YOUTUBE_REFRESH_TOKEN=refresh-token",
+		"UPLOADS_API_TOKENS=0123456789abcdef, fedcba9876543210",
+		"PATH=/usr/bin",
+	}
+}
+
+func TestLoadDefaultsWithEnv(t *testing.T) {
+	c, err := Load(defaults(t), "", minimalEnv())
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got, want := c.HTTP.Addr, ":8080"; got != want {
+		t.Errorf("http.addr = %q, want %q", got, want)
+	}
+	if got, want := c.ShutdownGrace, 25*time.Second; got != want {
+		t.Errorf("shutdownGrace = %s, want %s", got, want)
+	}
+	if got, want := len(c.API.Tokens), 2; got != want {
+		t.Errorf("api.tokens has %d tokens, want %d", got, want)
+	}
+	if got, want := c.YouTube.RefreshToken.Reveal(), "refresh-token"; got != want {
+		t.Errorf("refresh token = %q, want %q", got, want)
+	}
+}
+
+func TestEnvOverridesEveryKind(t *testing.T) {
+	env := append(minimalEnv(),
+		"UPLOADS_HTTP_ADDR=127.0.0.1:9999",
+		"UPLOADS_SHUTDOWN_GRACE=3s",
+		"UPLOADS_AWS_S3_USE_PATH_STYLE=true",
+		"UPLOADS_UPLOADS_PART_SIZE=5242880",
+		"UPLOADS_WORKER_CONCURRENCY=3",
+		"UPLOADS_YOUTUBE_API_BASE_URL=http://127.0.0.1:9200/",
+		"UPLOADS_TRANSCODE_FFMPEG_CONCURRENCY=2",
+	)
+	c, err := Load(defaults(t), "", env)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.HTTP.Addr != "127.0.0.1:9999" || c.ShutdownGrace != 3*time.Second || !c.AWS.S3UsePathStyle ||
+		c.Uploads.PartSize != 5242880 || c.Worker.Concurrency != 3 ||
+		c.YouTube.APIBaseURL != "http://127.0.0.1:9200/" || c.Transcode.FFmpeg.Concurrency != 2 {
+		t.Errorf("overrides not applied: %+v", c)
+	}
+}
+
+func TestBadConfigListsEveryProblemInOneError(t *testing.T) {
+	env := []string{
+		"UPLOADS_HTTP_ADDR=",
+		"UPLOADS_SHUTDOWN_GRACE=forever",
+		"UPLOADS_UPLOADS_PART_SIZE=1000",
+		"UPLOADS_WORKER_CONCURRENCY=0",
+		"UPLOADS_TRANSCODE_BACKEND=handbrake",
+		"UPLOADS_API_TOKENS=short",
+		"UPLOADS_NO_SUCH_KEY=1",
+	}
+	_, err := Load(defaults(t), "", env)
+	if err == nil {
+		t.Fatal("Load accepted a bad configuration")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"UPLOADS_HTTP_ADDR",                    // empty
+		"UPLOADS_SHUTDOWN_GRACE",               // not a duration
+		"UPLOADS_UPLOADS_PART_SIZE",            // not 256 KiB aligned, below 5 MiB
+		"UPLOADS_WORKER_CONCURRENCY",           // out of range
+		"UPLOADS_TRANSCODE_BACKEND",            // unknown backend
+		"UPLOADS_API_TOKENS",                   // too short
+		"UPLOADS_NO_SUCH_KEY",                  // unknown variable
+		"UPLOADS_QUEUE_URL",                    // required, missing
+		"UPLOADS_UPLOADS_CREDENTIALS_ROLE_ARN", // required, missing
+		"UPLOADS_YOUTUBE_REFRESH_TOKEN",        // required while YouTube is enabled
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not name %s:\n%s", want, msg)
+		}
+	}
+	if got := strings.Count(msg, "\n") + 1; got < 10 {
+		t.Errorf("got %d problems, want at least 10, one per line:\n%s", got, msg)
+	}
+}
+
+func TestSecretInFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ops.yaml")
+	if err := os.WriteFile(path, []byte("youtube:\n  refreshToken: abc\nworker:\n  concurrency: 4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(defaults(t), path, minimalEnv())
+	if err == nil || !strings.Contains(err.Error(), "youtube.refreshToken is a secret") {
+		t.Fatalf("Load error = %v, want a secret-in-file error", err)
+	}
+	if strings.Contains(err.Error(), "abc") {
+		t.Errorf("error shows the secret: %v", err)
+	}
+}
+
+func TestFileOverlaysDefaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ops.yaml")
+	if err := os.WriteFile(path, []byte("worker:\n  concurrency: 4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(defaults(t), path, minimalEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Worker.Concurrency != 4 || c.Worker.LeaseTTL != time.Minute {
+		t.Errorf("got concurrency %d lease %s, want 4 and the default 1m0s", c.Worker.Concurrency, c.Worker.LeaseTTL)
+	}
+	if err := os.WriteFile(path, []byte("worker:\n  concurency: 4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(defaults(t), path, minimalEnv()); err == nil {
+		t.Error("a misspelt key was accepted")
+	}
+}
+
+// TestConfigYAMLDocumentsEveryKey keeps config.yaml complete: every key of
+// Config has its default there, and every secret is named in its comments.
+func TestConfigYAMLDocumentsEveryKey(t *testing.T) {
+	raw := defaults(t)
+	var tree map[string]any
+	if err := yaml.Unmarshal(raw, &tree); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range Keys() {
+		if IsSecret(key) {
+			if !strings.Contains(string(raw), EnvName(key)) {
+				t.Errorf("secret %s: config.yaml does not mention %s", key, EnvName(key))
+			}
+			continue
+		}
+		var node any = tree
+		for _, part := range strings.Split(key, ".") {
+			m, ok := node.(map[string]any)
+			if !ok {
+				node = nil
+				break
+			}
+			node, ok = m[part]
+			if !ok {
+				t.Errorf("config.yaml has no default for %s", key)
+				break
+			}
+		}
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for key, want := range map[string]string{
+		"http.addr":                      "UPLOADS_HTTP_ADDR",
+		"youtube.apiBaseUrl":             "UPLOADS_YOUTUBE_API_BASE_URL",
+		"aws.s3UsePathStyle":             "UPLOADS_AWS_S3_USE_PATH_STYLE",
+		"worker.leaseTtl":                "UPLOADS_WORKER_LEASE_TTL",
+		"atomApi.hmacSecret":             "UPLOADS_ATOM_API_HMAC_SECRET",
+		"transcode.mediaConvert.roleArn": "UPLOADS_TRANSCODE_MEDIA_CONVERT_ROLE_ARN",
+	} {
+		if got := EnvName(key); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestSecretRedacts(t *testing.T) {
+	s := Secret("hunter2")
+	if got := s.String(); got != "[redacted]" {
+		t.Errorf("String() = %q, want [redacted]", got)
+	}
+	b, _ := s.MarshalText()
+	if string(b) != "[redacted]" {
+		t.Errorf("MarshalText() = %q, want [redacted]", b)
+	}
+}
