@@ -1,0 +1,173 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"atomuploads/upload"
+)
+
+// item is the table's representation of an upload.
+type item struct {
+	AtomID        string     `dynamodbav:"atomId"`
+	UploadID      string     `dynamodbav:"uploadId"`
+	Version       int64      `dynamodbav:"version"`
+	Filename      string     `dynamodbav:"filename"`
+	Size          int64      `dynamodbav:"size"`
+	ContentType   string     `dynamodbav:"contentType"`
+	Status        string     `dynamodbav:"status"`
+	Error         string     `dynamodbav:"error"`
+	CreatedAt     string     `dynamodbav:"createdAt"`
+	UpdatedAt     string     `dynamodbav:"updatedAt"`
+	Region        string     `dynamodbav:"region"`
+	Bucket        string     `dynamodbav:"bucket"`
+	PartSize      int64      `dynamodbav:"partSize"`
+	Assembled     bool       `dynamodbav:"assembled"`
+	Destinations  []destItem `dynamodbav:"destinations"`
+	CompleteParts []int      `dynamodbav:"completeParts,numberset,omitempty"`
+	ExpiresAt     int64      `dynamodbav:"expiresAt,omitempty"`
+}
+
+type destItem struct {
+	Type     string  `dynamodbav:"type"`
+	Status   string  `dynamodbav:"status"`
+	Progress float64 `dynamodbav:"progress"`
+	Error    string  `dynamodbav:"error,omitempty"`
+
+	Title         string   `dynamodbav:"title,omitempty"`
+	Description   string   `dynamodbav:"description,omitempty"`
+	Tags          []string `dynamodbav:"tags,omitempty"`
+	CategoryID    string   `dynamodbav:"categoryId,omitempty"`
+	PrivacyStatus string   `dynamodbav:"privacyStatus,omitempty"`
+
+	Session          string `dynamodbav:"session,omitempty"`
+	UploadedBytes    int64  `dynamodbav:"uploadedBytes,omitempty"`
+	VideoID          string `dynamodbav:"videoId,omitempty"`
+	ProcessingStatus string `dynamodbav:"processingStatus,omitempty"`
+	AssetAdded       bool   `dynamodbav:"assetAdded,omitempty"`
+
+	JobID   string   `dynamodbav:"jobId,omitempty"`
+	Attempt int      `dynamodbav:"attempt,omitempty"`
+	Outputs []string `dynamodbav:"outputs,omitempty"`
+
+	PolledAt string `dynamodbav:"polledAt,omitempty"`
+}
+
+const timeFormat = time.RFC3339Nano
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(timeFormat)
+}
+
+func parseTime(s string) time.Time {
+	t, err := time.Parse(timeFormat, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+func toItem(u *upload.Upload) item {
+	it := item{
+		AtomID:      u.AtomID,
+		UploadID:    u.ID,
+		Version:     u.Version,
+		Filename:    u.Filename,
+		Size:        u.Size,
+		ContentType: u.ContentType,
+		Status:      string(u.Status),
+		Error:       u.Error,
+		CreatedAt:   formatTime(u.CreatedAt),
+		UpdatedAt:   formatTime(u.UpdatedAt),
+		Region:      u.Region,
+		Bucket:      u.Bucket,
+		PartSize:    u.PartSize,
+		Assembled:   u.Assembled,
+	}
+	if parts := u.CompletedParts(); len(parts) > 0 {
+		it.CompleteParts = parts // an empty set is no attribute (DynamoDB has no empty sets)
+	}
+	for _, d := range u.Destinations {
+		di := destItem{
+			Type:             string(d.Type),
+			Status:           string(d.Status),
+			Progress:         d.Progress,
+			Error:            d.Error,
+			Session:          d.Session,
+			UploadedBytes:    d.UploadedBytes,
+			VideoID:          d.VideoID,
+			ProcessingStatus: d.ProcessingStatus,
+			AssetAdded:       d.AssetAdded,
+			JobID:            d.JobID,
+			Attempt:          d.Attempt,
+			Outputs:          d.Outputs,
+			PolledAt:         formatTime(d.PolledAt),
+		}
+		if m := d.Meta; m != nil {
+			di.Title, di.Description, di.Tags = m.Title, m.Description, m.Tags
+			di.CategoryID, di.PrivacyStatus = m.CategoryID, m.PrivacyStatus
+		}
+		it.Destinations = append(it.Destinations, di)
+	}
+	return it
+}
+
+func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
+	var it item
+	if err := attributevalue.UnmarshalMap(av, &it); err != nil {
+		return nil, fmt.Errorf("decode upload item: %w", err)
+	}
+	u := &upload.Upload{
+		ID:          it.UploadID,
+		AtomID:      it.AtomID,
+		Filename:    it.Filename,
+		Size:        it.Size,
+		ContentType: it.ContentType,
+		Status:      upload.Status(it.Status),
+		Error:       it.Error,
+		CreatedAt:   parseTime(it.CreatedAt),
+		UpdatedAt:   parseTime(it.UpdatedAt),
+		Region:      it.Region,
+		Bucket:      it.Bucket,
+		PartSize:    it.PartSize,
+		Assembled:   it.Assembled,
+		Version:     it.Version,
+		Completed:   make(map[int]bool, len(it.CompleteParts)),
+	}
+	sort.Ints(it.CompleteParts)
+	for _, n := range it.CompleteParts {
+		u.Completed[n] = true
+	}
+	for _, di := range it.Destinations {
+		d := upload.Destination{
+			Type:             upload.DestinationType(di.Type),
+			Status:           upload.DestinationStatus(di.Status),
+			Progress:         di.Progress,
+			Error:            di.Error,
+			Session:          di.Session,
+			UploadedBytes:    di.UploadedBytes,
+			VideoID:          di.VideoID,
+			ProcessingStatus: di.ProcessingStatus,
+			AssetAdded:       di.AssetAdded,
+			JobID:            di.JobID,
+			Attempt:          di.Attempt,
+			Outputs:          di.Outputs,
+			PolledAt:         parseTime(di.PolledAt),
+		}
+		if d.Type == upload.YouTube {
+			d.Meta = &upload.YouTubeMetadata{
+				Title: di.Title, Description: di.Description, Tags: di.Tags,
+				CategoryID: di.CategoryID, PrivacyStatus: di.PrivacyStatus,
+			}
+		}
+		u.Destinations = append(u.Destinations, d)
+	}
+	return u, nil
+}

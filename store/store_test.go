@@ -1,0 +1,255 @@
+package store_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"atomuploads/devstack/stacktest"
+	"atomuploads/store"
+	"atomuploads/upload"
+)
+
+func newStore(t testing.TB) *store.Store {
+	t.Helper()
+	st := stacktest.New(t)
+	return store.New(st.DynamoDB, st.Table, 24*time.Hour)
+}
+
+func newUpload(t testing.TB, atomID string, created time.Time) *upload.Upload {
+	t.Helper()
+	id, err := upload.NewID(created, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := upload.New(upload.StartRequest{
+		Filename: "clip.mp4", Size: 20 * upload.MiB, ContentType: "video/mp4",
+		Destinations: []upload.DestinationRequest{
+			{Type: upload.YouTube, YouTube: upload.YouTubeMetadata{Title: "A clip", Tags: []string{"news"}}},
+			{Type: upload.S3Bucket},
+		},
+	}, atomID, id, created, "eu-west-1", "bucket", 8*upload.MiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func ctx(t testing.TB) context.Context {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestCreateGetRoundTrip(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	u := newUpload(t, "atom-1", time.Now())
+	if err := s.Create(c, u); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(c, "atom-1", u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != u.ID || got.Filename != "clip.mp4" || got.Size != u.Size || got.PartSize != 8*upload.MiB ||
+		got.Status != upload.StatusUploading || len(got.Destinations) != 2 || !got.CreatedAt.Equal(u.CreatedAt) {
+		t.Errorf("got %+v, want %+v", got, u)
+	}
+	if m := got.Destination(upload.YouTube).Meta; m == nil || m.Title != "A clip" || m.PrivacyStatus != "private" || len(m.Tags) != 1 {
+		t.Errorf("youtube metadata = %+v, want the requested one", m)
+	}
+	if err := s.Create(c, u); upload.ErrorCode(err) != upload.ECONFLICT {
+		t.Errorf("second Create error = %v, want %s", err, upload.ECONFLICT)
+	}
+	if _, err := s.Get(c, "atom-2", u.ID); upload.ErrorCode(err) != upload.ENOTFOUND {
+		t.Errorf("Get from another atom: error = %v, want %s", err, upload.ENOTFOUND)
+	}
+}
+
+func TestListIsPerAtomNewestFirst(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	base := time.Now().Add(-time.Hour)
+	var want []string
+	for i := range 5 {
+		u := newUpload(t, "atom-a", base.Add(time.Duration(i)*time.Minute))
+		if err := s.Create(c, u); err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{u.ID}, want...)
+	}
+	if err := s.Create(c, newUpload(t, "atom-b", base)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.List(c, "atom-a", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d uploads, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i].ID != want[i] {
+			t.Errorf("uploads[%d] = %s, want %s", i, got[i].ID, want[i])
+		}
+	}
+	if got, _ := s.List(c, "atom-a", 2); len(got) != 2 || got[0].ID != want[0] {
+		t.Errorf("List with limit 2 = %d uploads, want the 2 newest", len(got))
+	}
+}
+
+func TestConcurrentUpdatesAllLand(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	u := newUpload(t, "atom-1", time.Now())
+	if err := s.Create(c, u); err != nil {
+		t.Fatal(err)
+	}
+	const writers = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Update(c, u.AtomID, u.ID, func(u *upload.Upload) error {
+				u.Destination(upload.S3Bucket).Progress++
+				return nil
+			})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Update: %v", err)
+		}
+	}
+	got, err := s.Get(c, u.AtomID, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got.Destination(upload.S3Bucket).Progress; p != writers {
+		t.Errorf("progress = %v, want %d (a lost update)", p, writers)
+	}
+	if got.Version != writers {
+		t.Errorf("version = %d, want %d", got.Version, writers)
+	}
+}
+
+func TestUpdateErrorWritesNothing(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	u := newUpload(t, "atom-1", time.Now())
+	if err := s.Create(c, u); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	_, err := s.Update(c, u.AtomID, u.ID, func(u *upload.Upload) error {
+		u.Status = upload.StatusFailed
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("error = %v, want boom", err)
+	}
+	got, _ := s.Get(c, u.AtomID, u.ID)
+	if got.Status != upload.StatusUploading || got.Version != 0 {
+		t.Errorf("record changed: status %s version %d", got.Status, got.Version)
+	}
+}
+
+func TestCompletePartIsIdempotentAndRefusedWhenCancelled(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	u := newUpload(t, "atom-1", time.Now()) // 20 MiB in 8 MiB parts: 3 parts
+	if err := s.Create(c, u); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{2, 0, 2, 0} {
+		got, err := s.CompletePart(c, u.AtomID, u.ID, n)
+		if err != nil {
+			t.Fatalf("CompletePart(%d): %v", n, err)
+		}
+		if !got.Completed[n] {
+			t.Errorf("part %d not complete after CompletePart", n)
+		}
+	}
+	got, _ := s.Get(c, u.AtomID, u.ID)
+	if fmt.Sprint(got.CompletedParts()) != "[0 2]" || got.AllPartsComplete() {
+		t.Errorf("completed = %v, want [0 2] and not all", got.CompletedParts())
+	}
+	// An Update does not lose parts completed since its read.
+	if _, err := s.Update(c, u.AtomID, u.ID, func(u *upload.Upload) error { return u.Cancel(time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.CompletePart(c, u.AtomID, u.ID, 1)
+	if upload.ErrorCode(err) != upload.ECONFLICT || got == nil || got.Status != upload.StatusCancelled {
+		t.Errorf("CompletePart on cancelled upload = %v, %v; want ECONFLICT with the cancelled record", got, err)
+	}
+	if _, err := s.CompletePart(c, u.AtomID, "01JZ0000000000000000000000", 0); upload.ErrorCode(err) != upload.ENOTFOUND {
+		t.Errorf("CompletePart on unknown upload: error = %v, want %s", err, upload.ENOTFOUND)
+	}
+}
+
+func TestLeases(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	u := newUpload(t, "atom-1", time.Now())
+	if err := s.Create(c, u); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 300 * time.Millisecond
+	if _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "a", ttl); err != nil {
+		t.Fatalf("a acquires: %v", err)
+	}
+	if _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); !errors.Is(err, store.ErrLeaseHeld) {
+		t.Fatalf("b acquires a held lease: error = %v, want ErrLeaseHeld", err)
+	}
+	if _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseAssembly, "b", ttl); err != nil {
+		t.Errorf("leases are independent, b acquiring assembly: %v", err)
+	}
+	h := store.Holding{Lease: store.LeaseYouTube, Owner: "a", TTL: ttl}
+	if _, err := s.UpdateHolding(c, u.AtomID, u.ID, h, func(u *upload.Upload) error {
+		return u.Destination(upload.YouTube).MoveTo(upload.DestUpload)
+	}); err != nil {
+		t.Fatalf("holder updates: %v", err)
+	}
+
+	// Part 1 arrives while a holds the lease: a's release must not succeed.
+	if _, err := s.CompletePart(c, u.AtomID, u.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	released, err := s.Release(c, u.AtomID, u.ID, store.LeaseYouTube, "a", 1)
+	if err != nil || released {
+		t.Fatalf("release unless part 1: released=%v err=%v, want false (the part arrived)", released, err)
+	}
+	released, err = s.Release(c, u.AtomID, u.ID, store.LeaseYouTube, "a", 2)
+	if err != nil || !released {
+		t.Fatalf("release unless part 2: released=%v err=%v, want true", released, err)
+	}
+
+	// Expiry hands the lease over; the old holder's writes then fail.
+	if _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "a", ttl); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(ttl + 50*time.Millisecond)
+	if _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); err != nil {
+		t.Fatalf("b takes over an expired lease: %v", err)
+	}
+	if _, err := s.UpdateHolding(c, u.AtomID, u.ID, h, func(*upload.Upload) error { return nil }); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("old holder writes: error = %v, want ErrLeaseLost", err)
+	}
+	if err := s.Renew(c, u.AtomID, u.ID, store.LeaseYouTube, "a", ttl); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("old holder renews: error = %v, want ErrLeaseLost", err)
+	}
+	if err := s.Renew(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); err != nil {
+		t.Errorf("new holder renews: %v", err)
+	}
+}
