@@ -1,0 +1,247 @@
+// Package api serves the REST contract of atom-uploads (api/openapi.yaml)
+// with echo v4: start, list, get, refresh credentials and cancel uploads,
+// plus GET /healthcheck. Every route but /healthcheck needs a bearer token.
+// Domain errors map to HTTP statuses in one place, errorHandler.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"go.uber.org/zap"
+
+	"atomuploads/credentials"
+	"atomuploads/upload"
+)
+
+// Uploads is the progress table as the API uses it.
+type Uploads interface {
+	Create(ctx context.Context, u *upload.Upload) error
+	Get(ctx context.Context, atomID, id string) (*upload.Upload, error)
+	List(ctx context.Context, atomID string, limit int) ([]*upload.Upload, error)
+	Update(ctx context.Context, atomID, id string, fn func(*upload.Upload) error) (*upload.Upload, error)
+}
+
+// Issuer issues the browser's temporary credentials for one upload.
+type Issuer interface {
+	Issue(ctx context.Context, atomID, uploadID string) (credentials.Credentials, error)
+}
+
+// SessionCanceller aborts a YouTube resumable session.
+type SessionCanceller interface {
+	Cancel(ctx context.Context, sessionURI string) error
+}
+
+// Config is what the API needs to know.
+type Config struct {
+	Tokens         []string      // accepted bearer tokens
+	Region         string        // reported in records
+	Bucket         string        // reported in records
+	PartSize       int64         // preferred part size of the plan
+	MaxBodyBytes   int64         // larger bodies get 413
+	RequestTimeout time.Duration // deadline of one request
+	YouTube        bool          // youtube destinations are enabled
+	Transcode      bool          // s3Bucket destinations are enabled
+}
+
+// Server is the HTTP API.
+type Server struct {
+	e        *echo.Echo
+	cfg      Config
+	uploads  Uploads
+	issuer   Issuer
+	sessions SessionCanceller
+	log      *zap.Logger
+	tokens   [][32]byte
+	now      func() time.Time
+	entropy  io.Reader
+	draining atomic.Bool
+}
+
+//go:embed openapi.yaml
+var openAPI []byte
+
+// New returns the API. sessions may be nil when YouTube is disabled.
+func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, log *zap.Logger) *Server {
+	s := &Server{
+		cfg: cfg, uploads: uploads, issuer: issuer, sessions: sessions, log: log,
+		now: time.Now, entropy: rand.Reader,
+	}
+	for _, t := range cfg.Tokens {
+		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(middleware.RequestID())
+	e.Use(s.accessLog)
+	e.Use(middleware.BodyLimit(strconv.FormatInt(cfg.MaxBodyBytes, 10) + "B"))
+	e.Use(middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{Timeout: cfg.RequestTimeout}))
+
+	e.GET("/healthcheck", s.healthcheck)
+	// Authentication is per route, not a group middleware: echo answers
+	// 404 instead of 405 under a group with middleware.
+	auth := s.authenticate
+	e.GET("/api2/openapi.yaml", s.openAPI, auth)
+	e.POST("/api2/atom/:atomId/uploads", s.start, auth)
+	e.GET("/api2/atom/:atomId/uploads", s.list, auth)
+	e.GET("/api2/atom/:atomId/uploads/:uploadId", s.get, auth)
+	e.POST("/api2/atom/:atomId/uploads/:uploadId/credentials", s.refresh, auth)
+	e.DELETE("/api2/atom/:atomId/uploads/:uploadId", s.cancel, auth)
+	s.e = e
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
+
+// Drain makes /healthcheck answer 503, so that a load balancer stops
+// sending requests while the process shuts down.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Routes lists "METHOD path" of every route, paths in OpenAPI form.
+func (s *Server) Routes() []string {
+	var out []string
+	for _, r := range s.e.Routes() {
+		if r.Method == echo.RouteNotFound || strings.HasSuffix(r.Path, "/*") {
+			continue
+		}
+		parts := strings.Split(r.Path, "/")
+		for i, p := range parts {
+			if strings.HasPrefix(p, ":") {
+				parts[i] = "{" + p[1:] + "}"
+			}
+		}
+		out = append(out, r.Method+" "+strings.Join(parts, "/"))
+	}
+	return out
+}
+
+func (s *Server) healthcheck(c echo.Context) error {
+	if s.draining.Load() {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) openAPI(c echo.Context) error {
+	return c.Blob(http.StatusOK, "application/yaml", openAPI)
+}
+
+// authenticate accepts a request whose bearer token is one of the
+// configured tokens, compared in constant time.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		auth := c.Request().Header.Get(echo.HeaderAuthorization)
+		scheme, token, ok := strings.Cut(auth, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="atom-uploads"`)
+			return upload.Errorf(upload.EUNAUTHORIZED, "send Authorization: Bearer <token>")
+		}
+		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+		match := 0
+		for _, t := range s.tokens {
+			match |= subtle.ConstantTimeCompare(sum[:], t[:])
+		}
+		if match != 1 {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="atom-uploads", error="invalid_token"`)
+			return upload.Errorf(upload.EUNAUTHORIZED, "the bearer token is not valid")
+		}
+		return next(c)
+	}
+}
+
+// errorHandler is the one place where errors become HTTP statuses.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg := http.StatusInternalServerError, ""
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &he):
+		status = he.Code
+		msg = http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok {
+			msg = m
+		}
+		if status == http.StatusRequestEntityTooLarge {
+			msg = "request body is larger than " + strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes"
+		}
+		if status == http.StatusServiceUnavailable && errors.Is(err, context.DeadlineExceeded) {
+			msg = "the request took too long; try again"
+		}
+	case errors.Is(err, context.DeadlineExceeded):
+		status, msg = http.StatusServiceUnavailable, "the request took too long; try again"
+	default:
+		switch upload.ErrorCode(err) {
+		case upload.EINVALID:
+			status = http.StatusBadRequest
+		case upload.ENOTFOUND:
+			status = http.StatusNotFound
+		case upload.ECONFLICT:
+			status = http.StatusConflict
+		case upload.EUNAUTHORIZED:
+			status = http.StatusUnauthorized
+		case upload.EUNAVAILABLE:
+			status = http.StatusServiceUnavailable
+		}
+		msg = upload.ErrorMessage(err)
+	}
+	if status >= 500 {
+		// The edge: the only place a failed request's cause is logged.
+		rid := c.Response().Header().Get(echo.HeaderXRequestID)
+		s.log.Error("request failed", zap.String("requestId", rid), zap.String("path", c.Path()),
+			zap.String("atomId", c.Param("atomId")), zap.String("uploadId", c.Param("uploadId")), zap.Error(err))
+		if status == http.StatusInternalServerError {
+			msg = "internal error (request " + rid + ")"
+		}
+	}
+	var werr error
+	if c.Request().Method == http.MethodHead {
+		werr = c.NoContent(status)
+	} else {
+		werr = c.JSON(status, map[string]string{"message": msg})
+	}
+	if werr != nil {
+		s.log.Warn("write error response", zap.Error(werr))
+	}
+}
+
+// accessLog writes one line per request.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		if c.Path() == "/healthcheck" {
+			return nil
+		}
+		res := c.Response()
+		s.log.Info("request",
+			zap.String("requestId", res.Header().Get(echo.HeaderXRequestID)),
+			zap.String("method", c.Request().Method),
+			zap.String("route", c.Path()),
+			zap.Int("status", res.Status),
+			zap.String("atomId", c.Param("atomId")),
+			zap.String("uploadId", c.Param("uploadId")),
+			zap.Int64("bytes", res.Size),
+			zap.Int64("durationMs", time.Since(start).Milliseconds()),
+		)
+		return nil
+	}
+}
