@@ -1,0 +1,264 @@
+package atomapi_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"atomuploads/atomapi"
+	"atomuploads/atomapi/atomapitest"
+	"atomuploads/upload"
+)
+
+const (
+	secret   = "hmac-s3cret"
+	token    = "bearer-s3cret"
+	videoURL = "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
+)
+
+// newEnv starts a stand-in (optionally behind wrap) and a client for it.
+func newEnv(t testing.TB, opts atomapitest.Options, cfg atomapi.Config, wrap func(http.Handler) http.Handler) (*atomapi.Client, *atomapitest.Server, *httptest.Server) {
+	t.Helper()
+	srv := atomapitest.New(opts)
+	var h http.Handler = srv
+	if wrap != nil {
+		h = wrap(srv)
+	}
+	hs := httptest.NewServer(h)
+	t.Cleanup(hs.Close)
+	cfg.BaseURL = hs.URL + "/"
+	if cfg.BaseDelay == 0 {
+		cfg.BaseDelay = time.Millisecond
+	}
+	return atomapi.New(cfg, hs.Client()), srv, hs
+}
+
+// checkSecretFree fails if err's text holds a secret.
+func checkSecretFree(t testing.TB, err error) {
+	t.Helper()
+	for _, s := range []string{secret, token, "wrong-secret", "wrong-token"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q holds a secret", err)
+		}
+	}
+}
+
+func TestAddAssetWithHMAC(t *testing.T) {
+	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret}, nil)
+	if err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
+		t.Fatalf("AddAsset: %v", err)
+	}
+	calls := srv.Calls("atom-1")
+	if len(calls) != 1 {
+		t.Fatalf("calls = %d, want 1", len(calls))
+	}
+	if got := calls[0]; got.URI != videoURL || got.Auth != "hmac" || got.Service != atomapi.ServiceName {
+		t.Errorf("call = %+v, want %s signed with HMAC by %s", got, videoURL, atomapi.ServiceName)
+	}
+	if got := srv.CallCount(); got != 1 {
+		t.Errorf("call count = %d, want 1", got)
+	}
+}
+
+func TestAddAssetWithBearerToken(t *testing.T) {
+	c, srv, _ := newEnv(t, atomapitest.Options{Token: token}, atomapi.Config{Token: token}, nil)
+	if err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
+		t.Fatalf("AddAsset: %v", err)
+	}
+	if calls := srv.Calls("atom-1"); len(calls) != 1 || calls[0].Auth != "bearer" {
+		t.Errorf("calls = %+v, want one with a bearer token", calls)
+	}
+}
+
+func TestAuthenticationFailuresArePermanent(t *testing.T) {
+	tests := []struct {
+		name string
+		opts atomapitest.Options
+		cfg  atomapi.Config
+	}{
+		{"wrong secret", atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: "wrong-secret"}},
+		{"date too far ahead of the server", atomapitest.Options{HMACSecret: secret, Now: func() time.Time { return time.Now().Add(-6 * time.Minute) }}, atomapi.Config{HMACSecret: secret}},
+		{"date too far behind the server", atomapitest.Options{HMACSecret: secret, Now: func() time.Time { return time.Now().Add(6 * time.Minute) }}, atomapi.Config{HMACSecret: secret}},
+		{"wrong token", atomapitest.Options{Token: token}, atomapi.Config{Token: "wrong-token"}},
+		{"no credentials", atomapitest.Options{Token: token}, atomapi.Config{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, srv, _ := newEnv(t, tt.opts, tt.cfg, nil)
+			err := c.AddAsset(context.Background(), "atom-1", videoURL)
+			var e *atomapi.Error
+			if !errors.As(err, &e) || e.Status != http.StatusUnauthorized || e.Temporary || atomapi.IsTemporary(err) {
+				t.Fatalf("AddAsset = %v, want a permanent 401", err)
+			}
+			if !strings.Contains(err.Error(), "atom API answered 401 Unauthorized") {
+				t.Errorf("message %q does not say what the atom API answered", err)
+			}
+			checkSecretFree(t, err)
+			if got := srv.Requests(); got != 1 {
+				t.Errorf("requests = %d, want 1 (no retry)", got)
+			}
+			if got := srv.CallCount(); got != 0 {
+				t.Errorf("calls = %d, want 0", got)
+			}
+		})
+	}
+}
+
+func TestSkewWithinFiveMinutesIsAccepted(t *testing.T) {
+	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret, Now: func() time.Time { return time.Now().Add(4 * time.Minute) }},
+		atomapi.Config{HMACSecret: secret}, nil)
+	if err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
+		t.Fatalf("AddAsset: %v", err)
+	}
+	if got := srv.CallCount(); got != 1 {
+		t.Errorf("calls = %d, want 1", got)
+	}
+}
+
+func TestRetriesTemporaryFailures(t *testing.T) {
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusInternalServerError, http.StatusTooManyRequests} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret}, nil)
+			srv.FailNextWith(2, status)
+			if err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
+				t.Fatalf("AddAsset: %v", err)
+			}
+			if got := srv.Requests(); got != 3 {
+				t.Errorf("requests = %d, want 3", got)
+			}
+			if got := len(srv.Calls("atom-1")); got != 1 {
+				t.Errorf("calls = %d, want 1", got)
+			}
+		})
+	}
+}
+
+func TestGivesUpAfterMaxAttempts(t *testing.T) {
+	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret, MaxAttempts: 3}, nil)
+	srv.FailNext(10)
+	err := c.AddAsset(context.Background(), "atom-1", videoURL)
+	if !atomapi.IsTemporary(err) || !strings.Contains(err.Error(), "3 attempts") || !strings.Contains(err.Error(), "503") {
+		t.Errorf("AddAsset = %v, want a temporary 503 error after 3 attempts", err)
+	}
+	if got := srv.Requests(); got != 3 {
+		t.Errorf("requests = %d, want 3", got)
+	}
+}
+
+func TestClientErrorsArePermanent(t *testing.T) {
+	tests := []struct {
+		name, atom, uri string
+		wantStatus      int
+		wantText        string
+	}{
+		{"unknown atom", "nosuchatom", videoURL, http.StatusNotFound, "atom nosuchatom does not exist"},
+		{"not a watch URL", "atom-1", "https://example.com/video", http.StatusBadRequest, "is not a YouTube watch URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret, Atoms: []string{"atom-1"}}, atomapi.Config{HMACSecret: secret}, nil)
+			err := c.AddAsset(context.Background(), tt.atom, tt.uri)
+			var e *atomapi.Error
+			if !errors.As(err, &e) || e.Status != tt.wantStatus || e.Temporary {
+				t.Fatalf("AddAsset = %v, want a permanent %d", err, tt.wantStatus)
+			}
+			if !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("message %q does not contain %q", err, tt.wantText)
+			}
+			if got := srv.Requests(); got != 1 {
+				t.Errorf("requests = %d, want 1 (no retry)", got)
+			}
+		})
+	}
+}
+
+func TestNetworkErrorsAreRetriedThenTemporary(t *testing.T) {
+	c, srv, hs := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret, MaxAttempts: 2}, nil)
+	hs.Close()
+	err := c.AddAsset(context.Background(), "atom-1", videoURL)
+	if !atomapi.IsTemporary(err) || !strings.Contains(err.Error(), "2 attempts") {
+		t.Errorf("AddAsset to a closed server = %v, want temporary after 2 attempts", err)
+	}
+	if got := srv.Requests(); got != 0 {
+		t.Errorf("requests = %d, want 0", got)
+	}
+}
+
+func TestAttemptTimeoutIsRetried(t *testing.T) {
+	var seen atomic.Int32
+	hang := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if seen.Add(1) == 1 {
+				// The first attempt never gets an answer. (Reading the body
+				// lets the server notice when the client hangs up.)
+				_, _ = io.Copy(io.Discard, r.Body)
+				<-r.Context().Done()
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret, Timeout: 100 * time.Millisecond}, hang)
+	if err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
+		t.Fatalf("AddAsset: %v", err)
+	}
+	if got, calls := seen.Load(), srv.CallCount(); got != 2 || calls != 1 {
+		t.Errorf("attempts = %d, calls = %d, want 2 and 1", got, calls)
+	}
+}
+
+func TestContextEndsTheRetries(t *testing.T) {
+	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret, BaseDelay: time.Hour}, nil)
+	srv.FailNext(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := c.AddAsset(ctx, "atom-1", videoURL)
+	if !errors.Is(err, context.DeadlineExceeded) || atomapi.IsTemporary(err) {
+		t.Errorf("AddAsset = %v, want the context's deadline error", err)
+	}
+	if got := srv.Requests(); got != 1 {
+		t.Errorf("requests = %d, want 1", got)
+	}
+}
+
+func TestInvalidArguments(t *testing.T) {
+	c := atomapi.New(atomapi.Config{BaseURL: "http://127.0.0.1:1"}, nil)
+	for _, tt := range []struct{ atom, uri string }{{"", videoURL}, {"../etc", videoURL}, {"atom-1", ""}} {
+		if err := c.AddAsset(context.Background(), tt.atom, tt.uri); upload.ErrorCode(err) != upload.EINVALID {
+			t.Errorf("AddAsset(%q, %q) = %v, want %s", tt.atom, tt.uri, err, upload.EINVALID)
+		}
+	}
+	noBase := atomapi.New(atomapi.Config{}, nil)
+	if err := noBase.AddAsset(context.Background(), "atom-1", videoURL); upload.ErrorCode(err) != upload.EINVALID {
+		t.Errorf("AddAsset without a base URL = %v, want %s", err, upload.EINVALID)
+	}
+}
+
+func TestConcurrentCallsAreEachRecordedOnce(t *testing.T) {
+	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret}, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Go(func() { errs <- c.AddAsset(context.Background(), fmt.Sprintf("atom-%d", i), videoURL) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("AddAsset: %v", err)
+		}
+	}
+	for i := range 20 {
+		if got := len(srv.Calls(fmt.Sprintf("atom-%d", i))); got != 1 {
+			t.Errorf("calls for atom-%d = %d, want 1", i, got)
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package youtubetest
+
+import (
+	"net/http"
+	"slices"
+	"time"
+
+	yt "google.golang.org/api/youtube/v3"
+)
+
+// videoResource renders a video with the requested parts; s.mu is held.
+// Uploaded videos report "processing" for ProcessingSteps polls of
+// videos.list, one part more each time, then "succeeded" (uploadStatus
+// "processed"); see serveList.
+func (s *Server) videoResource(v *video, parts []string) *yt.Video {
+	out := &yt.Video{Kind: "youtube#video", Id: v.id, Etag: "etag-" + v.id}
+	m := v.sess.meta
+	uploadStatus, processing := "uploaded", "processing"
+	switch {
+	case v.failure != "":
+		uploadStatus, processing = "failed", "failed"
+	case v.polls >= s.steps:
+		uploadStatus, processing = "processed", "succeeded"
+	}
+	for _, p := range parts {
+		switch p {
+		case "snippet":
+			out.Snippet = &yt.VideoSnippet{
+				Title:        m.Title,
+				Description:  m.Description,
+				Tags:         slices.Clone(m.Tags),
+				CategoryId:   m.CategoryID,
+				ChannelId:    "UCyoutubetest00000000000",
+				ChannelTitle: "youtubetest",
+				PublishedAt:  v.uploaded.UTC().Format(time.RFC3339),
+			}
+		case "status":
+			out.Status = &yt.VideoStatus{
+				UploadStatus:  uploadStatus,
+				PrivacyStatus: m.PrivacyStatus,
+				FailureReason: v.failure,
+				License:       "youtube",
+				Embeddable:    true,
+			}
+		case "processingDetails":
+			d := &yt.VideoProcessingDetails{ProcessingStatus: processing}
+			switch processing {
+			case "processing":
+				d.ProcessingProgress = &yt.VideoProcessingDetailsProcessingProgress{
+					PartsTotal:     uint64(s.steps),
+					PartsProcessed: uint64(v.polls),
+					// Zero values are sent too: 0 parts processed is news.
+					ForceSendFields: []string{"PartsProcessed", "PartsTotal"},
+				}
+			case "failed":
+				d.ProcessingFailureReason = "other"
+			}
+			out.ProcessingDetails = d
+		}
+	}
+	return out
+}
+
+// serveList is videos.list: GET /youtube/v3/videos?part=…&id=a,b. Each
+// listed video that is still processing moves one step further per call.
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
+	s.count(KindList)
+	q := r.URL.Query()
+	parts, problem := checkParts(q)
+	if problem != "" {
+		writeError(w, http.StatusBadRequest, "invalidParameter", problem)
+		return
+	}
+	ids := listParam(q, "id")
+	if len(ids) == 0 {
+		writeError(w, http.StatusBadRequest, "missingRequiredParameter", "No filter selected. Expected one of: id")
+		return
+	}
+	type pageInfo struct {
+		TotalResults   int `json:"totalResults"`
+		ResultsPerPage int `json:"resultsPerPage"`
+	}
+	resp := struct {
+		Kind     string      `json:"kind"`
+		Etag     string      `json:"etag"`
+		Items    []*yt.Video `json:"items"`
+		PageInfo pageInfo    `json:"pageInfo"`
+	}{Kind: "youtube#videoListResponse", Etag: "etag-list", Items: []*yt.Video{}}
+	s.mu.Lock()
+	for _, id := range ids {
+		v := s.videos[id]
+		if v == nil {
+			continue
+		}
+		resp.Items = append(resp.Items, s.videoResource(v, parts))
+		if v.failure == "" && v.polls < s.steps {
+			v.polls++
+		}
+	}
+	s.mu.Unlock()
+	resp.PageInfo = pageInfo{TotalResults: len(resp.Items), ResultsPerPage: len(resp.Items)}
+	writeJSON(w, http.StatusOK, resp)
+}
