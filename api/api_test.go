@@ -16,8 +16,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
 
 	"atomuploads/api"
@@ -28,24 +26,6 @@ import (
 )
 
 const token = "test-token-0123456789"
-
-// syncBuffer collects log lines from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // fakeSessions records aborted YouTube sessions (the API's only use of YouTube).
 type fakeSessions struct {
@@ -64,7 +44,7 @@ type harness struct {
 	url      string
 	stack    *stacktest.Stack
 	store    *store.Store
-	logs     *syncBuffer
+	logs     *stacktest.Logs
 	sessions *fakeSessions
 	srv      *api.Server
 }
@@ -72,8 +52,7 @@ type harness struct {
 func newHarness(t testing.TB) *harness {
 	t.Helper()
 	st := stacktest.New(t)
-	logs := &syncBuffer{}
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(logs), zap.DebugLevel))
+	log, logs := stacktest.NewLogger(t)
 	s := store.New(st.DynamoDB, st.Table, time.Hour)
 	sessions := &fakeSessions{}
 	srv := api.New(api.Config{

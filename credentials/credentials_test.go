@@ -51,9 +51,9 @@ func TestCredentialsWriteOnlyTheirOwnParts(t *testing.T) {
 	}
 	for _, key := range []string{
 		"uploads/" + atomID + "/" + otherID + "/parts/0", // another upload
-		"uploads/" + atomID + "/" + uploadID + "/full",    // the reassembled file
-		"uploads/other-atom/" + uploadID + "/parts/0",     // another atom
-		"uploads/" + atomID + "/" + uploadID + "/parts",   // the prefix itself
+		"uploads/" + atomID + "/" + uploadID + "/full",   // the reassembled file
+		"uploads/other-atom/" + uploadID + "/parts/0",    // another atom
+		"uploads/" + atomID + "/" + uploadID + "/parts",  // the prefix itself
 	} {
 		if err := put(key); !accessDenied(err) {
 			t.Errorf("put %s: error = %v, want AccessDenied", key, err)

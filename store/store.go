@@ -26,10 +26,11 @@
 // an ECONFLICT domain error (ErrLeaseHeld, ErrLeaseLost, or a version
 // conflict after retries), never as an AWS error.
 //
-// The items hold no secret: temporary credentials are never stored. The
-// YouTube destination keeps its resumable session URI, which another
-// instance needs to resume the session; it is never rendered by the API nor
-// logged.
+// The items hold no secret: temporary credentials are never stored, and the
+// YouTube destination keeps its resumable session only as the sealed handle
+// of package youtube (the URI, a capability, encrypted with a key derived
+// from the OAuth2 client secret), which another instance needs to resume
+// the session. The API never renders it and nothing logs it.
 //
 // IAM: dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem and
 // dynamodb:Query on the table.

@@ -76,7 +76,7 @@ type Destination struct {
 
 	// YouTube destination.
 	Meta             *YouTubeMetadata
-	Session          string // resumable session URI; internal, never rendered or logged
+	Session          string // sealed resumable session handle (package youtube); never rendered or logged
 	UploadedBytes    int64  // bytes YouTube has committed
 	VideoID          string
 	ProcessingStatus string
