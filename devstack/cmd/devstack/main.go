@@ -1,6 +1,6 @@
 // Command devstack is the local stack's helper: "setup" creates the bucket,
 // queues, table and notification; "serve" runs the MinIO → SQS event bridge
-// (and, when asked, the YouTube and atom API stand-ins) on loopback.
+// and, when asked, the YouTube and atom API stand-ins on loopback.
 // It is started by scripts/stack; the service never needs it in AWS.
 package main
 
@@ -18,7 +18,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"atomuploads/atomapi/atomapitest"
 	"atomuploads/devstack"
+	"atomuploads/youtube/youtubetest"
 )
 
 func main() {
@@ -70,7 +72,16 @@ func setup(ctx context.Context, args []string) error {
 
 func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
-	bridgeAddr := fs.String("bridge", "127.0.0.1:9100", "listen address of the MinIO → SQS bridge")
+	bridgeAddr := fs.String("bridge", "127.0.0.1:9100", "listen address of the MinIO → SQS bridge; empty: none")
+	ytAddr := fs.String("youtube", "", "listen address of the YouTube stand-in; empty: none")
+	var ytOpts youtubetest.Options
+	fs.StringVar(&ytOpts.ClientID, "youtube-client-id", "dev-client", "OAuth2 client id the YouTube stand-in accepts")
+	fs.StringVar(&ytOpts.ClientSecret, "youtube-client-secret", "dev-client-secret", "OAuth2 client secret it accepts")
+	fs.StringVar(&ytOpts.RefreshToken, "youtube-refresh-token", "dev-refresh-token", "refresh token it accepts")
+	fs.IntVar(&ytOpts.ProcessingSteps, "youtube-processing-steps", 3, "videos.list polls a video reports processing")
+	atomAddr := fs.String("atomapi", "", "listen address of the atom API stand-in; empty: none")
+	var atomOpts atomapitest.Options
+	fs.StringVar(&atomOpts.HMACSecret, "atomapi-hmac-secret", "dev-hmac-secret", "HMAC secret the atom API stand-in accepts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,11 +95,18 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	clients, _ := devstack.NewClients(cfg)
-	servers := []*http.Server{{
-		Addr:              *bridgeAddr,
-		Handler:           &devstack.Bridge{SQS: clients.SQS, Region: cfg.Region, Log: log},
-		ReadHeaderTimeout: 10 * time.Second,
-	}}
+	var servers []*http.Server
+	add := func(addr string, h http.Handler) {
+		if addr != "" {
+			servers = append(servers, &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second})
+		}
+	}
+	add(*bridgeAddr, &devstack.Bridge{SQS: clients.SQS, Region: cfg.Region, Log: log})
+	add(*ytAddr, youtubetest.New(ytOpts))
+	add(*atomAddr, atomapitest.New(atomOpts))
+	if len(servers) == 0 {
+		return errors.New("nothing to serve: give -bridge, -youtube or -atomapi")
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	for _, srv := range servers {
 		g.Go(func() error {

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"atomuploads/devstack/stacktest"
+	"atomuploads/youtube/youtubetest"
+)
+
+// record is the part of an upload record these tests read.
+type record struct {
+	ID           string
+	Status       string
+	Error        string
+	Destinations []struct {
+		Type    string
+		Status  string
+		Error   string
+		Details struct {
+			VideoID string
+		}
+	}
+	Parts []struct {
+		Start, End int64
+		Key        string
+	}
+	Credentials *struct {
+		TemporaryAccessID  string
+		TemporarySecretKey string
+		SessionToken       string
+	}
+}
+
+func apiCall(ctx context.Context, method, url string, body any) (record, int, error) {
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
+	if err != nil {
+		return record{}, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer test-token-0123456789")
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return record{}, 0, err
+	}
+	defer res.Body.Close()
+	var rec record
+	b, _ := io.ReadAll(res.Body)
+	_ = json.Unmarshal(b, &rec)
+	return rec, res.StatusCode, nil
+}
+
+// browserPut puts the parts with the upload's temporary credentials, as the
+// media tool does.
+func browserPut(ctx context.Context, st *stacktest.Stack, rec record, file []byte, order []int) error {
+	c := rec.Credentials
+	client := s3.NewFromConfig(st.AWS, func(o *s3.Options) {
+		o.UsePathStyle = true
+		o.Credentials = awscreds.NewStaticCredentialsProvider(c.TemporaryAccessID, c.TemporarySecretKey, c.SessionToken)
+	})
+	for _, n := range order {
+		p := rec.Parts[n]
+		if _, err := client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(st.Bucket), Key: aws.String(p.Key), Body: bytes.NewReader(file[p.Start:p.End]),
+		}); err != nil {
+			return fmt.Errorf("put part %d: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// TestKilledAtAnyMomentLosesNothing kills the service with SIGKILL at
+// random moments of 20 uploads, restarts it each time, and checks that
+// every upload reaches YouTube byte-exact, in order, in one session
+// (invariant 3). The YouTube stand-in answers slowly, so kills land
+// mid-chunk too, after YouTube committed bytes the service never recorded.
+func TestKilledAtAnyMomentLosesNothing(t *testing.T) {
+	const runs, atOnce = 20, 5
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, atOnce)
+	for i := range runs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := killRun(t, i); err != nil {
+				t.Errorf("run %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func killRun(t *testing.T, run int) error {
+	st := stacktest.New(t)
+	yt, ytURL, atom, atomURL := newStandIns(t, youtubetest.Options{Slow: 25 * time.Millisecond})
+	env := serviceEnv(t, st, ytURL, atomURL)
+	env["UPLOADS_YOUTUBE_MAX_CHUNK_BYTES"] = "1048576"
+	env["UPLOADS_LOG_LEVEL"] = "info"
+	base := "http://" + env["UPLOADS_HTTP_ADDR"] + "/api2/atom/kill-atom/uploads"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	size := int64(2*5<<20 + 1 + mrand.IntN(3<<20)) // 3 parts
+	file := make([]byte, size)
+	_, _ = rand.Read(file)
+	sum := sha256.Sum256(file)
+
+	svc := startService(t, env)
+	svc.waitHealthy(t)
+	rec, code, err := apiCall(ctx, "POST", base, map[string]any{
+		"filename": "kill.mp4", "size": size, "contentType": "video/mp4",
+		"destinations": []map[string]any{{"type": "youtube", "title": fmt.Sprintf("Kill run %d", run)}},
+	})
+	if err != nil || code != http.StatusCreated {
+		return fmt.Errorf("start upload: %d %v", code, err)
+	}
+	putDone := make(chan error, 1)
+	go func() { putDone <- browserPut(ctx, st, rec, file, mrand.Perm(len(rec.Parts))) }()
+
+	kills := 1 + mrand.IntN(2)
+	for k := range kills {
+		time.Sleep(time.Duration(50+mrand.IntN(1200)) * time.Millisecond)
+		_ = svc.cmd.Process.Kill() // SIGKILL: no shutdown, leases held, messages in flight
+		<-svc.done
+		if k == 0 {
+			if err := <-putDone; err != nil {
+				return err
+			}
+		}
+		svc = startService(t, env)
+		svc.waitHealthy(t)
+	}
+	for {
+		got, _, err := apiCall(ctx, "GET", base+"/"+rec.ID, nil)
+		if err != nil {
+			return err
+		}
+		d := got.Destinations[0]
+		if d.Status == "failed" {
+			return fmt.Errorf("youtube destination failed: %s", d.Error)
+		}
+		if d.Details.VideoID != "" {
+			v, ok := yt.Video(d.Details.VideoID)
+			if !ok {
+				return fmt.Errorf("stand-in has no video %s", d.Details.VideoID)
+			}
+			if v.SHA256 != hex.EncodeToString(sum[:]) || v.Size != size {
+				return fmt.Errorf("video %d bytes %s, want %d bytes %x", v.Size, v.SHA256, size, sum)
+			}
+			if viol := yt.Violations(); len(viol) > 0 {
+				return fmt.Errorf("protocol violations: %v", viol)
+			}
+			if n := len(yt.Sessions()); n != 1 {
+				return fmt.Errorf("%d YouTube sessions, want 1", n)
+			}
+			var next int64
+			for _, c := range v.Chunks {
+				if c.Start != next {
+					return fmt.Errorf("chunk at %d, want %d", c.Start, next)
+				}
+				next += c.Length
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not done after %d kills: destination %s", kills, d.Status)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	// One asset call, even across kills (it may come a poll later).
+	deadline := time.Now().Add(30 * time.Second)
+	for len(atom.Calls("kill-atom")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := len(atom.Calls("kill-atom")); n != 1 {
+		return fmt.Errorf("%d asset calls, want 1", n)
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+// Command atom-uploads takes large video uploads for media atoms into S3 in
+// parts, relays them to YouTube while they are still uploading, reassembles
+// the original and transcodes it, and reports progress over REST. One
+// process runs the API and the queue worker together.
+//
+//	atom-uploads [-config FILE]        serve (the default)
+//	atom-uploads healthcheck [-url U]  exit 0 when the local server answers /healthcheck with 200
+//	atom-uploads version
+//
+// main only wires: configuration, logger, AWS clients, packages, and the
+// errgroup that runs them until SIGTERM.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/mediaconvert"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/logging"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
+
+	"atomuploads/api"
+	"atomuploads/atomapi"
+	"atomuploads/config"
+	"atomuploads/credentials"
+	"atomuploads/store"
+	"atomuploads/transcode"
+	"atomuploads/worker"
+	"atomuploads/youtube"
+)
+
+//go:embed config.yaml
+var defaultConfig []byte
+
+// version is set at build time: -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "healthcheck":
+			return healthcheck(args[1:])
+		case "version":
+			fmt.Println(version)
+			return 0
+		case "serve":
+			args = args[1:]
+		}
+	}
+	fs := flag.NewFlagSet("atom-uploads", flag.ContinueOnError)
+	path := fs.String("config", os.Getenv(config.EnvPrefix+"CONFIG"), "operator configuration file laid over the defaults (env UPLOADS_CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(defaultConfig, *path, os.Environ())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "atom-uploads: invalid configuration:\n  - %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  - "))
+		return 2
+	}
+	log, err := newLogger(cfg.Log.Level)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "atom-uploads:", err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("stopped", zap.Error(err))
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.EncoderConfig.TimeKey = "time"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	zc.DisableStacktrace = true
+	return zc.Build(zap.Fields(zap.String("service", "atom-uploads"), zap.String("version", version)))
+}
+
+// serve wires the packages and runs the API and the worker until ctx ends,
+// then shuts down within cfg.ShutdownGrace.
+func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx,
+		awsconfig.WithRegion(regionOr(cfg.AWS.Region)),
+		awsconfig.WithLogger(sdkLogger{log}))
+	if err != nil {
+		return fmt.Errorf("AWS configuration: %w", err)
+	}
+	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = cfg.AWS.S3UsePathStyle })
+	db := store.New(dynamodb.NewFromConfig(awsCfg), cfg.Table.Name, cfg.Table.Retention)
+	issuer := credentials.NewIssuer(sts.NewFromConfig(awsCfg), cfg.Uploads.CredentialsRoleARN, cfg.Uploads.Bucket, cfg.Uploads.CredentialsDuration)
+
+	// nil interfaces, not typed nil pointers, for what is switched off.
+	var (
+		yt       worker.YouTube
+		sessions api.SessionCanceller
+		atom     worker.AtomAPI
+		tc       worker.Transcoder
+		ffmpeg   *transcode.FFmpeg
+	)
+	if cfg.YouTube.Enabled {
+		c, err := youtube.New(youtube.Config{
+			APIBaseURL:     cfg.YouTube.APIBaseURL,
+			TokenURL:       cfg.YouTube.TokenURL,
+			ClientID:       cfg.YouTube.ClientID,
+			ClientSecret:   cfg.YouTube.ClientSecret.Reveal(),
+			RefreshToken:   cfg.YouTube.RefreshToken.Reveal(),
+			RequestTimeout: cfg.YouTube.RequestTimeout,
+		}, &http.Client{})
+		if err != nil {
+			return fmt.Errorf("YouTube client: %w", err)
+		}
+		yt, sessions = c, c
+	}
+	if cfg.AtomAPI.BaseURL != "" {
+		atom = atomapi.New(atomapi.Config{
+			BaseURL:     cfg.AtomAPI.BaseURL,
+			HMACSecret:  cfg.AtomAPI.HMACSecret.Reveal(),
+			Token:       cfg.AtomAPI.Token.Reveal(),
+			Timeout:     cfg.AtomAPI.Timeout,
+			MaxAttempts: cfg.AtomAPI.MaxAttempts,
+		}, &http.Client{})
+	}
+	switch cfg.Transcode.Backend {
+	case "mediaconvert":
+		mc := transcode.MediaConvertConfig{
+			RoleARN:           cfg.Transcode.MediaConvert.RoleARN,
+			Queue:             cfg.Transcode.MediaConvert.QueueARN,
+			Endpoint:          cfg.Transcode.MediaConvert.Endpoint,
+			DestinationBucket: cfg.Transcode.OutputBucket,
+			PosterFrame:       true,
+		}
+		m, err := transcode.NewMediaConvert(mediaconvert.NewFromConfig(awsCfg, mc.ClientOptions), mc)
+		if err != nil {
+			return fmt.Errorf("MediaConvert: %w", err)
+		}
+		tc = m
+	case "ffmpeg":
+		ffmpeg, err = transcode.NewFFmpeg(s3c, transcode.FFmpegConfig{
+			FFmpegPath:        cfg.Transcode.FFmpeg.Path,
+			FFprobePath:       cfg.Transcode.FFmpeg.FFprobePath,
+			DestinationBucket: cfg.Transcode.OutputBucket,
+			Concurrency:       cfg.Transcode.FFmpeg.Concurrency,
+			TempDir:           cfg.Transcode.FFmpeg.TempDir,
+			Preset:            cfg.Transcode.FFmpeg.Preset,
+			Logger:            log,
+		})
+		if err != nil {
+			return fmt.Errorf("ffmpeg transcoder: %w", err)
+		}
+		tc = ffmpeg
+	}
+
+	tokens := make([]string, len(cfg.API.Tokens))
+	for i, t := range cfg.API.Tokens {
+		tokens[i] = t.Reveal()
+	}
+	apiServer := api.New(api.Config{
+		Tokens:         tokens,
+		Region:         awsCfg.Region,
+		Bucket:         cfg.Uploads.Bucket,
+		PartSize:       cfg.Uploads.PartSize,
+		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
+		RequestTimeout: cfg.HTTP.RequestTimeout,
+		YouTube:        cfg.YouTube.Enabled,
+		Transcode:      tc != nil,
+	}, db, issuer, sessions, log)
+	httpServer := &http.Server{
+		Addr:              cfg.HTTP.Addr,
+		Handler:           apiServer,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ErrorLog:          zap.NewStdLog(log),
+	}
+	steps := worker.NewSteps(worker.Config{
+		Bucket:                cfg.Uploads.Bucket,
+		Owner:                 instanceID(),
+		LeaseTTL:              cfg.Worker.LeaseTTL,
+		PollInterval:          cfg.Worker.PollInterval,
+		ReassemblyParallelism: cfg.Worker.ReassemblyParallelism,
+		MaxChunkBytes:         cfg.YouTube.MaxChunkBytes,
+	}, db, s3c, yt, tc, atom, log)
+	pool := worker.NewPool(sqs.NewFromConfig(awsCfg), worker.PoolConfig{
+		QueueURL:    cfg.Queue.URL,
+		Concurrency: cfg.Worker.Concurrency,
+		Visibility:  cfg.Worker.VisibilityTimeout,
+	}, steps, log)
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	log.Info("started", zap.String("addr", ln.Addr().String()), zap.String("queue", cfg.Queue.URL),
+		zap.String("bucket", cfg.Uploads.Bucket), zap.String("table", cfg.Table.Name),
+		zap.Bool("youtube", yt != nil), zap.String("transcode", cfg.Transcode.Backend))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := httpServer.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("API server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// The worker's grace leaves a few seconds for the bookkeeping that
+		// hands back unfinished messages and releases leases.
+		return pool.Run(gctx, max(cfg.ShutdownGrace-3*time.Second, time.Second))
+	})
+	if ffmpeg != nil {
+		g.Go(func() error { return ffmpeg.Run(gctx) })
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("stopping", zap.Duration("grace", cfg.ShutdownGrace))
+		apiServer.Drain()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownGrace)
+		defer cancel()
+		return httpServer.Shutdown(sctx)
+	})
+	return g.Wait()
+}
+
+// regionOr prefers the SDK's own AWS_REGION over the configured region.
+func regionOr(configured string) string {
+	if r := os.Getenv("AWS_REGION"); r != "" {
+		return r
+	}
+	return configured
+}
+
+// instanceID names this process as a lease owner.
+func instanceID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// sdkLogger sends the AWS SDK's own log lines to zap at debug level.
+type sdkLogger struct{ log *zap.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	l.log.Debug("aws sdk", zap.String("classification", string(c)), zap.String("detail", fmt.Sprintf(format, v...)))
+}
+
+// healthcheck is the container's HEALTHCHECK: the final image has no shell
+// or curl.
+func healthcheck(args []string) int {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	addr := os.Getenv(config.EnvName("http.addr"))
+	if addr == "" {
+		addr = ":8080"
+	}
+	if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	url := fs.String("url", "http://"+addr+"/healthcheck", "URL to check")
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	client := &http.Client{Timeout: *timeout}
+	res, err := client.Get(*url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		return 1
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "healthcheck:", res.Status)
+		return 1
+	}
+	return 0
+}
