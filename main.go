@@ -242,7 +242,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("stopping", zap.Duration("grace", cfg.ShutdownGrace))
+		log.Info("stopping", zap.String("grace", cfg.ShutdownGrace.String()))
 		apiServer.Drain()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownGrace)
 		defer cancel()
