@@ -102,7 +102,6 @@ type Queue struct {
 type Worker struct {
 	Concurrency           int           `yaml:"concurrency"`
 	VisibilityTimeout     time.Duration `yaml:"visibilityTimeout"`
-	RetryDelay            time.Duration `yaml:"retryDelay"`
 	LeaseTTL              time.Duration `yaml:"leaseTtl"`
 	ReassemblyParallelism int           `yaml:"reassemblyParallelism"`
 	PollInterval          time.Duration `yaml:"pollInterval"`
@@ -433,7 +432,6 @@ func (c Config) Validate() error {
 		bad("worker.concurrency", "%d is outside 1–1000", c.Worker.Concurrency)
 	}
 	within("worker.visibilityTimeout", c.Worker.VisibilityTimeout, 10*time.Second, 12*time.Hour)
-	within("worker.retryDelay", c.Worker.RetryDelay, time.Second, 15*time.Minute)
 	within("worker.leaseTtl", c.Worker.LeaseTTL, 5*time.Second, time.Hour)
 	within("worker.pollInterval", c.Worker.PollInterval, time.Second, 15*time.Minute)
 	if c.Worker.ReassemblyParallelism < 1 || c.Worker.ReassemblyParallelism > 100 {

@@ -198,3 +198,18 @@ func TestSecretRedacts(t *testing.T) {
 		t.Errorf("MarshalText() = %q, want [redacted]", b)
 	}
 }
+
+// TestREADMEDocumentsEveryKey keeps the README's configuration reference
+// complete.
+func TestREADMEDocumentsEveryKey(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range Keys() {
+		row := "| `" + key + "` | `" + EnvName(key) + "` |"
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README.md has no configuration row starting %s", row)
+		}
+	}
+}

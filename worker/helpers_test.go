@@ -118,6 +118,8 @@ type workerOpts struct {
 	atom  worker.AtomAPI
 	grace time.Duration
 	cfg   func(*worker.Config)
+	// concurrency of the pool; 8 unless set
+	concurrency int
 }
 
 // startWorker runs one worker instance (a pool and its steps, as main
@@ -148,7 +150,7 @@ func (e *env) startWorker(t testing.TB, o workerOpts) (stop func()) {
 	steps := worker.NewSteps(cfg, e.store, e.st.S3, yt, o.tc, o.atom, e.log.With(zap.String("owner", o.owner)))
 	pool := worker.NewPool(e.st.SQS, worker.PoolConfig{
 		QueueURL:    e.st.QueueURL,
-		Concurrency: 8,
+		Concurrency: max(o.concurrency, 8),
 		Visibility:  30 * time.Second,
 		WaitTime:    time.Second,
 	}, steps, e.log.With(zap.String("owner", o.owner)))
