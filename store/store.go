@@ -314,9 +314,11 @@ func (s *Store) CompletePart(ctx context.Context, atomID, id string, n int) (*up
 }
 
 // Acquire takes the named lease for owner until ttl from now, if it is
-// free, expired or already owner's, and returns the record. A lease held by
-// another is ErrLeaseHeld.
-func (s *Store) Acquire(ctx context.Context, atomID, id, lease, owner string, ttl time.Duration) (*upload.Upload, error) {
+// free, expired or already owner's, and returns the record. takenOver
+// reports that the lease was taken from a holder whose lease expired (it
+// did not release it, so what it recorded may lag behind what it did). A
+// lease held by another is ErrLeaseHeld.
+func (s *Store) Acquire(ctx context.Context, atomID, id, lease, owner string, ttl time.Duration) (u *upload.Upload, takenOver bool, err error) {
 	now := s.now()
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(s.table),
@@ -329,20 +331,24 @@ func (s *Store) Acquire(ctx context.Context, atomID, id, lease, owner string, tt
 			":now": num(now.UnixMilli()),
 			":exp": num(now.Add(ttl).UnixMilli()),
 		},
-		ReturnValues:                        types.ReturnValueAllNew,
+		// The record fields are the same before and after; the old item
+		// also tells whether an expired holder was there.
+		ReturnValues:                        types.ReturnValueAllOld,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
 		if ccf.Item == nil {
-			return nil, upload.Errorf(upload.ENOTFOUND, "atom %s has no upload %s", atomID, id)
+			return nil, false, upload.Errorf(upload.ENOTFOUND, "atom %s has no upload %s", atomID, id)
 		}
-		return nil, ErrLeaseHeld
+		return nil, false, ErrLeaseHeld
 	}
 	if err != nil {
-		return nil, fmt.Errorf("acquire %s lease of %s: %w", lease, id, dbError(err))
+		return nil, false, fmt.Errorf("acquire %s lease of %s: %w", lease, id, dbError(err))
 	}
-	return fromAttrs(out.Attributes)
+	prev, _ := out.Attributes[lease+"LeaseOwner"].(*types.AttributeValueMemberS)
+	u, err = fromAttrs(out.Attributes)
+	return u, prev != nil && prev.Value != owner, err
 }
 
 // Renew extends owner's lease to ttl from now; ErrLeaseLost if owner no
@@ -407,6 +413,30 @@ func (s *Store) Release(ctx context.Context, atomID, id, lease, owner string, un
 		return false, fmt.Errorf("release %s lease of %s: %w", lease, id, dbError(err))
 	}
 	return true, nil
+}
+
+// Abandon gives up owner's lease without vouching for the record: the lease
+// is free at once, but the next Acquire reports it as taken over, as if it
+// had expired. A holder that stops after an error abandons, so that the next
+// one checks what the record cannot know (what YouTube committed).
+// Abandoning a lease one does not hold is not an error.
+func (s *Store) Abandon(ctx context.Context, atomID, id, lease, owner string) error {
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(s.table),
+		Key:                      s.key(atomID, id),
+		UpdateExpression:         aws.String("SET #le = :zero"),
+		ConditionExpression:      aws.String("#lo = :me"),
+		ExpressionAttributeNames: map[string]string{"#lo": lease + "LeaseOwner", "#le": lease + "LeaseExpiry"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":me":   &types.AttributeValueMemberS{Value: owner},
+			":zero": num(0),
+		},
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if err != nil && !errors.As(err, &ccf) {
+		return fmt.Errorf("abandon %s lease of %s: %w", lease, id, dbError(err))
+	}
+	return nil
 }
 
 // dbError turns DynamoDB's throttling and availability errors into an

@@ -206,13 +206,13 @@ func TestLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ttl = 300 * time.Millisecond
-	if _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "a", ttl); err != nil {
-		t.Fatalf("a acquires: %v", err)
+	if _, takenOver, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "a", ttl); err != nil || takenOver {
+		t.Fatalf("a acquires a free lease: takenOver=%v err=%v, want false, nil", takenOver, err)
 	}
-	if _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); !errors.Is(err, store.ErrLeaseHeld) {
+	if _, _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); !errors.Is(err, store.ErrLeaseHeld) {
 		t.Fatalf("b acquires a held lease: error = %v, want ErrLeaseHeld", err)
 	}
-	if _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseAssembly, "b", ttl); err != nil {
+	if _, _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseAssembly, "b", ttl); err != nil {
 		t.Errorf("leases are independent, b acquiring assembly: %v", err)
 	}
 	h := store.Holding{Lease: store.LeaseYouTube, Owner: "a", TTL: ttl}
@@ -236,12 +236,12 @@ func TestLeases(t *testing.T) {
 	}
 
 	// Expiry hands the lease over; the old holder's writes then fail.
-	if _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "a", ttl); err != nil {
-		t.Fatal(err)
+	if _, takenOver, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "a", ttl); err != nil || takenOver {
+		t.Fatalf("a acquires a released lease: takenOver=%v err=%v, want false, nil", takenOver, err)
 	}
 	time.Sleep(ttl + 50*time.Millisecond)
-	if _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); err != nil {
-		t.Fatalf("b takes over an expired lease: %v", err)
+	if _, takenOver, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); err != nil || !takenOver {
+		t.Fatalf("b takes over an expired lease: takenOver=%v err=%v, want true, nil", takenOver, err)
 	}
 	if _, err := s.UpdateHolding(c, u.AtomID, u.ID, h, func(*upload.Upload) error { return nil }); !errors.Is(err, store.ErrLeaseLost) {
 		t.Errorf("old holder writes: error = %v, want ErrLeaseLost", err)
@@ -251,5 +251,30 @@ func TestLeases(t *testing.T) {
 	}
 	if err := s.Renew(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); err != nil {
 		t.Errorf("new holder renews: %v", err)
+	}
+}
+
+func TestAbandonedLeaseIsTakenOver(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	u := newUpload(t, "atom-1", time.Now())
+	if err := s.Create(c, u); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "a", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Abandon(c, u.AtomID, u.ID, store.LeaseYouTube, "b"); err != nil {
+		t.Fatalf("abandoning a lease one does not hold: %v, want no error", err)
+	}
+	if _, _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", time.Minute); !errors.Is(err, store.ErrLeaseHeld) {
+		t.Fatalf("another's abandon freed a's lease: %v", err)
+	}
+	if err := s.Abandon(c, u.AtomID, u.ID, store.LeaseYouTube, "a"); err != nil {
+		t.Fatal(err)
+	}
+	// Free at once, and the next holder learns it was not released cleanly.
+	if _, takenOver, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", time.Minute); err != nil || !takenOver {
+		t.Errorf("acquire an abandoned lease: takenOver=%v err=%v, want true, nil", takenOver, err)
 	}
 }

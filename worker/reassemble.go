@@ -26,7 +26,7 @@ import (
 // lease has expired and the copy starts again. A failed copy is aborted.
 func (h *Steps) reassemble(ctx context.Context, log *zap.Logger, u *upload.Upload) error {
 	owner := h.holder()
-	u, err := h.store.Acquire(ctx, u.AtomID, u.ID, store.LeaseAssembly, owner, h.cfg.LeaseTTL)
+	u, _, err := h.store.Acquire(ctx, u.AtomID, u.ID, store.LeaseAssembly, owner, h.cfg.LeaseTTL)
 	if errors.Is(err, store.ErrLeaseHeld) {
 		log.Info("reassembly is under way elsewhere")
 		return nil

@@ -39,7 +39,7 @@ func (h *Steps) relay(ctx context.Context, atomID, id string, failures int) Resu
 	}
 	defer unlock()
 	owner := h.holder()
-	u, err := h.store.Acquire(ctx, atomID, id, store.LeaseYouTube, owner, h.cfg.LeaseTTL)
+	u, takenOver, err := h.store.Acquire(ctx, atomID, id, store.LeaseYouTube, owner, h.cfg.LeaseTTL)
 	if errors.Is(err, store.ErrLeaseHeld) {
 		return Result{}
 	}
@@ -47,10 +47,13 @@ func (h *Steps) relay(ctx context.Context, atomID, id string, failures int) Resu
 		return Result{Err: err}
 	}
 	r := &relayRun{
-		h:    h,
-		u:    u,
-		hold: store.Holding{Lease: store.LeaseYouTube, Owner: owner, TTL: h.cfg.LeaseTTL},
-		log:  h.log.With(zap.String("atomId", atomID), zap.String("uploadId", id), zap.String("destination", string(upload.YouTube))),
+		h: h,
+		u: u,
+		// A holder that released the lease recorded YouTube's last answer;
+		// one whose lease expired may have sent more than it recorded.
+		synced: !takenOver,
+		hold:   store.Holding{Lease: store.LeaseYouTube, Owner: owner, TTL: h.cfg.LeaseTTL},
+		log:    h.log.With(zap.String("atomId", atomID), zap.String("uploadId", id), zap.String("destination", string(upload.YouTube))),
 	}
 	var released bool
 	err = h.renewing(ctx, u, store.LeaseYouTube, owner, func(ctx context.Context) error {
@@ -61,8 +64,16 @@ func (h *Steps) relay(ctx context.Context, atomID, id string, failures int) Resu
 	if !released {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, rerr := h.store.Release(rctx, atomID, id, store.LeaseYouTube, owner, store.NoPart); rerr != nil {
-			r.log.Warn("release youtube lease", zap.Error(rerr))
+		var rerr error
+		if err != nil {
+			// After an error the record may lag behind YouTube (a chunk
+			// whose answer was lost): the next holder must ask.
+			rerr = h.store.Abandon(rctx, atomID, id, store.LeaseYouTube, owner)
+		} else {
+			_, rerr = h.store.Release(rctx, atomID, id, store.LeaseYouTube, owner, store.NoPart)
+		}
+		if rerr != nil {
+			r.log.Warn("let go of the youtube lease", zap.Error(rerr))
 		}
 	}
 	var tmp *temporaryError
@@ -108,7 +119,7 @@ type relayRun struct {
 	u      *upload.Upload
 	hold   store.Holding
 	log    *zap.Logger
-	synced bool // the committed offset has been asked of YouTube in this run
+	synced bool // the recorded committed offset is YouTube's: asked, or left by a clean release
 }
 
 // run relays until the next part is missing (released is then true), the

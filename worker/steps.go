@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"atomuploads/store"
 	"atomuploads/transcode"
@@ -26,9 +27,10 @@ type Store interface {
 	Update(ctx context.Context, atomID, id string, fn func(*upload.Upload) error) (*upload.Upload, error)
 	UpdateHolding(ctx context.Context, atomID, id string, h store.Holding, fn func(*upload.Upload) error) (*upload.Upload, error)
 	CompletePart(ctx context.Context, atomID, id string, n int) (*upload.Upload, error)
-	Acquire(ctx context.Context, atomID, id, lease, owner string, ttl time.Duration) (*upload.Upload, error)
+	Acquire(ctx context.Context, atomID, id, lease, owner string, ttl time.Duration) (u *upload.Upload, takenOver bool, err error)
 	Renew(ctx context.Context, atomID, id, lease, owner string, ttl time.Duration) error
 	Release(ctx context.Context, atomID, id, lease, owner string, unlessComplete int) (bool, error)
+	Abandon(ctx context.Context, atomID, id, lease, owner string) error
 }
 
 // S3API is what the worker needs of S3.
@@ -194,14 +196,24 @@ func (h *Steps) part(ctx context.Context, log *zap.Logger, u *upload.Upload, n i
 		}
 		log.Info("part complete", zap.Int64("bytes", p.Size()), zap.Int("complete", len(u.Completed)), zap.Int("parts", u.PartCount()))
 	}
-	// Reassembly first: a server-side copy, quick next to a relay that may
-	// stream the whole file.
+	// Reassembly and relay side by side: the last part must reach YouTube
+	// without waiting for the copy, and the copy (needed by the transcode)
+	// must not wait for a relay that may still have the whole file to send.
+	var (
+		g   errgroup.Group
+		res Result
+	)
 	if u.AllPartsComplete() && !u.Assembled {
-		if err := h.reassemble(ctx, log, u); err != nil {
-			return Result{Err: err}
-		}
+		g.Go(func() error { return h.reassemble(ctx, log, u) })
 	}
-	return h.youTubeNext(ctx, u, 0)
+	g.Go(func() error {
+		res = h.youTubeNext(ctx, u, 0)
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return Result{Err: err} // the relay's progress is durable; the retry finds it
+	}
+	return res
 }
 
 // youTubeNext is the YouTube destination's next step: relay while the

@@ -142,7 +142,7 @@ func (h *Steps) addAsset(ctx context.Context, u *upload.Upload) {
 	}
 	log := h.log.With(zap.String("atomId", u.AtomID), zap.String("uploadId", u.ID), zap.String("destination", string(upload.YouTube)))
 	owner := h.holder()
-	fresh, err := h.store.Acquire(ctx, u.AtomID, u.ID, store.LeaseAsset, owner, h.cfg.LeaseTTL)
+	fresh, _, err := h.store.Acquire(ctx, u.AtomID, u.ID, store.LeaseAsset, owner, h.cfg.LeaseTTL)
 	if err != nil {
 		if !errors.Is(err, store.ErrLeaseHeld) {
 			log.Warn("add asset to atom: lease", zap.Error(err))
