@@ -5,6 +5,7 @@
 //
 //	atom-uploads [-config FILE]        serve (the default)
 //	atom-uploads healthcheck [-url U]  exit 0 when the local server answers /healthcheck with 200
+//	atom-uploads upload --atom ID …    upload a video as the media tool does (client package; -h for flags)
 //	atom-uploads version
 //
 // main only wires: configuration, logger, AWS clients, packages, and the
@@ -40,6 +41,7 @@ import (
 
 	"atomuploads/api"
 	"atomuploads/atomapi"
+	"atomuploads/client"
 	"atomuploads/config"
 	"atomuploads/credentials"
 	"atomuploads/store"
@@ -63,6 +65,12 @@ func run(args []string) int {
 		switch args[0] {
 		case "healthcheck":
 			return healthcheck(args[1:])
+		case "upload":
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			// A second Ctrl-C kills the process as usual.
+			context.AfterFunc(ctx, stop)
+			return client.Main(ctx, args[1:], os.Stdout, os.Stderr)
 		case "version":
 			fmt.Println(version)
 			return 0
