@@ -92,7 +92,8 @@ func browserPut(ctx context.Context, st *stacktest.Stack, rec record, file []byt
 // TestKilledAtAnyMomentLosesNothing kills the service with SIGKILL at
 // random moments of 20 uploads, restarts it each time, and checks that
 // every upload reaches YouTube byte-exact, in order, in one session
-// (invariant 3). The YouTube stand-in answers slowly, so kills land
+// (invariant 3): the only other sessions are ones opened just before a kill,
+// which never got a byte. The YouTube stand-in answers slowly, so kills land
 // mid-chunk too, after YouTube committed bytes the service never recorded.
 func TestKilledAtAnyMomentLosesNothing(t *testing.T) {
 	const runs, atOnce = 20, 5
@@ -172,8 +173,13 @@ func killRun(t *testing.T, run int) error {
 			if viol := yt.Violations(); len(viol) > 0 {
 				return fmt.Errorf("protocol violations: %v", viol)
 			}
-			if n := len(yt.Sessions()); n != 1 {
-				return fmt.Errorf("%d YouTube sessions, want 1", n)
+			// A kill between YouTube opening a session and the service
+			// recording it leaves an empty session behind (it expires on
+			// YouTube's side); bytes go to one session only.
+			for _, s := range yt.Sessions() {
+				if s.VideoID != v.ID && s.Committed != 0 {
+					return fmt.Errorf("a second session got %d bytes", s.Committed)
+				}
 			}
 			var next int64
 			for _, c := range v.Chunks {
