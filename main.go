@@ -211,15 +211,20 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		ErrorLog:          zap.NewStdLog(log),
 	}
+	sqsc := sqs.NewFromConfig(awsCfg)
 	steps := worker.NewSteps(worker.Config{
+		QueueURL:              cfg.Queue.URL,
 		Bucket:                cfg.Uploads.Bucket,
 		Owner:                 instanceID(),
 		LeaseTTL:              cfg.Worker.LeaseTTL,
 		PollInterval:          cfg.Worker.PollInterval,
 		ReassemblyParallelism: cfg.Worker.ReassemblyParallelism,
 		MaxChunkBytes:         cfg.YouTube.MaxChunkBytes,
-	}, db, s3c, yt, tc, atom, log)
-	pool := worker.NewPool(sqs.NewFromConfig(awsCfg), worker.PoolConfig{
+		MaxTranscodeAttempts:  cfg.Worker.MaxTranscodeAttempts,
+		MaxAttempts:           cfg.Worker.MaxAttempts,
+		MaxReceiveCount:       cfg.Worker.MaxReceiveCount,
+	}, db, sqsc, s3c, yt, tc, atom, log)
+	pool := worker.NewPool(sqsc, worker.PoolConfig{
 		QueueURL:    cfg.Queue.URL,
 		Concurrency: cfg.Worker.Concurrency,
 		Visibility:  cfg.Worker.VisibilityTimeout,
@@ -240,20 +245,35 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 		return nil
 	})
-	g.Go(func() error {
-		// The worker's grace leaves a few seconds for the bookkeeping that
-		// hands back unfinished messages and releases leases.
-		return pool.Run(gctx, max(cfg.ShutdownGrace-3*time.Second, time.Second))
-	})
+	// Work in flight gets the grace less a few seconds for the bookkeeping
+	// that hands back unfinished messages and lets go of leases.
+	workGrace := max(cfg.ShutdownGrace-5*time.Second, time.Second)
+	g.Go(func() error { return pool.Run(gctx, workGrace) })
 	if ffmpeg != nil {
-		g.Go(func() error { return ffmpeg.Run(gctx) })
+		// Transcodes in progress may finish within the grace; then they are
+		// killed, reported lost, and restarted by another instance.
+		ffctx, stopFFmpeg := context.WithCancel(context.WithoutCancel(gctx))
+		g.Go(func() error { return ffmpeg.Run(ffctx) })
+		g.Go(func() error {
+			defer stopFFmpeg()
+			<-gctx.Done()
+			t := time.NewTimer(workGrace)
+			defer t.Stop()
+			<-t.C
+			return nil
+		})
 	}
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("stopping", zap.String("grace", cfg.ShutdownGrace.String()))
-		apiServer.Drain()
+		apiServer.Drain() // /healthcheck answers 503 from now on
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownGrace)
 		defer cancel()
+		// Let a load balancer see the 503 before the listener closes.
+		select {
+		case <-time.After(min(2*time.Second, cfg.ShutdownGrace/5)):
+		case <-sctx.Done():
+		}
 		return httpServer.Shutdown(sctx)
 	})
 	return g.Wait()
@@ -286,7 +306,10 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 // or curl.
 func healthcheck(args []string) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	addr := os.Getenv(config.EnvName("http.addr"))
+	// The address the server listens on, from the same configuration; a
+	// configuration problem is the server's to report, not the probe's.
+	cfg, _ := config.Load(defaultConfig, os.Getenv(config.EnvPrefix+"CONFIG"), os.Environ())
+	addr := cfg.HTTP.Addr
 	if addr == "" {
 		addr = ":8080"
 	}

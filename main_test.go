@@ -162,9 +162,9 @@ func serviceEnv(t testing.TB, st *stacktest.Stack, ytURL, atomURL string) map[st
 		"UPLOADS_YOUTUBE_REFRESH_TOKEN":        "refresh-token",
 		"UPLOADS_ATOM_API_BASE_URL":            atomURL,
 		"UPLOADS_ATOM_API_HMAC_SECRET":         "hmac-secret",
-		"UPLOADS_SHUTDOWN_GRACE":               "4s",
-		"UPLOADS_WORKER_VISIBILITY_TIMEOUT":    "10s",
-		"UPLOADS_WORKER_LEASE_TTL":             "5s",
+		"UPLOADS_SHUTDOWN_GRACE":               "5s",
+		"UPLOADS_WORKER_VISIBILITY_TIMEOUT":    "10s", // the production ratio: at least twice the lease
+		"UPLOADS_WORKER_LEASE_TTL":             "4s",
 		"UPLOADS_WORKER_POLL_INTERVAL":         "1s",
 		"UPLOADS_LOG_LEVEL":                    "debug",
 	}
@@ -226,8 +226,8 @@ func TestHealthcheckAndGracefulStop(t *testing.T) {
 	if code := s.exitCode(t, 10*time.Second); code != 0 {
 		t.Errorf("exit code after SIGTERM %d, want 0", code)
 	}
-	if took := time.Since(began); took > 5*time.Second {
-		t.Errorf("stopping took %s, more than the 4s grace", took)
+	if took := time.Since(began); took > 6*time.Second {
+		t.Errorf("stopping took %s, more than the 5s grace", took)
 	}
 	if out := s.out.String(); !strings.Contains(out, `"msg":"stopped"`) || strings.Contains(out, `"level":"error"`) {
 		t.Errorf("logs of a clean stop:\n%s", out)

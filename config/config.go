@@ -105,6 +105,9 @@ type Worker struct {
 	LeaseTTL              time.Duration `yaml:"leaseTtl"`
 	ReassemblyParallelism int           `yaml:"reassemblyParallelism"`
 	PollInterval          time.Duration `yaml:"pollInterval"`
+	MaxAttempts           int           `yaml:"maxAttempts"`
+	MaxTranscodeAttempts  int           `yaml:"maxTranscodeAttempts"`
+	MaxReceiveCount       int           `yaml:"maxReceiveCount"`
 }
 
 // YouTube configures the YouTube Data API client.
@@ -401,7 +404,7 @@ func (c Config) Validate() error {
 	if c.HTTP.MaxBodyBytes < 1024 || c.HTTP.MaxBodyBytes > 10<<20 {
 		bad("http.maxBodyBytes", "%d is outside 1024–10485760", c.HTTP.MaxBodyBytes)
 	}
-	within("shutdownGrace", c.ShutdownGrace, time.Second, 10*time.Minute)
+	within("shutdownGrace", c.ShutdownGrace, 5*time.Second, 10*time.Minute)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -432,8 +435,22 @@ func (c Config) Validate() error {
 		bad("worker.concurrency", "%d is outside 1–1000", c.Worker.Concurrency)
 	}
 	within("worker.visibilityTimeout", c.Worker.VisibilityTimeout, 10*time.Second, 12*time.Hour)
-	within("worker.leaseTtl", c.Worker.LeaseTTL, 5*time.Second, time.Hour)
+	within("worker.leaseTtl", c.Worker.LeaseTTL, 3*time.Second, time.Hour)
+	if c.Worker.VisibilityTimeout < 2*c.Worker.LeaseTTL {
+		// A message whose handler died comes back at least half its
+		// visibility later; by then the dead handler's lease must be gone.
+		bad("worker.visibilityTimeout", "%s must be at least twice worker.leaseTtl (%s)", c.Worker.VisibilityTimeout, c.Worker.LeaseTTL)
+	}
 	within("worker.pollInterval", c.Worker.PollInterval, time.Second, 15*time.Minute)
+	if c.Worker.MaxAttempts < 1 || c.Worker.MaxAttempts > 1000 {
+		bad("worker.maxAttempts", "%d is outside 1–1000", c.Worker.MaxAttempts)
+	}
+	if c.Worker.MaxTranscodeAttempts < 1 || c.Worker.MaxTranscodeAttempts > 10 {
+		bad("worker.maxTranscodeAttempts", "%d is outside 1–10", c.Worker.MaxTranscodeAttempts)
+	}
+	if c.Worker.MaxReceiveCount < 1 || c.Worker.MaxReceiveCount > 1000 {
+		bad("worker.maxReceiveCount", "%d is outside 1–1000", c.Worker.MaxReceiveCount)
+	}
 	if c.Worker.ReassemblyParallelism < 1 || c.Worker.ReassemblyParallelism > 100 {
 		bad("worker.reassemblyParallelism", "%d is outside 1–100", c.Worker.ReassemblyParallelism)
 	}

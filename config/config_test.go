@@ -54,7 +54,7 @@ func TestLoadDefaultsWithEnv(t *testing.T) {
 func TestEnvOverridesEveryKind(t *testing.T) {
 	env := append(minimalEnv(),
 		"UPLOADS_HTTP_ADDR=127.0.0.1:9999",
-		"UPLOADS_SHUTDOWN_GRACE=3s",
+		"UPLOADS_SHUTDOWN_GRACE=7s",
 		"UPLOADS_AWS_S3_USE_PATH_STYLE=true",
 		"UPLOADS_UPLOADS_PART_SIZE=5242880",
 		"UPLOADS_WORKER_CONCURRENCY=3",
@@ -65,7 +65,7 @@ func TestEnvOverridesEveryKind(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if c.HTTP.Addr != "127.0.0.1:9999" || c.ShutdownGrace != 3*time.Second || !c.AWS.S3UsePathStyle ||
+	if c.HTTP.Addr != "127.0.0.1:9999" || c.ShutdownGrace != 7*time.Second || !c.AWS.S3UsePathStyle ||
 		c.Uploads.PartSize != 5242880 || c.Worker.Concurrency != 3 ||
 		c.YouTube.APIBaseURL != "http://127.0.0.1:9200/" || c.Transcode.FFmpeg.Concurrency != 2 {
 		t.Errorf("overrides not applied: %+v", c)
@@ -78,6 +78,7 @@ func TestBadConfigListsEveryProblemInOneError(t *testing.T) {
 		"UPLOADS_SHUTDOWN_GRACE=forever",
 		"UPLOADS_UPLOADS_PART_SIZE=1000",
 		"UPLOADS_WORKER_CONCURRENCY=0",
+		"UPLOADS_WORKER_VISIBILITY_TIMEOUT=30s", // less than twice the 20s lease
 		"UPLOADS_TRANSCODE_BACKEND=handbrake",
 		"UPLOADS_API_TOKENS=short",
 		"UPLOADS_NO_SUCH_KEY=1",
@@ -92,6 +93,7 @@ func TestBadConfigListsEveryProblemInOneError(t *testing.T) {
 		"UPLOADS_SHUTDOWN_GRACE",               // not a duration
 		"UPLOADS_UPLOADS_PART_SIZE",            // not 256 KiB aligned, below 5 MiB
 		"UPLOADS_WORKER_CONCURRENCY",           // out of range
+		"UPLOADS_WORKER_VISIBILITY_TIMEOUT",    // a dead handler's message would beat its lease
 		"UPLOADS_TRANSCODE_BACKEND",            // unknown backend
 		"UPLOADS_API_TOKENS",                   // too short
 		"UPLOADS_NO_SUCH_KEY",                  // unknown variable
@@ -131,8 +133,8 @@ func TestFileOverlaysDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Worker.Concurrency != 4 || c.Worker.LeaseTTL != time.Minute {
-		t.Errorf("got concurrency %d lease %s, want 4 and the default 1m0s", c.Worker.Concurrency, c.Worker.LeaseTTL)
+	if c.Worker.Concurrency != 4 || c.Worker.LeaseTTL != 20*time.Second {
+		t.Errorf("got concurrency %d lease %s, want 4 and the default 20s", c.Worker.Concurrency, c.Worker.LeaseTTL)
 	}
 	if err := os.WriteFile(path, []byte("worker:\n  concurency: 4\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -122,6 +122,22 @@ type workerOpts struct {
 	concurrency int
 }
 
+// config is the steps' configuration of the tests: short leases and polls.
+func (e *env) config(owner string) worker.Config {
+	return worker.Config{
+		QueueURL:              e.st.QueueURL,
+		Bucket:                e.st.Bucket,
+		Owner:                 owner,
+		LeaseTTL:              5 * time.Second,
+		PollInterval:          time.Second,
+		ReassemblyParallelism: 4,
+		MaxChunkBytes:         8 * upload.MiB,
+		MaxTranscodeAttempts:  3,
+		MaxAttempts:           20,
+		MaxReceiveCount:       5,
+	}
+}
+
 // startWorker runs one worker instance (a pool and its steps, as main
 // wires them) until the test ends or stop is called.
 func (e *env) startWorker(t testing.TB, o workerOpts) (stop func()) {
@@ -132,14 +148,7 @@ func (e *env) startWorker(t testing.TB, o workerOpts) (stop func()) {
 	if o.grace == 0 {
 		o.grace = 10 * time.Second
 	}
-	cfg := worker.Config{
-		Bucket:                e.st.Bucket,
-		Owner:                 o.owner,
-		LeaseTTL:              5 * time.Second,
-		PollInterval:          time.Second,
-		ReassemblyParallelism: 4,
-		MaxChunkBytes:         8 * upload.MiB,
-	}
+	cfg := e.config(o.owner)
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
@@ -147,7 +156,7 @@ func (e *env) startWorker(t testing.TB, o workerOpts) (stop func()) {
 	if o.yt != nil {
 		yt = o.yt
 	}
-	steps := worker.NewSteps(cfg, e.store, e.st.S3, yt, o.tc, o.atom, e.log.With(zap.String("owner", o.owner)))
+	steps := worker.NewSteps(cfg, e.store, e.st.SQS, e.st.S3, yt, o.tc, o.atom, e.log.With(zap.String("owner", o.owner)))
 	pool := worker.NewPool(e.st.SQS, worker.PoolConfig{
 		QueueURL:    e.st.QueueURL,
 		Concurrency: max(o.concurrency, 8),

@@ -2,9 +2,12 @@ package worker
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+
+	"atomuploads/upload"
 )
 
 // s3Event is an S3 event notification as AWS puts it on a queue (event
@@ -74,15 +77,19 @@ func parse(body string) (message, error) {
 	}
 	if _, ok := probe["atomUploads"]; ok {
 		var m ownMessage
-		if err := json.Unmarshal([]byte(body), &m); err != nil || m.AtomUploads == nil {
-			return message{}, fmt.Errorf("malformed atomUploads message: %v", err)
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			return message{}, fmt.Errorf("malformed atomUploads message: %w", err)
 		}
-		switch m.AtomUploads.Kind {
-		case kindRelay, kindYouTubePoll, kindTranscodePoll:
-		default:
-			return message{}, fmt.Errorf("unknown atomUploads kind %q", m.AtomUploads.Kind)
+		t := m.AtomUploads
+		switch {
+		case t == nil:
+			return message{}, errors.New("atomUploads message without a task")
+		case t.Kind != kindRelay && t.Kind != kindYouTubePoll && t.Kind != kindTranscodePoll:
+			return message{}, fmt.Errorf("unknown atomUploads kind %q", t.Kind)
+		case !upload.ValidAtomID(t.AtomID) || !upload.ValidUploadID(t.UploadID):
+			return message{}, fmt.Errorf("atomUploads %s message with atomId %q and uploadId %q", t.Kind, t.AtomID, t.UploadID)
 		}
-		return message{task: m.AtomUploads}, nil
+		return message{task: t}, nil
 	}
 	var ev s3Event
 	if err := json.Unmarshal([]byte(body), &ev); err != nil {
@@ -95,6 +102,24 @@ func parse(body string) (message, error) {
 		return message{s3: ev.Records}, nil
 	}
 	return message{}, fmt.Errorf("neither an S3 event nor an atomUploads message (keys %s)", keys(probe))
+}
+
+// uploads are the uploads a message is about.
+func (m message) uploads() []upload.Key {
+	if m.task != nil {
+		return []upload.Key{{AtomID: m.task.AtomID, UploadID: m.task.UploadID}}
+	}
+	var out []upload.Key
+	for _, r := range m.s3 {
+		key, err := r.Key()
+		if err != nil {
+			continue
+		}
+		if k, err := upload.ParseKey(key); err == nil {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func keys(m map[string]json.RawMessage) string {

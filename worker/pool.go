@@ -18,7 +18,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -50,15 +49,9 @@ type Result struct {
 	// Err means the message's work failed and must be tried again: it is
 	// left on the queue (its visibility shortened to a backoff), and the
 	// redrive policy moves it to the dead-letter queue after too many tries.
+	// Without Err the message is deleted: the handler has made its effect
+	// durable, including any follow-up message it sent.
 	Err error
-	// FollowUps are messages to send before the handled one is deleted.
-	FollowUps []FollowUp
-}
-
-// FollowUp is a message the handler wants sent, after a delay.
-type FollowUp struct {
-	Body  string
-	Delay time.Duration // at most 15 minutes (SQS's limit)
 }
 
 // Handler handles one message. ctx is cancelled when the process is out of
@@ -184,10 +177,11 @@ func (p *Pool) handle(ctx context.Context, m types.Message) {
 	stopHeartbeat()
 	hb.Wait()
 
-	// Bookkeeping must finish even when ctx is over.
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// Bookkeeping must finish even when ctx is over, within a few seconds
+	// of what is left of the shutdown grace.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	if ctx.Err() != nil && (res.Err != nil || errors.Is(res.Err, context.Canceled)) {
+	if res.Err != nil && ctx.Err() != nil {
 		p.setVisibility(bctx, m.ReceiptHandle, 0) // hand back: another instance takes it now
 		return
 	}
@@ -199,19 +193,6 @@ func (p *Pool) handle(ctx context.Context, m types.Message) {
 		p.setVisibility(bctx, m.ReceiptHandle, backoff)
 		return
 	}
-	for _, f := range res.FollowUps {
-		_, err := p.sqs.SendMessage(bctx, &sqs.SendMessageInput{
-			QueueUrl:     aws.String(p.cfg.QueueURL),
-			MessageBody:  aws.String(f.Body),
-			DelaySeconds: int32(min(f.Delay, 15*time.Minute) / time.Second),
-		})
-		if err != nil {
-			// Keep the message: it will come back and schedule again.
-			p.log.Error("send follow-up message failed", zap.String("messageId", msg.ID), zap.Error(err))
-			p.setVisibility(bctx, m.ReceiptHandle, retryBackoff(msg.ReceiveCount))
-			return
-		}
-	}
 	if _, err := p.sqs.DeleteMessage(bctx, &sqs.DeleteMessageInput{
 		QueueUrl: aws.String(p.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle,
 	}); err != nil {
@@ -219,6 +200,10 @@ func (p *Pool) handle(ctx context.Context, m types.Message) {
 		p.log.Warn("delete message failed", zap.String("messageId", msg.ID), zap.Error(err))
 	}
 }
+
+// bookkeepingTimeout bounds each SQS call made after a handler returned, so
+// that a shutdown ends within the container's stop timeout.
+const bookkeepingTimeout = 3 * time.Second
 
 // heartbeat keeps the message invisible while it is handled.
 func (p *Pool) heartbeat(ctx context.Context, receipt *string) {

@@ -36,7 +36,7 @@ func (h *Steps) reassemble(ctx context.Context, log *zap.Logger, u *upload.Uploa
 	}
 	hold := store.Holding{Lease: store.LeaseAssembly, Owner: owner, TTL: h.cfg.LeaseTTL}
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 		defer cancel()
 		if _, err := h.store.Release(rctx, u.AtomID, u.ID, store.LeaseAssembly, owner, store.NoPart); err != nil {
 			log.Warn("release assembly lease", zap.Error(err))
@@ -82,7 +82,7 @@ func (h *Steps) reassemble(ctx context.Context, log *zap.Logger, u *upload.Uploa
 		}
 	}
 	if err != nil {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*bookkeepingTimeout)
 		defer cancel()
 		if _, aerr := h.s3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
 			Bucket: aws.String(h.cfg.Bucket), Key: aws.String(full), UploadId: mpu.UploadId,
@@ -143,22 +143,30 @@ func escapeKey(key string) string {
 	return u.EscapedPath()
 }
 
-// keepLease renews a lease at a third of its TTL until ctx ends; losing it
-// cancels ctx with ErrLeaseLost so that the work stops.
+// keepLease renews a lease at a third of its TTL until ctx ends. Losing it
+// cancels ctx with ErrLeaseLost so that the work stops; so does failing to
+// renew it for two thirds of its TTL, before another instance may take it
+// over (a writer must not outlive its lease).
 func (h *Steps) keepLease(ctx context.Context, stop context.CancelCauseFunc, u *upload.Upload, lease, owner string) {
 	t := time.NewTicker(h.cfg.LeaseTTL / 3)
 	defer t.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			err := h.store.Renew(ctx, u.AtomID, u.ID, lease, owner, h.cfg.LeaseTTL)
-			if errors.Is(err, store.ErrLeaseLost) {
+			switch {
+			case err == nil:
+				renewed = time.Now()
+			case errors.Is(err, store.ErrLeaseLost):
 				stop(store.ErrLeaseLost)
 				return
-			}
-			if err != nil && ctx.Err() == nil {
+			case time.Since(renewed) >= h.cfg.LeaseTTL*2/3:
+				stop(fmt.Errorf("%w: could not renew it for %s: %v", store.ErrLeaseLost, time.Since(renewed).Round(time.Second), err))
+				return
+			case ctx.Err() == nil:
 				h.log.Warn("renew lease", zap.String("atomId", u.AtomID), zap.String("uploadId", u.ID), zap.String("lease", lease), zap.Error(err))
 			}
 		}

@@ -27,20 +27,44 @@ const (
 
 // relay streams the upload's parts to its YouTube resumable session, in
 // order, for as long as the next bytes are in S3. One writer at a time: a
-// per-upload lock in this process and the youtube lease in the table. A
-// run that finds the next part missing releases the lease only while that
-// part is still missing (Store.Release), so a part completed during the
-// run is never left without a writer; a run that finds the lease held
-// returns at once, because the holder will see the part.
-func (h *Steps) relay(ctx context.Context, atomID, id string, failures int) Result {
-	unlock, ok := h.locks.tryLock(id)
-	if !ok {
+// per-upload lock in this process and the youtube lease in the table.
+//
+// No lost wake-up: a turn that finds the next part missing releases the
+// lease only while that part is still missing (Store.Release), and lets go
+// of the in-process lock only if no other goroutine asked for it meanwhile
+// (keyedLocks), so a part completed during a turn is always relayed. A
+// message that finds the lease held elsewhere is dropped, because the
+// holder will see its part, unless it is a redelivery: its first handler
+// may have died holding the lease, so it comes back once that lease has
+// expired (the pool's visibility outlasts twice the lease for the same
+// reason).
+func (h *Steps) relay(ctx context.Context, atomID, id string, failures int, redelivered bool) Result {
+	if !h.locks.lockOrFlag(id) {
 		return Result{}
 	}
-	defer unlock()
+	for {
+		res := h.relayTurn(ctx, atomID, id, failures, redelivered)
+		if res.Err != nil || ctx.Err() != nil {
+			h.locks.unlock(id) // the retried message relays what was flagged
+			return res
+		}
+		if !h.locks.unlockUnlessFlagged(id) {
+			return res
+		}
+		failures, redelivered = 0, false
+	}
+}
+
+// relayTurn is one holder's turn: acquire the lease, relay, let go of it.
+func (h *Steps) relayTurn(ctx context.Context, atomID, id string, failures int, redelivered bool) Result {
 	owner := h.holder()
 	u, takenOver, err := h.store.Acquire(ctx, atomID, id, store.LeaseYouTube, owner, h.cfg.LeaseTTL)
 	if errors.Is(err, store.ErrLeaseHeld) {
+		if redelivered {
+			if err := h.schedule(ctx, task{Kind: kindRelay, AtomID: atomID, UploadID: id, Failures: failures}, h.cfg.LeaseTTL+time.Second); err != nil {
+				return Result{Err: err}
+			}
+		}
 		return Result{}
 	}
 	if err != nil {
@@ -62,7 +86,7 @@ func (h *Steps) relay(ctx context.Context, atomID, id string, failures int) Resu
 		return err
 	})
 	if !released {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 		defer cancel()
 		var rerr error
 		if err != nil {
@@ -78,33 +102,34 @@ func (h *Steps) relay(ctx context.Context, atomID, id string, failures int) Resu
 	}
 	var tmp *temporaryError
 	switch {
-	case errors.As(err, &tmp):
+	case errors.As(err, &tmp) && ctx.Err() == nil:
 		return h.relayLater(ctx, r, failures+1, tmp.err)
 	case err != nil:
 		return Result{Err: err}
 	}
 	if d := r.u.Destination(upload.YouTube); d != nil && d.VideoID != "" {
-		h.addAsset(ctx, r.u)
-		return Result{FollowUps: []FollowUp{{
-			Body:  task{Kind: kindYouTubePoll, AtomID: atomID, UploadID: id}.body(),
-			Delay: h.cfg.PollInterval,
-		}}}
+		if err := h.schedule(ctx, task{Kind: kindYouTubePoll, AtomID: atomID, UploadID: id}, h.cfg.PollInterval); err != nil {
+			return Result{Err: err}
+		}
+		if err := h.addAsset(ctx, r.u); err != nil && !errors.Is(err, errAssetBusy) {
+			r.log.Warn("add asset to atom failed; the next poll tries again", zap.String("videoId", d.VideoID), zap.Error(err))
+		}
 	}
 	return Result{}
 }
 
-// relayLater schedules another run after a backoff, or fails the
+// relayLater schedules another turn after a backoff, or fails the
 // destination once YouTube has refused for too long.
 func (h *Steps) relayLater(ctx context.Context, r *relayRun, failures int, cause error) Result {
-	if failures > h.cfg.MaxPollFailures {
+	if failures > h.cfg.MaxAttempts {
 		return h.failDestination(ctx, r.log, r.u, upload.YouTube, fmt.Sprintf("YouTube did not take the upload after %d attempts: %v", failures, cause))
 	}
 	delay := min(time.Duration(failures)*30*time.Second, 15*time.Minute)
+	if err := h.schedule(ctx, task{Kind: kindRelay, AtomID: r.u.AtomID, UploadID: r.u.ID, Failures: failures}, delay); err != nil {
+		return Result{Err: err}
+	}
 	r.log.Warn("relay paused; it resumes later", zap.Int("failures", failures), zap.Duration("retryIn", delay), zap.Error(cause))
-	return Result{FollowUps: []FollowUp{{
-		Body:  task{Kind: kindRelay, AtomID: r.u.AtomID, UploadID: r.u.ID, Failures: failures}.body(),
-		Delay: delay,
-	}}}
+	return Result{}
 }
 
 // temporaryError is a failure that retrying later may cure.
@@ -205,6 +230,14 @@ func (r *relayRun) startSession(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if d := r.u.Destination(upload.YouTube); d == nil || d.Session != session {
+		// Cancelled meanwhile: the API could not abort a session it never
+		// saw, so abort it here.
+		if err := r.h.yt.Cancel(ctx, session); err != nil {
+			r.log.Warn("abort the YouTube session of a cancelled upload", zap.Error(err))
+		}
+		return nil
+	}
 	r.synced = true
 	r.log.Info("YouTube session started", zap.String("status", string(upload.DestUpload)), zap.Int64("bytes", r.u.Size))
 	return nil
@@ -230,13 +263,21 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	u := r.u
 	d := u.Destination(upload.YouTube)
 	from := d.UploadedBytes
+	if from >= u.Size {
+		// YouTube had every byte but named no video: ask it again.
+		return 0, errors.New("YouTube reported every byte committed but no video")
+	}
 	n := r.available(from)
 	if n == 0 {
 		return 0, nil
 	}
 	start := time.Now()
-	body := &partsReader{ctx: ctx, s3: r.h.s3, bucket: r.h.cfg.Bucket, u: u, off: from, end: from + n}
-	p, err := r.h.yt.PutChunk(ctx, d.Session, body, from, n, u.Size)
+	// A stalled connection must not hold the upload forever while the
+	// lease keeps being renewed.
+	cctx, cancel := context.WithTimeout(ctx, chunkTimeout(n))
+	defer cancel()
+	body := &partsReader{ctx: cctx, s3: r.h.s3, bucket: r.h.cfg.Bucket, u: u, off: from, end: from + n}
+	p, err := r.h.yt.PutChunk(cctx, d.Session, body, from, n, u.Size)
 	body.Close()
 	if err != nil {
 		if berr := body.Err(); berr != nil {
@@ -250,6 +291,12 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	r.log.Info("chunk relayed", zap.Int("part", int(from/u.PartSize)), zap.Int64("bytes", n),
 		zap.Int64("committed", p.Committed), zap.Int64("durationMs", time.Since(start).Milliseconds()))
 	return n, nil
+}
+
+// chunkTimeout bounds one chunk PUT: a minute, plus the time to send n
+// bytes at 1 MiB/s, the slowest link the relay accepts.
+func chunkTimeout(n int64) time.Duration {
+	return time.Minute + time.Duration(n/upload.MiB)*time.Second
 }
 
 // available is how many bytes from offset from can go in the next chunk:

@@ -178,8 +178,9 @@ func TestThreeInstancesDuplicatedReorderedEventsOneSession(t *testing.T) {
 	if got := si.yt.BytesCommitted(); got != size {
 		t.Errorf("YouTube committed %d bytes in all, want %d: bytes sent twice", got, size)
 	}
-	waitFor(t, 30*time.Second, "the asset call", func() bool { return len(si.atom.Calls(u.AtomID)) > 0 })
-	time.Sleep(2 * time.Second) // polls that could call again
+	// Every instance has seen the processing end; no poll is left.
+	waitFor(t, 30*time.Second, "YouTube processing to end", func() bool { return len(e.logs.With(t, "YouTube processing complete")) > 0 })
+	waitFor(t, 30*time.Second, "an empty queue", func() bool { return e.queueDepth(t, e.st.QueueURL) == 0 })
 	if n := len(si.atom.Calls(u.AtomID)); n != 1 {
 		t.Errorf("%d asset calls, want exactly 1", n)
 	}
@@ -282,10 +283,7 @@ func TestNoLostWakeUp(t *testing.T) {
 		})
 		other() // worker-b is gone: only the holder can relay part 1 now
 	}}
-	steps := worker.NewSteps(worker.Config{
-		Bucket: e.st.Bucket, Owner: "worker-a", LeaseTTL: 5 * time.Second, PollInterval: time.Second,
-		ReassemblyParallelism: 2, MaxChunkBytes: 8 * upload.MiB,
-	}, ps, e.st.S3, si.ytClient, nil, si.atomCl, e.log)
+	steps := worker.NewSteps(e.config("worker-a"), ps, e.st.SQS, e.st.S3, si.ytClient, nil, si.atomCl, e.log)
 	pool := worker.NewPool(e.st.SQS, worker.PoolConfig{QueueURL: e.st.QueueURL, Concurrency: 4, Visibility: 30 * time.Second, WaitTime: time.Second}, steps, e.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)

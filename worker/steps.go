@@ -10,8 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -49,6 +51,7 @@ type YouTube interface {
 	PutChunk(ctx context.Context, sessionURI string, body io.Reader, start, n, total int64) (youtube.Progress, error)
 	Offset(ctx context.Context, sessionURI string, total int64) (youtube.Progress, error)
 	Processing(ctx context.Context, videoID string) (youtube.Processing, error)
+	Cancel(ctx context.Context, session string) error
 }
 
 // Transcoder runs the s3Bucket destination's transcode jobs.
@@ -62,16 +65,23 @@ type AtomAPI interface {
 	AddAsset(ctx context.Context, atomID, videoURL string) error
 }
 
+// Sender sends the service's own follow-up messages to the queue.
+type Sender interface {
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+}
+
 // Config configures the steps.
 type Config struct {
+	QueueURL              string        // where follow-up messages go: the queue the pool reads
 	Bucket                string        // the uploads bucket; events of other buckets are ignored
 	Owner                 string        // this instance, as lease owner
 	LeaseTTL              time.Duration // leases are renewed at a third of this
 	PollInterval          time.Duration // YouTube processing and transcode polls
 	ReassemblyParallelism int           // UploadPartCopy calls at once
 	MaxChunkBytes         int64         // largest YouTube PUT
-	MaxTranscodeAttempts  int           // lost transcode jobs are restarted up to this many times in all; 3 unless set
-	MaxPollFailures       int           // consecutive failed polls before a destination fails; 20 unless set
+	MaxTranscodeAttempts  int           // lost transcode jobs are restarted up to this many times in all
+	MaxAttempts           int           // consecutive failed relay runs, polls or asset calls before giving up
+	MaxReceiveCount       int           // the queue's redrive maxReceiveCount: the last try fails the upload
 }
 
 // Steps handles the queue's messages. YouTube, the transcoder and the atom
@@ -79,6 +89,7 @@ type Config struct {
 type Steps struct {
 	cfg   Config
 	store Store
+	sqs   Sender
 	s3    S3API
 	yt    YouTube
 	tc    Transcoder
@@ -89,14 +100,24 @@ type Steps struct {
 }
 
 // NewSteps returns the handler of the worker pool.
-func NewSteps(cfg Config, st Store, s3c S3API, yt YouTube, tc Transcoder, atom AtomAPI, log *zap.Logger) *Steps {
-	if cfg.MaxTranscodeAttempts == 0 {
-		cfg.MaxTranscodeAttempts = 3
+func NewSteps(cfg Config, st Store, sender Sender, s3c S3API, yt YouTube, tc Transcoder, atom AtomAPI, log *zap.Logger) *Steps {
+	return &Steps{cfg: cfg, store: st, sqs: sender, s3: s3c, yt: yt, tc: tc, atom: atom, log: log}
+}
+
+// schedule sends one of the service's own messages, to be handled after
+// delay (at most SQS's 15 minutes). Handlers schedule the next step before
+// they record the current one, so that a crash in between leaves a
+// duplicate (which the steps tolerate), never a gap.
+func (h *Steps) schedule(ctx context.Context, t task, delay time.Duration) error {
+	_, err := h.sqs.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:     aws.String(h.cfg.QueueURL),
+		MessageBody:  aws.String(t.body()),
+		DelaySeconds: int32(min(delay, 15*time.Minute) / time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("schedule %s of %s: %w", t.Kind, t.UploadID, err)
 	}
-	if cfg.MaxPollFailures == 0 {
-		cfg.MaxPollFailures = 20
-	}
-	return &Steps{cfg: cfg, store: st, s3: s3c, yt: yt, tc: tc, atom: atom, log: log}
+	return nil
 }
 
 // Handle handles one message of the queue.
@@ -107,23 +128,47 @@ func (h *Steps) Handle(ctx context.Context, m Message) Result {
 		h.log.Error("ignored a message that is not an event", zap.String("messageId", m.ID), zap.String("reason", err.Error()))
 		return Result{}
 	}
+	var res Result
 	switch {
 	case msg.test:
 		h.log.Info("ignored s3:TestEvent", zap.String("messageId", m.ID))
-		return Result{}
 	case msg.task != nil:
-		return h.task(ctx, m, *msg.task)
-	}
-	var res Result
-	for _, r := range msg.s3 {
-		rr := h.record(ctx, m, r)
-		res.FollowUps = append(res.FollowUps, rr.FollowUps...)
-		if rr.Err != nil {
-			// Retry the whole message: the records done are idempotent.
-			return Result{Err: rr.Err}
+		res = h.task(ctx, m, *msg.task)
+	default:
+		for _, r := range msg.s3 {
+			// On an error, retry the whole message: records done are idempotent.
+			if res = h.record(ctx, m, r); res.Err != nil {
+				break
+			}
 		}
 	}
+	if res.Err != nil && ctx.Err() == nil && h.cfg.MaxReceiveCount > 0 && m.ReceiveCount >= h.cfg.MaxReceiveCount {
+		h.giveUp(ctx, m, msg, res.Err)
+	}
 	return res
+}
+
+// giveUp fails the uploads of a message on its last try: the redrive
+// policy is about to move it to the dead-letter queue, and the upload must
+// not look as if it were still being worked on.
+func (h *Steps) giveUp(ctx context.Context, m Message, msg message, cause error) {
+	detail := cause.Error()
+	if len(detail) > 300 {
+		detail = detail[:300] + "…"
+	}
+	reason := fmt.Sprintf("the service gave up after %d attempts (%s); its message is in the dead-letter queue", m.ReceiveCount, detail)
+	for _, k := range msg.uploads() {
+		log := h.log.With(zap.String("messageId", m.ID), zap.String("atomId", k.AtomID), zap.String("uploadId", k.UploadID))
+		_, err := h.store.Update(ctx, k.AtomID, k.UploadID, func(u *upload.Upload) error {
+			u.Fail(reason, time.Now())
+			return nil
+		})
+		if err != nil {
+			log.Error("could not mark the upload failed", zap.Error(err))
+			continue
+		}
+		log.Error("upload failed", zap.String("status", string(upload.StatusFailed)), zap.String("error", reason))
+	}
 }
 
 // record handles one S3 event record.
@@ -163,12 +208,12 @@ func (h *Steps) record(ctx context.Context, m Message, r s3Record) Result {
 	if k.Kind == upload.KeyFull {
 		return h.full(ctx, log, u)
 	}
-	return h.part(ctx, log.With(zap.Int("part", k.Part)), u, k.Part)
+	return h.part(ctx, log.With(zap.Int("part", k.Part)), m, u, k.Part)
 }
 
 // part marks part n complete once its size matches the plan, then relays
 // and, when every part is in, reassembles.
-func (h *Steps) part(ctx context.Context, log *zap.Logger, u *upload.Upload, n int) Result {
+func (h *Steps) part(ctx context.Context, log *zap.Logger, m Message, u *upload.Upload, n int) Result {
 	p, ok := u.Part(n)
 	if !ok {
 		return h.reject(ctx, log, u, fmt.Sprintf("part %d is not in the plan: the file has %d parts (0–%d)", n, u.PartCount(), u.PartCount()-1))
@@ -182,7 +227,7 @@ func (h *Steps) part(ctx context.Context, log *zap.Logger, u *upload.Upload, n i
 		return Result{Err: fmt.Errorf("head part %d of %s: %w", n, u.ID, err)}
 	}
 	if size := deref(head.ContentLength); size != p.Size() {
-		return h.reject(ctx, log, u, fmt.Sprintf("part %d is %d bytes but the plan expects %d (bytes %d–%d of the file); upload it again as planned",
+		return h.reject(ctx, log, u, fmt.Sprintf("part %d is %d bytes but the plan expects %d (bytes %d–%d of the file); start a new upload",
 			n, size, p.Size(), p.Start, p.End))
 	}
 	if !u.Completed[n] {
@@ -207,7 +252,7 @@ func (h *Steps) part(ctx context.Context, log *zap.Logger, u *upload.Upload, n i
 		g.Go(func() error { return h.reassemble(ctx, log, u) })
 	}
 	g.Go(func() error {
-		res = h.youTubeNext(ctx, u, 0)
+		res = h.youTubeNext(ctx, u, 0, m.ReceiveCount > 1)
 		return nil
 	})
 	if err := g.Wait(); err != nil {
@@ -219,19 +264,20 @@ func (h *Steps) part(ctx context.Context, log *zap.Logger, u *upload.Upload, n i
 // youTubeNext is the YouTube destination's next step: relay while the
 // video is not on YouTube, then follow its processing. A message that comes
 // back after a crash thereby picks up whichever step was lost.
-func (h *Steps) youTubeNext(ctx context.Context, u *upload.Upload, failures int) Result {
+func (h *Steps) youTubeNext(ctx context.Context, u *upload.Upload, failures int, redelivered bool) Result {
 	d := u.Destination(upload.YouTube)
 	switch {
-	case d == nil || h.yt == nil || d.Status.Terminal() || u.Status.Terminal():
+	case d == nil || h.yt == nil || u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed:
 		return Result{}
-	case d.VideoID == "":
-		return h.relay(ctx, u.AtomID, u.ID, failures)
+	case d.VideoID == "" && !d.Status.Terminal():
+		return h.relay(ctx, u.AtomID, u.ID, failures, redelivered)
+	case d.VideoID != "" && (!d.Status.Terminal() || !d.AssetAdded):
+		// Polls cut duplicate chains (polledRecently), so an extra one is cheap.
+		if err := h.schedule(ctx, task{Kind: kindYouTubePoll, AtomID: u.AtomID, UploadID: u.ID}, h.cfg.PollInterval); err != nil {
+			return Result{Err: err}
+		}
 	}
-	// Polls cut duplicate chains (polledRecently), so an extra one is cheap.
-	return Result{FollowUps: []FollowUp{{
-		Body:  task{Kind: kindYouTubePoll, AtomID: u.AtomID, UploadID: u.ID}.body(),
-		Delay: h.cfg.PollInterval,
-	}}}
+	return Result{}
 }
 
 // reject fails the upload for bad input; the message is done.
@@ -254,27 +300,54 @@ func (h *Steps) holder() string {
 }
 
 // keyedLocks are the in-process per-upload locks of the YouTube writer.
+// A goroutine that finds the lock held flags the key instead of waiting;
+// the holder sees the flag when it lets go and runs once more, so a part
+// completed after the holder's last look is never left behind.
 type keyedLocks struct {
-	mu   sync.Mutex
-	held map[string]bool
+	mu      sync.Mutex
+	held    map[string]bool
+	flagged map[string]bool
 }
 
-// tryLock takes the lock of key if it is free; unlock releases it.
-func (l *keyedLocks) tryLock(key string) (unlock func(), ok bool) {
+// lockOrFlag takes the lock of key and reports true, or, when another
+// goroutine holds it, flags the key and reports false.
+func (l *keyedLocks) lockOrFlag(key string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.held[key] {
-		return nil, false
+		if l.flagged == nil {
+			l.flagged = map[string]bool{}
+		}
+		l.flagged[key] = true
+		return false
 	}
 	if l.held == nil {
 		l.held = map[string]bool{}
 	}
 	l.held[key] = true
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		delete(l.held, key)
-	}, true
+	return true
+}
+
+// unlockUnlessFlagged releases the lock of key, unless the key was flagged
+// while it was held: then it clears the flag, keeps the lock and reports
+// true, and the holder must run again.
+func (l *keyedLocks) unlockUnlessFlagged(key string) (again bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.flagged[key] {
+		delete(l.flagged, key)
+		return true
+	}
+	delete(l.held, key)
+	return false
+}
+
+// unlock releases the lock of key and clears its flag.
+func (l *keyedLocks) unlock(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.held, key)
+	delete(l.flagged, key)
 }
 
 func strPtr(s string) *string { return &s }

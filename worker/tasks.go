@@ -26,7 +26,7 @@ func (h *Steps) task(ctx context.Context, m Message, t task) Result {
 	}
 	switch t.Kind {
 	case kindRelay:
-		return h.youTubeNext(ctx, u, t.Failures)
+		return h.youTubeNext(ctx, u, t.Failures, m.ReceiveCount > 1)
 	case kindYouTubePoll:
 		return h.pollYouTube(ctx, log.With(zap.String("destination", string(upload.YouTube))), u, t)
 	case kindTranscodePoll:
@@ -36,51 +36,53 @@ func (h *Steps) task(ctx context.Context, m Message, t task) Result {
 }
 
 // polledRecently drops a duplicate poll chain: a message that was sent
-// twice would otherwise poll twice as often, forever.
+// twice would otherwise poll twice as often, forever. Polls schedule their
+// successor before they record the poll, so a crash or a failed write
+// leaves a duplicate chain, which this cuts, rather than no chain.
 func (h *Steps) polledRecently(d *upload.Destination) bool {
 	return time.Since(d.PolledAt) < h.cfg.PollInterval/2
 }
 
-// pollLater schedules the next poll, or gives up after too many failures.
+// pollLater handles a failed poll: poll again later, or give up on the
+// destination after too many failures in a row.
 func (h *Steps) pollLater(ctx context.Context, log *zap.Logger, u *upload.Upload, t task, dest upload.DestinationType, cause error) Result {
-	if cause == nil {
-		t.Failures = 0
-		return Result{FollowUps: []FollowUp{{Body: t.body(), Delay: h.cfg.PollInterval}}}
-	}
 	t.Failures++
-	if t.Failures > h.cfg.MaxPollFailures {
-		reason := fmt.Sprintf("could not get the %s state after %d attempts: %s", dest, t.Failures-1, upload.ErrorMessage(cause))
-		if _, err := h.store.Update(ctx, u.AtomID, u.ID, func(u *upload.Upload) error {
-			if d := u.Destination(dest); d != nil {
-				d.Fail(reason)
-			}
-			return nil
-		}); err != nil {
-			return Result{Err: err}
-		}
-		log.Error("destination failed", zap.String("status", string(upload.DestFailed)), zap.String("error", reason), zap.NamedError("cause", cause))
-		return Result{}
+	if t.Failures > h.cfg.MaxAttempts {
+		return h.failDestination(ctx, log, u, dest,
+			fmt.Sprintf("could not get the %s state after %d attempts: %s", dest, t.Failures-1, upload.ErrorMessage(cause)))
+	}
+	if err := h.schedule(ctx, t, h.cfg.PollInterval); err != nil {
+		return Result{Err: err}
 	}
 	log.Warn("poll failed; polling again later", zap.Int("failures", t.Failures), zap.Error(cause))
-	return Result{FollowUps: []FollowUp{{Body: t.body(), Delay: h.cfg.PollInterval}}}
+	return Result{}
 }
 
-// pollYouTube follows YouTube's processing of the uploaded video, and
+// pollYouTube follows YouTube's processing of the uploaded video, then
 // makes sure the atom has the video.
 func (h *Steps) pollYouTube(ctx context.Context, log *zap.Logger, u *upload.Upload, t task) Result {
 	d := u.Destination(upload.YouTube)
-	if d == nil || h.yt == nil || d.VideoID == "" {
+	switch {
+	case d == nil || h.yt == nil || d.VideoID == "":
 		return Result{}
-	}
-	if !d.AssetAdded {
-		h.addAsset(ctx, u)
-	}
-	if d.Status != upload.DestTranscoding || h.polledRecently(d) {
+	case d.Status == upload.DestComplete && !d.AssetAdded:
+		return h.assetLater(ctx, log, u, t)
+	case d.Status.Terminal() || h.polledRecently(d):
 		return Result{}
 	}
 	p, err := h.yt.Processing(ctx, d.VideoID)
 	if err != nil {
 		return h.pollLater(ctx, log, u, t, upload.YouTube, err)
+	}
+	var (
+		done   = p.ProcessingStatus == "succeeded" || p.UploadStatus == "processed"
+		failed = p.ProcessingStatus == "failed" || p.ProcessingStatus == "terminated" ||
+			p.UploadStatus == "failed" || p.UploadStatus == "rejected" || p.UploadStatus == "deleted"
+	)
+	if !done && !failed {
+		if err := h.schedule(ctx, task{Kind: kindYouTubePoll, AtomID: u.AtomID, UploadID: u.ID}, h.cfg.PollInterval); err != nil {
+			return Result{Err: err}
+		}
 	}
 	u, err = h.store.Update(ctx, u.AtomID, u.ID, func(u *upload.Upload) error {
 		d := u.Destination(upload.YouTube)
@@ -93,10 +95,9 @@ func (h *Steps) pollYouTube(ctx context.Context, log *zap.Logger, u *upload.Uplo
 			d.Progress = float64(p.PartsProcessed) / float64(p.PartsTotal) * 100
 		}
 		switch {
-		case p.ProcessingStatus == "succeeded" || p.UploadStatus == "processed":
+		case done:
 			return d.MoveTo(upload.DestComplete)
-		case p.ProcessingStatus == "failed" || p.ProcessingStatus == "terminated" ||
-			p.UploadStatus == "failed" || p.UploadStatus == "rejected" || p.UploadStatus == "deleted":
+		case failed:
 			d.Fail(youTubeFailure(p.UploadStatus, p.ProcessingStatus, p.FailureReason, p.RejectionReason))
 		}
 		return nil
@@ -109,15 +110,14 @@ func (h *Steps) pollYouTube(ctx context.Context, log *zap.Logger, u *upload.Uplo
 	case upload.DestComplete:
 		log.Info("YouTube processing complete", zap.String("status", string(d.Status)), zap.String("videoId", d.VideoID))
 		if !d.AssetAdded {
-			h.addAsset(ctx, u) // one last try; it is logged if it fails
+			return h.assetLater(ctx, log, u, task{Kind: kindYouTubePoll, AtomID: u.AtomID, UploadID: u.ID})
 		}
-		return Result{}
 	case upload.DestFailed:
 		log.Error("destination failed", zap.String("status", string(d.Status)), zap.String("error", d.Error))
-		return Result{}
+	default:
+		log.Debug("YouTube processing", zap.Float64("progress", d.Progress), zap.String("processingStatus", d.ProcessingStatus))
 	}
-	log.Debug("YouTube processing", zap.Float64("progress", d.Progress), zap.String("processingStatus", d.ProcessingStatus))
-	return h.pollLater(ctx, log, u, t, upload.YouTube, nil)
+	return Result{}
 }
 
 func youTubeFailure(uploadStatus, processing, failure, rejection string) string {
@@ -132,51 +132,96 @@ func youTubeFailure(uploadStatus, processing, failure, rejection string) string 
 	return fmt.Sprintf("YouTube processing %s (upload status %s)", processing, uploadStatus)
 }
 
+// assetLater adds the video to the atom once YouTube has it, trying again
+// at each poll interval; after too many failures it says so in the
+// destination's error (the video itself is fine on YouTube).
+func (h *Steps) assetLater(ctx context.Context, log *zap.Logger, u *upload.Upload, t task) Result {
+	err := h.addAsset(ctx, u)
+	switch {
+	case err == nil:
+		return Result{}
+	case errors.Is(err, errAssetBusy):
+		// Another instance is adding it, or died doing so: look again once
+		// its lease has run out.
+		if serr := h.schedule(ctx, t, h.cfg.LeaseTTL+time.Second); serr != nil {
+			return Result{Err: serr}
+		}
+		return Result{}
+	}
+	t.Failures++
+	if t.Failures > h.cfg.MaxAttempts {
+		reason := fmt.Sprintf("the video is on YouTube, but the atom API did not take it as an asset after %d attempts: %s", t.Failures-1, err)
+		if _, uerr := h.store.Update(ctx, u.AtomID, u.ID, func(u *upload.Upload) error {
+			if d := u.Destination(upload.YouTube); d != nil && !d.AssetAdded {
+				d.Error = reason
+			}
+			return nil
+		}); uerr != nil {
+			return Result{Err: uerr}
+		}
+		log.Error("add asset to atom failed for good", zap.String("error", reason))
+		return Result{}
+	}
+	if serr := h.schedule(ctx, t, h.cfg.PollInterval); serr != nil {
+		return Result{Err: serr}
+	}
+	log.Warn("add asset to atom failed; trying again later", zap.Int("failures", t.Failures), zap.Error(err))
+	return Result{}
+}
+
+// errAssetBusy: another instance holds the asset lease.
+var errAssetBusy = errors.New("another instance is adding the asset")
+
 // addAsset adds the video to the atom once per upload: the asset lease
-// makes one instance call, the record's flag makes it happen once. A
-// failure is logged and tried again at the next poll.
-func (h *Steps) addAsset(ctx context.Context, u *upload.Upload) {
+// makes one instance call, the record's flag makes it happen once. It
+// reports nil when the atom has the video or there is no atom API, and
+// errAssetBusy when another instance holds the lease (it may have died:
+// the caller looks again later).
+func (h *Steps) addAsset(ctx context.Context, u *upload.Upload) error {
 	d := u.Destination(upload.YouTube)
 	if h.atom == nil || d == nil || d.VideoID == "" || d.AssetAdded {
-		return
+		return nil
 	}
-	log := h.log.With(zap.String("atomId", u.AtomID), zap.String("uploadId", u.ID), zap.String("destination", string(upload.YouTube)))
 	owner := h.holder()
 	fresh, _, err := h.store.Acquire(ctx, u.AtomID, u.ID, store.LeaseAsset, owner, h.cfg.LeaseTTL)
-	if err != nil {
-		if !errors.Is(err, store.ErrLeaseHeld) {
-			log.Warn("add asset to atom: lease", zap.Error(err))
-		}
-		return
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return errAssetBusy
 	}
+	if err != nil {
+		return err
+	}
+	// The bookkeeping below must happen even if ctx ends: an asset added
+	// but not recorded would be added again.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if _, err := h.store.Release(rctx, u.AtomID, u.ID, store.LeaseAsset, owner, store.NoPart); err != nil {
-			log.Warn("release asset lease", zap.Error(err))
+		if _, err := h.store.Release(bctx, u.AtomID, u.ID, store.LeaseAsset, owner, store.NoPart); err != nil {
+			h.log.Warn("release asset lease", zap.String("atomId", u.AtomID), zap.String("uploadId", u.ID), zap.Error(err))
 		}
 	}()
 	if fd := fresh.Destination(upload.YouTube); fd.AssetAdded {
-		return
+		return nil
 	}
 	start := time.Now()
 	err = h.renewing(ctx, fresh, store.LeaseAsset, owner, func(ctx context.Context) error {
 		return h.atom.AddAsset(ctx, u.AtomID, d.URL())
 	})
 	if err != nil {
-		log.Error("add asset to atom failed; trying again at the next poll", zap.String("videoId", d.VideoID), zap.Error(err))
-		return
+		return fmt.Errorf("add video %s to atom %s: %w", d.VideoID, u.AtomID, err)
 	}
-	if _, err := h.store.UpdateHolding(ctx, u.AtomID, u.ID,
+	if _, err := h.store.UpdateHolding(bctx, u.AtomID, u.ID,
 		store.Holding{Lease: store.LeaseAsset, Owner: owner, TTL: h.cfg.LeaseTTL},
 		func(u *upload.Upload) error {
-			u.Destination(upload.YouTube).AssetAdded = true
+			d := u.Destination(upload.YouTube)
+			d.AssetAdded, d.Error = true, ""
 			return nil
 		}); err != nil {
-		log.Error("record asset added", zap.Error(err))
-		return
+		return fmt.Errorf("record the asset of video %s: %w", d.VideoID, err)
 	}
-	log.Info("asset added to atom", zap.String("videoId", d.VideoID), zap.Int64("durationMs", time.Since(start).Milliseconds()))
+	h.log.Info("asset added to atom", zap.String("atomId", u.AtomID), zap.String("uploadId", u.ID),
+		zap.String("destination", string(upload.YouTube)), zap.String("videoId", d.VideoID),
+		zap.Int64("durationMs", time.Since(start).Milliseconds()))
+	return nil
 }
 
 // full starts the s3Bucket destination's transcode of the reassembled file.
@@ -189,10 +234,10 @@ func (h *Steps) full(ctx context.Context, log *zap.Logger, u *upload.Upload) Res
 		// Started already; the event came again, perhaps because the
 		// process died before the first poll was sent: poll (duplicate
 		// poll chains are cut by polledRecently).
-		return Result{FollowUps: []FollowUp{{
-			Body:  task{Kind: kindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}.body(),
-			Delay: h.cfg.PollInterval,
-		}}}
+		if err := h.schedule(ctx, task{Kind: kindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}, h.cfg.PollInterval); err != nil {
+			return Result{Err: err}
+		}
+		return Result{}
 	}
 	return h.startTranscode(ctx, log.With(zap.String("destination", string(upload.S3Bucket))), u, 1)
 }
@@ -225,10 +270,10 @@ func (h *Steps) startTranscode(ctx context.Context, log *zap.Logger, u *upload.U
 		return Result{Err: err}
 	}
 	log.Info("transcode started", zap.String("jobId", jobID), zap.Int("attempt", attempt), zap.String("status", string(upload.DestTranscoding)))
-	return Result{FollowUps: []FollowUp{{
-		Body:  task{Kind: kindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}.body(),
-		Delay: h.cfg.PollInterval,
-	}}}
+	if err := h.schedule(ctx, task{Kind: kindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}, h.cfg.PollInterval); err != nil {
+		return Result{Err: err} // the retried message sees the job and schedules the poll
+	}
+	return Result{}
 }
 
 // pollTranscode follows the transcode job.
@@ -241,12 +286,18 @@ func (h *Steps) pollTranscode(ctx context.Context, log *zap.Logger, u *upload.Up
 	if err != nil {
 		return h.pollLater(ctx, log, u, t, upload.S3Bucket, err)
 	}
-	if job.State == transcode.StateError {
+	switch job.State {
+	case transcode.StateError:
 		if job.Retryable && d.Attempt < h.cfg.MaxTranscodeAttempts {
 			log.Warn("transcode job lost; starting it again", zap.String("jobId", d.JobID), zap.String("error", job.Error))
 			return h.startTranscode(ctx, log, u, d.Attempt+1)
 		}
 		return h.failDestination(ctx, log, u, upload.S3Bucket, "transcode failed: "+job.Error)
+	case transcode.StateComplete:
+	default:
+		if err := h.schedule(ctx, task{Kind: kindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}, h.cfg.PollInterval); err != nil {
+			return Result{Err: err}
+		}
 	}
 	u, err = h.store.Update(ctx, u.AtomID, u.ID, func(u *upload.Upload) error {
 		d := u.Destination(upload.S3Bucket)
@@ -266,9 +317,8 @@ func (h *Steps) pollTranscode(ctx context.Context, log *zap.Logger, u *upload.Up
 	}
 	if d := u.Destination(upload.S3Bucket); d.Status == upload.DestComplete {
 		log.Info("transcode complete", zap.String("jobId", d.JobID), zap.Strings("outputs", d.Outputs), zap.String("status", string(d.Status)))
-		return Result{}
 	}
-	return h.pollLater(ctx, log, u, t, upload.S3Bucket, nil)
+	return Result{}
 }
 
 // failDestination fails one destination with a readable reason.

@@ -49,7 +49,11 @@ func TestPartsOutOfOrderAndTwiceMakeOneFullObject(t *testing.T) {
 	for _, n := range []int{3, 0, 4, 0, 2, 3} { // part 1 comes last
 		e.putPart(t, u, file, n)
 	}
-	time.Sleep(time.Second) // let the others be handled before the last part
+	waitFor(t, 30*time.Second, "parts 0, 2, 3 and 4", func() bool { return len(e.get(t, u).Completed) == 4 })
+	waitFor(t, 10*time.Second, "the duplicate events", func() bool {
+		visible, inFlight, delayed := e.queueCounts(t, e.st.QueueURL)
+		return visible+inFlight+delayed == 0
+	})
 	if got := e.get(t, u); got.Assembled {
 		t.Fatal("reassembled before every part was in")
 	}
@@ -224,12 +228,25 @@ func TestShutdownHandsBackWorkInFlight(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if took := time.Since(began); took > 4*time.Second {
-		t.Errorf("stopping took %s, want about the 2s grace", took)
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("stopping took %s, far more than the 2s grace", took)
 	}
-	// The message went back to the queue at once: the next worker (a
-	// restarted process) completes the upload well before the 30 s
-	// visibility timeout would have returned it.
+	// The message went back to the queue at once, not after its 30 s
+	// visibility: it is visible now, and the next worker (a restarted
+	// process) completes the upload.
+	out, err := e.st.SQS.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(e.st.QueueURL), MaxNumberOfMessages: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Messages) != 1 {
+		t.Fatalf("received %d messages right after the stop, want the one handed back", len(out.Messages))
+	}
+	// Put it back for the next worker.
+	if _, err := e.st.SQS.ChangeMessageVisibility(context.Background(), &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: aws.String(e.st.QueueURL), ReceiptHandle: out.Messages[0].ReceiptHandle, VisibilityTimeout: 0,
+	}); err != nil {
+		t.Fatal(err)
+	}
 	e.startWorker(t, workerOpts{owner: "worker-2"})
 	e.reassembledOnce(t, u, sum)
 }

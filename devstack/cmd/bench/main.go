@@ -236,9 +236,9 @@ func (b *bench) newUpload(ctx context.Context, db *store.Store, bucket string, s
 // worker runs one in-process worker instance until stop is called.
 func (b *bench) worker(r devstack.Resources, c devstack.Created, db *store.Store) (stop func()) {
 	steps := worker.NewSteps(worker.Config{
-		Bucket: r.Bucket, Owner: "bench", LeaseTTL: 30 * time.Second, PollInterval: time.Minute,
-		ReassemblyParallelism: 8, MaxChunkBytes: maxChunk,
-	}, db, b.clients.S3, b.client, nil, nil, benchLog())
+		QueueURL: c.QueueURL, Bucket: r.Bucket, Owner: "bench", LeaseTTL: 20 * time.Second, PollInterval: time.Minute,
+		ReassemblyParallelism: 8, MaxChunkBytes: maxChunk, MaxTranscodeAttempts: 3, MaxAttempts: 20, MaxReceiveCount: 5,
+	}, db, b.clients.SQS, b.clients.S3, b.client, nil, nil, benchLog())
 	pool := worker.NewPool(b.clients.SQS, worker.PoolConfig{QueueURL: c.QueueURL, Concurrency: 16, Visibility: time.Minute, WaitTime: time.Second}, steps, zap.NewNop())
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
