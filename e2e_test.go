@@ -146,22 +146,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-type listed struct {
-	ID           string
-	Status       string
-	Error        string
-	Destinations []struct {
-		Type    string
-		Status  string
-		Error   string
-		Details struct {
-			VideoID string
-			Outputs []string
-		}
-	}
-}
-
-func listUploads(t testing.TB, ctx context.Context, url string) []listed {
+func listUploads(t testing.TB, ctx context.Context, url string) []record {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
@@ -173,7 +158,7 @@ func listUploads(t testing.TB, ctx context.Context, url string) []listed {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var body struct{ Uploads []listed }
+	var body struct{ Uploads []record }
 	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
 		t.Fatal(err)
 	}

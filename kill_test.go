@@ -34,6 +34,7 @@ type record struct {
 		Error   string
 		Details struct {
 			VideoID string
+			Outputs []string
 		}
 	}
 	Parts []struct {
