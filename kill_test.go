@@ -12,11 +12,14 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"atomuploads/devstack/stacktest"
@@ -206,4 +209,77 @@ func killRun(t *testing.T, run int) error {
 		return fmt.Errorf("%d asset calls, want 1", n)
 	}
 	return nil
+}
+
+// TestSIGTERMDuringRelay: ECS stops the task in the middle of a chunk. The
+// process exits 0 within the grace, lets go of the YouTube lease, and the
+// upload completes byte-exact once a process runs again.
+func TestSIGTERMDuringRelay(t *testing.T) {
+	st := stacktest.New(t)
+	yt, ytURL, _, atomURL := newStandIns(t, youtubetest.Options{Slow: 3 * time.Second})
+	env := serviceEnv(t, st, ytURL, atomURL)
+	env["UPLOADS_YOUTUBE_MAX_CHUNK_BYTES"] = "1048576"
+	base := "http://" + env["UPLOADS_HTTP_ADDR"] + "/api2/atom/term-atom/uploads"
+	ctx := testCtx(t, 3*time.Minute)
+	svc := startService(t, env)
+	svc.waitHealthy(t)
+
+	size := int64(2*5<<20 + 12345)
+	file := make([]byte, size)
+	_, _ = rand.Read(file)
+	sum := sha256.Sum256(file)
+	rec, code, err := apiCall(ctx, "POST", base, map[string]any{
+		"filename": "term.mp4", "size": size, "contentType": "video/mp4",
+		"destinations": []map[string]any{{"type": "youtube", "title": "SIGTERM"}},
+	})
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("start upload: %d %v", code, err)
+	}
+	if err := browserPut(ctx, st, rec, file, []int{0, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("a chunk in flight", func() bool {
+		ss := yt.Sessions()
+		return len(ss) == 1 && ss[0].Committed > 0 // committed; its answer is slow
+	})
+	began := time.Now()
+	if err := svc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := svc.exitCode(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code after SIGTERM %d, want 0", code)
+	}
+	if took := time.Since(began); took > 7*time.Second {
+		t.Errorf("stopping took %s, more than the 5s grace and its bookkeeping", took)
+	}
+	item, err := st.DynamoDB.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(st.Table), ConsistentRead: aws.Bool(true),
+		Key: map[string]dbtypes.AttributeValue{
+			"atomId": &dbtypes.AttributeValueMemberS{Value: "term-atom"}, "uploadId": &dbtypes.AttributeValueMemberS{Value: rec.ID},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp, ok := item.Item["youtubeLeaseExpiry"].(*dbtypes.AttributeValueMemberN); ok && exp.Value != "0" {
+		t.Errorf("the YouTube lease is still held after the stop (expiry %s)", exp.Value)
+	}
+
+	yt.SetSlow(0)
+	svc = startService(t, env)
+	svc.waitHealthy(t)
+	waitFor("the video", func() bool { return len(yt.Videos()) == 1 })
+	v := yt.Videos()[0]
+	if v.SHA256 != hex.EncodeToString(sum[:]) || v.Size != size || len(yt.Violations()) > 0 {
+		t.Errorf("video %d bytes %s (violations %v), want %d bytes %x", v.Size, v.SHA256, yt.Violations(), size, sum)
+	}
 }

@@ -244,3 +244,66 @@ func TestCancelStopsTheRelay(t *testing.T) {
 		t.Errorf("upload %s, youtube %s %q; want cancelled", got.Status, d.Status, d.Error)
 	}
 }
+
+// TestExpiredSessionRestartsFromByteZero: YouTube forgets the session in
+// the middle of the upload; the relay opens a new one and sends the file
+// again from byte 0, re-reading the parts from S3.
+func TestExpiredSessionRestartsFromByteZero(t *testing.T) {
+	e := newEnv(t)
+	si := newStandIns(t, youtubetest.Options{})
+	const size = 3*5*upload.MiB + 17
+	u := e.newUpload(t, size, youTubeDest("Expired session"))
+	file, sum := randomFile(t, size)
+	e.startWorker(t, workerOpts{yt: si.ytClient, atom: si.atomCl})
+	e.putPart(t, u, file, 0)
+	waitFor(t, 30*time.Second, "part 0 on YouTube", func() bool {
+		ss := si.yt.Sessions()
+		return len(ss) == 1 && ss[0].Committed == 5*upload.MiB
+	})
+	si.yt.ExpireAllSessions()
+	for n := 1; n < u.PartCount(); n++ {
+		e.putPart(t, u, file, n)
+	}
+	_, v := si.videoOf(t, e, u, 60*time.Second)
+	si.checkVideo(t, v, size, sum)
+	if v.Sessions != 2 || v.Chunks[0].Start != 0 {
+		t.Errorf("video from %d sessions, first chunk at %d; want a second session from byte 0", v.Sessions, v.Chunks[0].Start)
+	}
+}
+
+// countingCopies counts UploadPartCopy calls in flight.
+type countingCopies struct {
+	worker.S3API
+	mu       sync.Mutex
+	now, max int
+}
+
+func (c *countingCopies) UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, opts ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error) {
+	c.mu.Lock()
+	c.now++
+	c.max = max(c.max, c.now)
+	c.mu.Unlock()
+	defer func() { c.mu.Lock(); c.now--; c.mu.Unlock() }()
+	time.Sleep(50 * time.Millisecond) // long enough for the copies to overlap
+	return c.S3API.UploadPartCopy(ctx, in, opts...)
+}
+
+// TestReassemblyParallelismIsBounded: the copies run side by side, at most
+// reassemblyParallelism at once.
+func TestReassemblyParallelismIsBounded(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config("worker-a")
+	cfg.ReassemblyParallelism = 3
+	copies := &countingCopies{S3API: e.st.S3}
+	e.runSteps(t, worker.NewSteps(cfg, e.store, e.st.SQS, copies, nil, nil, nil, e.log), 5*time.Second)
+	const size = 8 * 5 * upload.MiB
+	u := e.newUpload(t, size)
+	file, sum := randomFile(t, size)
+	for n := range u.PartCount() {
+		e.putPart(t, u, file, n)
+	}
+	e.reassembledOnce(t, u, sum)
+	if copies.max != 3 {
+		t.Errorf("at most %d copies at once, want 3 (parallel, and bounded)", copies.max)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"atomuploads/devstack/stacktest"
 	"atomuploads/upload"
 	"atomuploads/worker"
+	"atomuploads/youtube/youtubetest"
 )
 
 // reassembledOnce waits for the upload's full object and checks it.
@@ -137,8 +138,9 @@ func TestBadEventsAreLoggedAndDeleted(t *testing.T) {
 
 func TestWrongSizePartFailsTheUpload(t *testing.T) {
 	e := newEnv(t)
-	u := e.newUpload(t, 12*upload.MiB)
-	e.startWorker(t, workerOpts{})
+	si := newStandIns(t, youtubetest.Options{})
+	u := e.newUpload(t, 12*upload.MiB, youTubeDest("Wrong size"), upload.DestinationRequest{Type: upload.S3Bucket})
+	e.startWorker(t, workerOpts{yt: si.ytClient, atom: si.atomCl})
 	e.putObject(t, u.PartKey(1), make([]byte, 1234)) // part 1 is planned as 5 MiB
 	waitFor(t, 30*time.Second, "the upload to fail", func() bool { return e.get(t, u).Status == upload.StatusFailed })
 	got := e.get(t, u)
@@ -155,11 +157,15 @@ func TestWrongSizePartFailsTheUpload(t *testing.T) {
 	if l := e.logs.With(t, "upload failed"); len(l) != 1 || l[0]["part"] != float64(1) {
 		t.Errorf("failure log lines = %v, want one naming part 1", l)
 	}
-	// Later parts of a failed upload are ignored, not retried.
+	// Later parts of a failed upload are ignored, not retried, and
+	// YouTube never gets a byte of it.
 	e.putObject(t, u.PartKey(0), make([]byte, 5*upload.MiB))
 	waitFor(t, 30*time.Second, "the late part to be ignored", func() bool {
 		return len(e.logs.With(t, "ignored an event of a finished upload")) == 1
 	})
+	if n, s := si.yt.BytesReceived(), len(si.yt.Sessions()); n != 0 || s != 0 {
+		t.Errorf("YouTube got %d bytes in %d sessions, want none", n, s)
+	}
 }
 
 // failing fails every message, as a poison message would.
