@@ -182,6 +182,8 @@ func (r *relayRun) run(ctx context.Context) (released bool, err error) {
 		}
 		var perm *permanentError
 		switch {
+		case errors.Is(step, store.ErrLeaseLost):
+			return false, step // another writer has the upload: not one more byte from here
 		case errors.As(step, &perm):
 			return false, r.fail(ctx, perm.reason)
 		case errors.Is(step, youtube.ErrSessionGone):

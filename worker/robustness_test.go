@@ -307,3 +307,56 @@ func TestReassemblyParallelismIsBounded(t *testing.T) {
 		t.Errorf("at most %d copies at once, want 3 (parallel, and bounded)", copies.max)
 	}
 }
+
+// losingStore reports the youtube lease lost on one progress write, as if
+// another instance had taken it over, and notes how many chunks YouTube had
+// then and when the writer let go.
+type losingStore struct {
+	worker.Store
+	yt              *youtubetest.Server
+	lost            atomic.Bool
+	atLoss, atLetGo int
+	mu              sync.Mutex
+}
+
+func (s *losingStore) UpdateHolding(ctx context.Context, atomID, id string, h store.Holding, fn func(*upload.Upload) error) (*upload.Upload, error) {
+	u, err := s.Store.UpdateHolding(ctx, atomID, id, h, fn)
+	if err == nil && h.Lease == store.LeaseYouTube && u.Destination(upload.YouTube).UploadedBytes > 0 && s.lost.CompareAndSwap(false, true) {
+		s.mu.Lock()
+		s.atLoss = s.yt.Requests()[youtubetest.KindChunk]
+		s.mu.Unlock()
+		return nil, store.ErrLeaseLost
+	}
+	return u, err
+}
+
+func (s *losingStore) Abandon(ctx context.Context, atomID, id, lease, owner string) error {
+	s.mu.Lock()
+	if s.lost.Load() && s.atLetGo == 0 {
+		s.atLetGo = s.yt.Requests()[youtubetest.KindChunk]
+	}
+	s.mu.Unlock()
+	return s.Store.Abandon(ctx, atomID, id, lease, owner)
+}
+
+// TestLostLeaseStopsTheWriterAtOnce: a writer that learns it lost the lease
+// sends YouTube nothing more.
+func TestLostLeaseStopsTheWriterAtOnce(t *testing.T) {
+	e := newEnv(t)
+	si := newStandIns(t, youtubetest.Options{})
+	const size = 3 * upload.MiB
+	u := e.newUpload(t, size, youTubeDest("Lost lease"))
+	file, sum := randomFile(t, size)
+	ls := &losingStore{Store: e.store, yt: si.yt}
+	cfg := e.config("worker-a")
+	cfg.MaxChunkBytes = upload.MiB
+	e.runSteps(t, worker.NewSteps(cfg, ls, e.st.SQS, e.st.S3, si.ytClient, nil, si.atomCl, e.log), 5*time.Second)
+	e.putPart(t, u, file, 0)
+	_, v := si.videoOf(t, e, u, 60*time.Second)
+	si.checkVideo(t, v, size, sum)
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if !ls.lost.Load() || ls.atLetGo != ls.atLoss {
+		t.Errorf("chunks sent: %d when the lease was lost, %d when the writer let go; want no chunk in between", ls.atLoss, ls.atLetGo)
+	}
+}
