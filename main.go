@@ -257,9 +257,17 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		g.Go(func() error {
 			defer stopFFmpeg()
 			<-gctx.Done()
-			t := time.NewTimer(workGrace)
-			defer t.Stop()
-			<-t.C
+			deadline := time.NewTimer(workGrace)
+			defer deadline.Stop()
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			for ffmpeg.Busy() {
+				select {
+				case <-deadline.C:
+					return nil
+				case <-tick.C:
+				}
+			}
 			return nil
 		})
 	}

@@ -376,6 +376,14 @@ func (f *FFmpeg) Run(ctx context.Context) error {
 	return nil
 }
 
+// Busy reports whether this process has a job waiting or running: a
+// shutdown gives such jobs its grace before it cancels Run.
+func (f *FFmpeg) Busy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.live) > 0
+}
+
 func (f *FFmpeg) signal() {
 	select {
 	case f.wake <- struct{}{}:

@@ -398,6 +398,9 @@ func TestFFmpegQueuesJobsBeyondConcurrency(t *testing.T) {
 			t.Errorf("before Run: Job(%s) = %+v, %v; want submitted at 0%%", id, job, err)
 		}
 	}
+	if !f.Busy() {
+		t.Error("Busy() = false with three jobs waiting")
+	}
 	run(t, f)
 	for i, id := range ids {
 		job := waitJob(t, f, id)
@@ -405,6 +408,9 @@ func TestFFmpegQueuesJobsBeyondConcurrency(t *testing.T) {
 		if job.State != StateComplete || len(job.Outputs) != 2 || job.Outputs[0] != want {
 			t.Errorf("job %s = %+v, want complete with %s and the poster", id, job, want)
 		}
+	}
+	if f.Busy() {
+		t.Error("Busy() = true with every job complete")
 	}
 	if got := execs("ffmpeg"); got != len(ids) {
 		t.Errorf("ffmpeg ran %d times, want %d", got, len(ids))
