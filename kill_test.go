@@ -200,8 +200,10 @@ func killRun(t *testing.T, run int) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	// One asset call, even across kills (it may come a poll later).
-	deadline := time.Now().Add(30 * time.Second)
+	// One asset call, even across kills. It may wait for a message whose
+	// handler was killed: its visibility (10 s), plus up to one long poll
+	// (20 s) on kumo, which returns such a message only on the next receive.
+	deadline := time.Now().Add(60 * time.Second)
 	for len(atom.Calls("kill-atom")) == 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -343,7 +343,7 @@ func TestChunkSourceFailureIsTheCallers(t *testing.T) {
 		t.Fatalf("StartSession: %v", err)
 	}
 	s3err := errors.New("S3 connection reset")
-	for _, tt := range []struct {
+	for i, tt := range []struct {
 		name string
 		r    io.Reader
 		want error
@@ -359,20 +359,28 @@ func TestChunkSourceFailureIsTheCallers(t *testing.T) {
 		if err != nil {
 			checkSecretFree(t, e, err)
 		}
+		// The stand-in may still be reading the broken request after the
+		// client gave up; the next one must not overlap it (one writer).
+		waitChunksDone(t, e, i+1)
 	}
-	// Nothing was committed; once the stand-in has noticed the broken
-	// request, the upload goes on from byte 0.
-	for deadline := time.Now().Add(10 * time.Second); e.srv.Sessions()[0].Receiving; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the stand-in is still receiving the broken chunk")
-		}
-	}
+	// Nothing was committed: the upload goes on from byte 0.
 	p, _ := relay(t, e, uri, data, align)
 	if v, _ := e.srv.Video(p.VideoID); v.SHA256 != sha(data) {
 		t.Errorf("sha256 = %s, want %s", v.SHA256, sha(data))
 	}
 	if viol := e.srv.Violations(); len(viol) != 0 {
 		t.Errorf("violations = %q, want none", viol)
+	}
+}
+
+// waitChunksDone waits until the stand-in has handled n chunk requests and
+// is reading none.
+func waitChunksDone(t testing.TB, e *env, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); e.srv.Requests()[youtubetest.KindChunk] < n || e.srv.Sessions()[0].Receiving; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stand-in has not handled %d chunk requests", n)
+		}
 	}
 }
 
