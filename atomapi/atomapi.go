@@ -1,6 +1,8 @@
 // Package atomapi adds an uploaded YouTube video to its media atom through
-// the media tool's atom API:
+// the media tool's atom API, once: it reads the atom and adds the asset
+// only when the atom does not have it yet (see Client.AddAsset).
 //
+//	GET  {BaseURL}/api2/atoms/{atomId}
 //	POST {BaseURL}/api2/atoms/{atomId}/assets
 //	Content-Type: application/json
 //
@@ -17,9 +19,9 @@
 //	X-Gu-Tools-Service-Name: atom-uploads
 //
 // where path is the request URL's path alone (no scheme, host or query),
-// e.g. "/api2/atoms/abc/assets". The receiver recomputes the HMAC with the
-// shared secret and accepts dates within a few minutes of its clock, so each
-// attempt is signed afresh. Without a secret, the request carries
+// e.g. "/api2/atoms/abc/assets" or "/api2/atoms/abc". The receiver
+// recomputes the HMAC with the shared secret and accepts dates within a few
+// minutes of its clock, so each request is signed afresh. Without a secret, the request carries
 // "Authorization: Bearer <Config.Token>".
 //
 // AddAsset retries temporary failures (5xx, 429, 408, network errors and
@@ -127,65 +129,126 @@ func IsTemporary(err error) bool {
 	return errors.As(err, &e) && e.Temporary
 }
 
-// AddAsset adds videoURL (a YouTube watch URL) as an asset of the atom.
+// maxAtomBytes bounds the atom JSON read back from the API.
+const maxAtomBytes = 4 << 20
+
+// AddAsset makes sure the atom has the YouTube video at videoURL (a watch
+// URL, https://www.youtube.com/watch?v=<id>) as an asset, adding it at most
+// once: each attempt first reads the atom (GET /api2/atoms/{atomId}) and
+// adds the asset (POST /api2/atoms/{atomId}/assets) only when none of the
+// atom's assets is that video. media-atom-maker adds a new asset version
+// for every POST, so an addition that reached the API but whose answer was
+// lost (a timeout, a caller that died) must not simply be sent again; with
+// the read first, neither a retry here nor the next caller repeats it.
+// added reports whether this call added the asset; false with a nil error
+// means the atom had it already.
+//
 // Any 2xx answer is success. A 4xx other than 408 and 429 is a permanent
 // *Error; temporary failures are retried and, once the attempts are used up,
 // returned as a temporary *Error. When ctx ends, its error is returned.
-func (c *Client) AddAsset(ctx context.Context, atomID, videoURL string) error {
+func (c *Client) AddAsset(ctx context.Context, atomID, videoURL string) (added bool, err error) {
 	op := fmt.Sprintf("add asset to atom %s", atomID)
 	if !upload.ValidAtomID(atomID) {
-		return upload.Errorf(upload.EINVALID, "add asset: atom id %q is not valid", atomID)
+		return false, upload.Errorf(upload.EINVALID, "add asset: atom id %q is not valid", atomID)
 	}
-	if videoURL == "" {
-		return upload.Errorf(upload.EINVALID, "%s: the video URL is empty", op)
+	videoID := watchID(videoURL)
+	if videoID == "" {
+		return false, upload.Errorf(upload.EINVALID, "%s: the video URL %q is not a YouTube watch URL", op, videoURL)
 	}
 	if c.cfg.BaseURL == "" {
-		return upload.Errorf(upload.EINVALID, "%s: the atom API base URL is not configured", op)
+		return false, upload.Errorf(upload.EINVALID, "%s: the atom API base URL is not configured", op)
 	}
-	endpoint := c.cfg.BaseURL + "/api2/atoms/" + atomID + "/assets"
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return upload.Errorf(upload.EINVALID, "%s: the atom API base URL is not an absolute http(s) URL", op)
+	atomURL, err := url.Parse(c.cfg.BaseURL + "/api2/atoms/" + atomID)
+	if err != nil || (atomURL.Scheme != "http" && atomURL.Scheme != "https") || atomURL.Host == "" {
+		return false, upload.Errorf(upload.EINVALID, "%s: the atom API base URL is not an absolute http(s) URL", op)
 	}
+	assetsURL := atomURL.JoinPath("assets")
 	body, err := json.Marshal(struct {
 		URI string `json:"uri"`
 	}{videoURL})
 	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return false, fmt.Errorf("%s: %w", op, err)
 	}
 	for attempt := 1; ; attempt++ {
-		err := c.attempt(ctx, u, body)
+		has, err := c.hasAsset(ctx, atomURL, videoID)
+		if err == nil && has {
+			return false, nil
+		}
 		if err == nil {
-			return nil
+			_, err = c.do(ctx, http.MethodPost, assetsURL, body)
+			if err == nil {
+				return true, nil
+			}
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", op, ctx.Err())
+			return false, fmt.Errorf("%s: %w", op, ctx.Err())
 		}
 		if !IsTemporary(err) {
-			return fmt.Errorf("%s: %w", op, err)
+			return false, fmt.Errorf("%s: %w", op, err)
 		}
 		if attempt >= c.cfg.MaxAttempts {
-			return fmt.Errorf("%s (%d attempts): %w", op, attempt, err)
+			return false, fmt.Errorf("%s (%d attempts): %w", op, attempt, err)
 		}
 		t := time.NewTimer(backoff(c.cfg.BaseDelay, attempt))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%s: %w (last error: %v)", op, ctx.Err(), err)
+			return false, fmt.Errorf("%s: %w (last error: %v)", op, ctx.Err(), err)
 		case <-t.C:
 		}
 	}
 }
 
-// attempt sends the request once.
-func (c *Client) attempt(ctx context.Context, u *url.URL, body []byte) error {
+// watchID returns the video id of a YouTube watch URL, or "".
+func watchID(videoURL string) string {
+	u, err := url.Parse(videoURL)
+	if err != nil || u.Scheme != "https" || u.Host != "www.youtube.com" || u.Path != "/watch" {
+		return ""
+	}
+	return u.Query().Get("v")
+}
+
+// hasAsset reads the atom and reports whether one of its assets is the
+// YouTube video videoID. media-atom-maker answers the atom as
+// {"id": …, "assets": [{"assetType": "Video", "platform": "Youtube",
+// "id": "<videoId>", "version": 1}, …], …}.
+func (c *Client) hasAsset(ctx context.Context, atomURL *url.URL, videoID string) (bool, error) {
+	b, err := c.do(ctx, http.MethodGet, atomURL, nil)
+	if err != nil {
+		return false, fmt.Errorf("read the atom: %w", err)
+	}
+	var atom struct {
+		Assets []struct {
+			ID       string `json:"id"`
+			Platform string `json:"platform"`
+		} `json:"assets"`
+	}
+	if err := json.Unmarshal(b, &atom); err != nil {
+		return false, &Error{Status: http.StatusOK, Message: "the atom API answered an atom that is not JSON: " + err.Error()}
+	}
+	for _, a := range atom.Assets {
+		if a.ID == videoID && (a.Platform == "" || strings.EqualFold(a.Platform, "youtube")) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// do sends one request, signed, and returns the body of a 2xx answer.
+func (c *Client) do(ctx context.Context, method string, u *url.URL, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("build request: %w", err)
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Accept", "application/json")
 	if c.cfg.HMACSecret != "" {
 		date := c.now().UTC().Format(http.TimeFormat)
@@ -197,14 +260,18 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, body []byte) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &Error{Message: "atom API unreachable: " + err.Error(), Temporary: true, err: err}
+		return nil, &Error{Message: "atom API unreachable: " + err.Error(), Temporary: true, err: err}
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxAtomBytes))
+		if err != nil {
+			return nil, &Error{Status: resp.StatusCode, Message: "read the atom API's answer: " + err.Error(), Temporary: true, err: err}
+		}
+		return b, nil
+	}
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
-	if resp.StatusCode/100 == 2 {
-		return nil
-	}
 	e := &Error{
 		Status:  resp.StatusCode,
 		Message: fmt.Sprintf("atom API answered %s", resp.Status),
@@ -214,7 +281,7 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, body []byte) error {
 	if s := summary(snippet); s != "" {
 		e.Message += ": " + s
 	}
-	return e
+	return nil, e
 }
 
 // sign returns the X-Gu-Tools-HMAC-Token value for a request to path made

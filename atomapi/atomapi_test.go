@@ -53,8 +53,8 @@ func checkSecretFree(t testing.TB, err error) {
 
 func TestAddAssetWithHMAC(t *testing.T) {
 	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret}, nil)
-	if err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
-		t.Fatalf("AddAsset: %v", err)
+	if added, err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil || !added {
+		t.Fatalf("AddAsset = %v, %v, want added", added, err)
 	}
 	calls := srv.Calls("atom-1")
 	if len(calls) != 1 {
@@ -66,11 +66,14 @@ func TestAddAssetWithHMAC(t *testing.T) {
 	if got := srv.CallCount(); got != 1 {
 		t.Errorf("call count = %d, want 1", got)
 	}
+	if got := srv.Rejected(); len(got) != 0 {
+		t.Errorf("the stand-in refused %q (the read of the atom is signed too)", got)
+	}
 }
 
 func TestAddAssetWithBearerToken(t *testing.T) {
 	c, srv, _ := newEnv(t, atomapitest.Options{Token: token}, atomapi.Config{Token: token}, nil)
-	if err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
+	if _, err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
 		t.Fatalf("AddAsset: %v", err)
 	}
 	if calls := srv.Calls("atom-1"); len(calls) != 1 || calls[0].Auth != "bearer" {
@@ -93,7 +96,7 @@ func TestAuthenticationFailuresArePermanent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, srv, _ := newEnv(t, tt.opts, tt.cfg, nil)
-			err := c.AddAsset(context.Background(), "atom-1", videoURL)
+			_, err := c.AddAsset(context.Background(), "atom-1", videoURL)
 			var e *atomapi.Error
 			if !errors.As(err, &e) || e.Status != http.StatusUnauthorized || e.Temporary || atomapi.IsTemporary(err) {
 				t.Fatalf("AddAsset = %v, want a permanent 401", err)
@@ -115,7 +118,7 @@ func TestAuthenticationFailuresArePermanent(t *testing.T) {
 func TestSkewWithinFiveMinutesIsAccepted(t *testing.T) {
 	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret, Now: func() time.Time { return time.Now().Add(4 * time.Minute) }},
 		atomapi.Config{HMACSecret: secret}, nil)
-	if err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
+	if _, err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
 		t.Fatalf("AddAsset: %v", err)
 	}
 	if got := srv.CallCount(); got != 1 {
@@ -128,11 +131,12 @@ func TestRetriesTemporaryFailures(t *testing.T) {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret}, nil)
 			srv.FailNextWith(2, status)
-			if err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
+			if _, err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
 				t.Fatalf("AddAsset: %v", err)
 			}
-			if got := srv.Requests(); got != 3 {
-				t.Errorf("requests = %d, want 3", got)
+			// Two failed reads of the atom, then a read and the addition.
+			if got := srv.Requests(); got != 4 {
+				t.Errorf("requests = %d, want 4", got)
 			}
 			if got := len(srv.Calls("atom-1")); got != 1 {
 				t.Errorf("calls = %d, want 1", got)
@@ -144,7 +148,7 @@ func TestRetriesTemporaryFailures(t *testing.T) {
 func TestGivesUpAfterMaxAttempts(t *testing.T) {
 	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret, MaxAttempts: 3}, nil)
 	srv.FailNext(10)
-	err := c.AddAsset(context.Background(), "atom-1", videoURL)
+	_, err := c.AddAsset(context.Background(), "atom-1", videoURL)
 	if !atomapi.IsTemporary(err) || !strings.Contains(err.Error(), "3 attempts") || !strings.Contains(err.Error(), "503") {
 		t.Errorf("AddAsset = %v, want a temporary 503 error after 3 attempts", err)
 	}
@@ -158,14 +162,15 @@ func TestClientErrorsArePermanent(t *testing.T) {
 		name, atom, uri string
 		wantStatus      int
 		wantText        string
+		wantRequests    int
 	}{
-		{"unknown atom", "nosuchatom", videoURL, http.StatusNotFound, "atom nosuchatom does not exist"},
-		{"not a watch URL", "atom-1", "https://example.com/video", http.StatusBadRequest, "is not a YouTube watch URL"},
+		{"unknown atom", "nosuchatom", videoURL, http.StatusNotFound, "atom nosuchatom does not exist", 1},
+		{"video id the API refuses", "atom-1", "https://www.youtube.com/watch?v=short", http.StatusBadRequest, "is not a YouTube watch URL", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret, Atoms: []string{"atom-1"}}, atomapi.Config{HMACSecret: secret}, nil)
-			err := c.AddAsset(context.Background(), tt.atom, tt.uri)
+			_, err := c.AddAsset(context.Background(), tt.atom, tt.uri)
 			var e *atomapi.Error
 			if !errors.As(err, &e) || e.Status != tt.wantStatus || e.Temporary {
 				t.Fatalf("AddAsset = %v, want a permanent %d", err, tt.wantStatus)
@@ -173,8 +178,8 @@ func TestClientErrorsArePermanent(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantText) {
 				t.Errorf("message %q does not contain %q", err, tt.wantText)
 			}
-			if got := srv.Requests(); got != 1 {
-				t.Errorf("requests = %d, want 1 (no retry)", got)
+			if got := srv.Requests(); got != tt.wantRequests {
+				t.Errorf("requests = %d, want %d (no retry)", got, tt.wantRequests)
 			}
 		})
 	}
@@ -183,7 +188,7 @@ func TestClientErrorsArePermanent(t *testing.T) {
 func TestNetworkErrorsAreRetriedThenTemporary(t *testing.T) {
 	c, srv, hs := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret, MaxAttempts: 2}, nil)
 	hs.Close()
-	err := c.AddAsset(context.Background(), "atom-1", videoURL)
+	_, err := c.AddAsset(context.Background(), "atom-1", videoURL)
 	if !atomapi.IsTemporary(err) || !strings.Contains(err.Error(), "2 attempts") {
 		t.Errorf("AddAsset to a closed server = %v, want temporary after 2 attempts", err)
 	}
@@ -207,11 +212,58 @@ func TestAttemptTimeoutIsRetried(t *testing.T) {
 		})
 	}
 	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret, Timeout: 100 * time.Millisecond}, hang)
-	if err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
+	if _, err := c.AddAsset(context.Background(), "atom-1", videoURL); err != nil {
 		t.Fatalf("AddAsset: %v", err)
 	}
-	if got, calls := seen.Load(), srv.CallCount(); got != 2 || calls != 1 {
-		t.Errorf("attempts = %d, calls = %d, want 2 and 1", got, calls)
+	if got, calls := seen.Load(), srv.CallCount(); got != 3 || calls != 1 {
+		t.Errorf("requests = %d, calls = %d, want 3 (a lost read, a read, the addition) and 1", got, calls)
+	}
+}
+
+// TestLostAnswerIsNotAddedAgain: the atom API takes the asset but its
+// answer never arrives. The retry reads the atom, finds the video and adds
+// nothing: media-atom-maker would otherwise add a second asset version.
+func TestLostAnswerIsNotAddedAgain(t *testing.T) {
+	var posts atomic.Int32
+	loseFirstAnswer := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && posts.Add(1) == 1 {
+				next.ServeHTTP(httptest.NewRecorder(), r) // taken, answer dropped
+				<-r.Context().Done()
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	c, srv, _ := newEnv(t, atomapitest.Options{HMACSecret: secret}, atomapi.Config{HMACSecret: secret, Timeout: 100 * time.Millisecond}, loseFirstAnswer)
+	added, err := c.AddAsset(context.Background(), "atom-1", videoURL)
+	if err != nil || added {
+		t.Errorf("AddAsset = %v, %v, want nil and not added by the retry", added, err)
+	}
+	if got := len(srv.Calls("atom-1")); got != 1 {
+		t.Errorf("asset additions = %d, want 1", got)
+	}
+	if got := posts.Load(); got != 1 {
+		t.Errorf("POSTs = %d, want 1", got)
+	}
+}
+
+// TestAtomWithTheVideoAlready: an atom that has the video (added by an
+// earlier caller) gets no second asset; other assets do not count.
+func TestAtomWithTheVideoAlready(t *testing.T) {
+	c, srv, _ := newEnv(t, atomapitest.Options{Token: token}, atomapi.Config{Token: token}, nil)
+	const other = "https://www.youtube.com/watch?v=aaaaaaaaaaa"
+	if added, err := c.AddAsset(context.Background(), "atom-1", other); err != nil || !added {
+		t.Fatalf("AddAsset(other) = %v, %v, want added", added, err)
+	}
+	for i, want := range []bool{true, false, false} {
+		added, err := c.AddAsset(context.Background(), "atom-1", videoURL)
+		if err != nil || added != want {
+			t.Errorf("AddAsset #%d = %v, %v, want %v", i+1, added, err, want)
+		}
+	}
+	if got := len(srv.Calls("atom-1")); got != 2 {
+		t.Errorf("asset additions = %d, want 2 (one per video)", got)
 	}
 }
 
@@ -220,7 +272,7 @@ func TestContextEndsTheRetries(t *testing.T) {
 	srv.FailNext(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	err := c.AddAsset(ctx, "atom-1", videoURL)
+	_, err := c.AddAsset(ctx, "atom-1", videoURL)
 	if !errors.Is(err, context.DeadlineExceeded) || atomapi.IsTemporary(err) {
 		t.Errorf("AddAsset = %v, want the context's deadline error", err)
 	}
@@ -231,13 +283,17 @@ func TestContextEndsTheRetries(t *testing.T) {
 
 func TestInvalidArguments(t *testing.T) {
 	c := atomapi.New(atomapi.Config{BaseURL: "http://127.0.0.1:1"}, nil)
-	for _, tt := range []struct{ atom, uri string }{{"", videoURL}, {"../etc", videoURL}, {"atom-1", ""}} {
-		if err := c.AddAsset(context.Background(), tt.atom, tt.uri); upload.ErrorCode(err) != upload.EINVALID {
+	for _, tt := range []struct{ atom, uri string }{
+		{"", videoURL}, {"../etc", videoURL}, {"atom-1", ""},
+		{"atom-1", "https://example.com/video"}, {"atom-1", "https://www.youtube.com/watch"},
+		{"atom-1", "http://www.youtube.com/watch?v=dQw4w9WgXcQ"},
+	} {
+		if _, err := c.AddAsset(context.Background(), tt.atom, tt.uri); upload.ErrorCode(err) != upload.EINVALID {
 			t.Errorf("AddAsset(%q, %q) = %v, want %s", tt.atom, tt.uri, err, upload.EINVALID)
 		}
 	}
 	noBase := atomapi.New(atomapi.Config{}, nil)
-	if err := noBase.AddAsset(context.Background(), "atom-1", videoURL); upload.ErrorCode(err) != upload.EINVALID {
+	if _, err := noBase.AddAsset(context.Background(), "atom-1", videoURL); upload.ErrorCode(err) != upload.EINVALID {
 		t.Errorf("AddAsset without a base URL = %v, want %s", err, upload.EINVALID)
 	}
 }
@@ -247,7 +303,10 @@ func TestConcurrentCallsAreEachRecordedOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
 	for i := range 20 {
-		wg.Go(func() { errs <- c.AddAsset(context.Background(), fmt.Sprintf("atom-%d", i), videoURL) })
+		wg.Go(func() {
+			_, err := c.AddAsset(context.Background(), fmt.Sprintf("atom-%d", i), videoURL)
+			errs <- err
+		})
 	}
 	wg.Wait()
 	close(errs)

@@ -60,9 +60,10 @@ type Transcoder interface {
 	Job(ctx context.Context, jobID string) (transcode.Job, error)
 }
 
-// AtomAPI adds the YouTube video to the media atom.
+// AtomAPI adds the YouTube video to the media atom. AddAsset adds it
+// only when the atom does not have it yet, and reports whether it did.
 type AtomAPI interface {
-	AddAsset(ctx context.Context, atomID, videoURL string) error
+	AddAsset(ctx context.Context, atomID, videoURL string) (added bool, err error)
 }
 
 // Sender sends the service's own follow-up messages to the queue.

@@ -173,10 +173,12 @@ func (h *Steps) assetLater(ctx context.Context, log *zap.Logger, u *upload.Uploa
 var errAssetBusy = errors.New("another instance is adding the asset")
 
 // addAsset adds the video to the atom once per upload: the asset lease
-// makes one instance call, the record's flag makes it happen once. It
-// reports nil when the atom has the video or there is no atom API, and
-// errAssetBusy when another instance holds the lease (it may have died:
-// the caller looks again later).
+// makes one instance call, the record's flag makes it happen once, and the
+// atom API client adds nothing when the atom has the video already, which
+// covers an instance that died after the atom API took the asset and
+// before the flag was recorded. It reports nil when the atom has the video
+// or there is no atom API, and errAssetBusy when another instance holds
+// the lease (it may have died: the caller looks again later).
 func (h *Steps) addAsset(ctx context.Context, u *upload.Upload) error {
 	d := u.Destination(upload.YouTube)
 	if h.atom == nil || d == nil || d.VideoID == "" || d.AssetAdded {
@@ -203,8 +205,11 @@ func (h *Steps) addAsset(ctx context.Context, u *upload.Upload) error {
 		return nil
 	}
 	start := time.Now()
+	var added bool
 	err = h.renewing(ctx, fresh, store.LeaseAsset, owner, func(ctx context.Context) error {
-		return h.atom.AddAsset(ctx, u.AtomID, d.URL())
+		var err error
+		added, err = h.atom.AddAsset(ctx, u.AtomID, d.URL())
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("add video %s to atom %s: %w", d.VideoID, u.AtomID, err)
@@ -218,7 +223,11 @@ func (h *Steps) addAsset(ctx context.Context, u *upload.Upload) error {
 		}); err != nil {
 		return fmt.Errorf("record the asset of video %s: %w", d.VideoID, err)
 	}
-	h.log.Info("asset added to atom", zap.String("atomId", u.AtomID), zap.String("uploadId", u.ID),
+	msg := "asset added to atom"
+	if !added {
+		msg = "asset found on the atom already"
+	}
+	h.log.Info(msg, zap.String("atomId", u.AtomID), zap.String("uploadId", u.ID),
 		zap.String("destination", string(upload.YouTube)), zap.String("videoId", d.VideoID),
 		zap.Int64("durationMs", time.Since(start).Milliseconds()))
 	return nil

@@ -1,6 +1,13 @@
 // Package atomapitest is a stand-in for the media tool's atom API, as far as
-// atom-uploads uses it: POST /api2/atoms/{atomId}/assets with
-// {"uri": "https://www.youtube.com/watch?v=<id>"}.
+// atom-uploads uses it, shaped like media-atom-maker's:
+//
+//   - POST /api2/atoms/{atomId}/assets with
+//     {"uri": "https://www.youtube.com/watch?v=<id>"} adds an asset (a new
+//     version, even when the atom has that video already, as media-atom-maker
+//     does) and answers the atom;
+//   - GET /api2/atoms/{atomId} answers the atom:
+//     {"id": …, "atomType": "media", "assets": [{"assetType": "Video",
+//     "platform": "Youtube", "id": "<videoId>", "version": 1}, …]}.
 //
 // A Server is an http.Handler; tests wrap it in httptest.NewServer. It
 // authenticates every request like media-atom-maker does for services: when
@@ -11,7 +18,9 @@
 // <token>" is accepted too. Anything else is 401.
 //
 // Every accepted asset is recorded (Calls), so a test can assert that an
-// upload added its video exactly once.
+// upload added its video exactly once. Options.OnAsset lets a test act at
+// the moment an asset is recorded and before the answer leaves, e.g. kill
+// the caller.
 package atomapitest
 
 import (
@@ -44,6 +53,9 @@ type Options struct {
 	Atoms []string
 	// Now is the server's clock. Default time.Now.
 	Now func() time.Time
+	// OnAsset, when set, is called with each accepted asset after it is
+	// recorded and before the answer is written.
+	OnAsset func(Call)
 }
 
 // Call is one accepted asset addition.
@@ -123,6 +135,7 @@ func (s *Server) Rejected() []string {
 }
 
 var (
+	atomPath   = regexp.MustCompile(`^/api2/atoms/([A-Za-z0-9][A-Za-z0-9_-]*)$`)
 	assetsPath = regexp.MustCompile(`^/api2/atoms/([A-Za-z0-9][A-Za-z0-9_-]*)/assets$`)
 	watchURL   = regexp.MustCompile(`^https://www\.youtube\.com/watch\?v=[A-Za-z0-9_-]{11}$`)
 )
@@ -140,6 +153,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
+	if m := atomPath.FindStringSubmatch(r.URL.Path); m != nil {
+		if r.Method != http.MethodGet {
+			s.reject(w, http.StatusMethodNotAllowed, r.Method+" is not allowed")
+			return
+		}
+		if _, _, ok := s.admit(w, r, m[1]); ok {
+			s.mu.Lock()
+			atom := s.atomLocked(m[1])
+			s.mu.Unlock()
+			writeJSON(w, atom)
+		}
+		return
+	}
 	m := assetsPath.FindStringSubmatch(r.URL.Path)
 	if m == nil {
 		s.reject(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
@@ -149,14 +175,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, http.StatusMethodNotAllowed, r.Method+" is not allowed")
 		return
 	}
-	auth, service, problem := s.authenticate(r)
-	if problem != "" {
-		s.reject(w, http.StatusUnauthorized, problem)
-		return
-	}
 	atomID := m[1]
-	if s.opts.Atoms != nil && !slices.Contains(s.opts.Atoms, atomID) {
-		s.reject(w, http.StatusNotFound, "atom "+atomID+" does not exist")
+	auth, service, ok := s.admit(w, r, atomID)
+	if !ok {
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
@@ -176,18 +197,64 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, http.StatusBadRequest, "uri "+body.URI+" is not a YouTube watch URL")
 		return
 	}
+	call := Call{AtomID: atomID, URI: body.URI, Auth: auth, Service: service, At: s.opts.Now()}
 	s.mu.Lock()
-	s.calls = append(s.calls, Call{AtomID: atomID, URI: body.URI, Auth: auth, Service: service, At: s.opts.Now()})
-	var assets []map[string]any
+	s.calls = append(s.calls, call)
+	atom := s.atomLocked(atomID)
+	s.mu.Unlock()
+	if s.opts.OnAsset != nil {
+		s.opts.OnAsset(call)
+	}
+	writeJSON(w, atom)
+}
+
+// admit authenticates a request about atomID and checks that the atom
+// exists, answering the request when not. It returns the kind of
+// authentication and the service name, as authenticate does.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, atomID string) (auth, service string, ok bool) {
+	auth, service, problem := s.authenticate(r)
+	if problem != "" {
+		s.reject(w, http.StatusUnauthorized, problem)
+		return "", "", false
+	}
+	if s.opts.Atoms != nil && !slices.Contains(s.opts.Atoms, atomID) {
+		s.reject(w, http.StatusNotFound, "atom "+atomID+" does not exist")
+		return "", "", false
+	}
+	return auth, service, true
+}
+
+// atom is the atom's JSON, as media-atom-maker answers it (the fields
+// atom-uploads reads, and a few more).
+type atom struct {
+	ID       string  `json:"id"`
+	AtomType string  `json:"atomType"`
+	Assets   []asset `json:"assets"`
+}
+
+type asset struct {
+	AssetType string `json:"assetType"`
+	Platform  string `json:"platform"`
+	ID        string `json:"id"`
+	Version   int    `json:"version"`
+}
+
+// atomLocked builds the atom from the calls; s.mu must be held.
+func (s *Server) atomLocked(atomID string) atom {
+	a := atom{ID: atomID, AtomType: "media", Assets: []asset{}}
 	for _, c := range s.calls {
 		if c.AtomID == atomID {
-			assets = append(assets, map[string]any{"assetType": "Video", "platform": "Youtube", "id": strings.TrimPrefix(c.URI, "https://www.youtube.com/watch?v="), "version": len(assets) + 1})
+			id := strings.TrimPrefix(c.URI, "https://www.youtube.com/watch?v=")
+			a.Assets = append(a.Assets, asset{AssetType: "Video", Platform: "Youtube", ID: id, Version: len(a.Assets) + 1})
 		}
 	}
-	s.mu.Unlock()
+	return a
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(map[string]any{"id": atomID, "atomType": "media", "assets": assets})
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // authenticate checks the HMAC headers or the bearer token. It returns the

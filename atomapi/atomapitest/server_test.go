@@ -4,8 +4,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +65,8 @@ func TestServerAuthenticatesAndValidates(t *testing.T) {
 		{"wrong bearer token", http.MethodPost, path, map[string]string{"Content-Type": "application/json", "Authorization": "Bearer nope"}, body, 401, false},
 		{"no credentials", http.MethodPost, path, map[string]string{"Content-Type": "application/json"}, body, 401, false},
 		{"GET", http.MethodGet, path, good, "", 405, false},
-		{"other route", http.MethodPost, "/api2/atoms/abc", good, body, 404, false},
+		{"POST to the atom", http.MethodPost, "/api2/atoms/abc", good, body, 405, false},
+		{"other route", http.MethodPost, "/api2/atoms/abc/other", good, body, 404, false},
 		{"not JSON", http.MethodPost, path, with("Content-Type", "text/plain"), body, 415, false},
 		{"bad JSON", http.MethodPost, path, good, `{"url":"x"}`, 400, false},
 		{"not a watch URL", http.MethodPost, path, good, `{"uri":"https://www.youtube.com/watch?v=short"}`, 400, false},
@@ -124,5 +127,54 @@ func TestFailNext(t *testing.T) {
 	}
 	if got, calls := srv.Requests(), srv.CallCount(); got != 3 || calls != 1 {
 		t.Errorf("requests %d calls %d, want 3 and 1", got, calls)
+	}
+}
+
+// TestAtomListsItsAssets: GET /api2/atoms/{id} answers the atom with its
+// assets, one version for each POST, duplicates included (as
+// media-atom-maker does), and is authenticated like the POST.
+func TestAtomListsItsAssets(t *testing.T) {
+	srv := New(Options{Token: "tok", Atoms: []string{"abc"}})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	do := func(method, path, token, body string) (int, atom) {
+		t.Helper()
+		req, err := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var a atom
+		if resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+				t.Fatalf("%s %s: the answer is not an atom: %v", method, path, err)
+			}
+		}
+		return resp.StatusCode, a
+	}
+	if code, a := do(http.MethodGet, "/api2/atoms/abc", "tok", ""); code != 200 || a.ID != "abc" || len(a.Assets) != 0 {
+		t.Fatalf("new atom: %d %+v, want 200 and no assets", code, a)
+	}
+	do(http.MethodPost, path, "tok", body)
+	do(http.MethodPost, path, "tok", body)
+	code, a := do(http.MethodGet, "/api2/atoms/abc", "tok", "")
+	want := []asset{
+		{AssetType: "Video", Platform: "Youtube", ID: "dQw4w9WgXcQ", Version: 1},
+		{AssetType: "Video", Platform: "Youtube", ID: "dQw4w9WgXcQ", Version: 2},
+	}
+	if code != 200 || !reflect.DeepEqual(a.Assets, want) {
+		t.Errorf("atom after two posts: %d %+v, want 200 %+v", code, a.Assets, want)
+	}
+	if code, _ := do(http.MethodGet, "/api2/atoms/nope", "tok", ""); code != http.StatusNotFound {
+		t.Errorf("unknown atom: %d, want 404", code)
+	}
+	if code, _ := do(http.MethodGet, "/api2/atoms/abc", "wrong", ""); code != http.StatusUnauthorized {
+		t.Errorf("wrong token: %d, want 401", code)
 	}
 }
