@@ -11,6 +11,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"atomuploads/atomapi/atomapitest"
 	"atomuploads/devstack/stacktest"
 	"atomuploads/youtube/youtubetest"
 )
@@ -100,6 +102,7 @@ func browserPut(ctx context.Context, st *stacktest.Stack, rec record, file []byt
 // which never got a byte. The YouTube stand-in answers slowly, so kills land
 // mid-chunk too, after YouTube committed bytes the service never recorded.
 func TestKilledAtAnyMomentLosesNothing(t *testing.T) {
+	t.Parallel() // alongside the asset kill test, which mostly waits
 	const runs, atOnce = 20, 5
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, atOnce)
@@ -109,9 +112,13 @@ func TestKilledAtAnyMomentLosesNothing(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := killRun(t, i); err != nil {
-				t.Errorf("run %d: %v", i, err)
-			}
+			// A subtest of its own, so that a failed run is named and
+			// only its processes' logs are shown.
+			t.Run(fmt.Sprintf("run%02d", i), func(t *testing.T) {
+				if err := killRun(t, i); err != nil {
+					t.Error(err)
+				}
+			})
 		}()
 	}
 	wg.Wait()
@@ -202,8 +209,10 @@ func killRun(t *testing.T, run int) error {
 	}
 	// One asset call, even across kills. It may wait for a message whose
 	// handler was killed: its visibility (10 s), plus up to one long poll
-	// (20 s) on kumo, which returns such a message only on the next receive.
-	deadline := time.Now().Add(60 * time.Second)
+	// (20 s) on kumo, which returns such a message only on the next receive;
+	// then, if the dead process's asset lease (4 s) is still held, for the
+	// follow-up sent 5 s later, plus up to one more long poll: 55 s.
+	deadline := time.Now().Add(90 * time.Second)
 	for len(atom.Calls("kill-atom")) == 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -211,6 +220,90 @@ func killRun(t *testing.T, run int) error {
 		return fmt.Errorf("%d asset calls, want 1", n)
 	}
 	return nil
+}
+
+// TestKilledRightAfterTheAtomTookTheAsset: the atom API takes the asset,
+// and the service is killed before it hears back, so the table never
+// records it. The next process finds the video on the atom and records it:
+// the atom gets one asset, not two.
+func TestKilledRightAfterTheAtomTookTheAsset(t *testing.T) {
+	t.Parallel() // mostly waiting for the message to come back
+	st := stacktest.New(t)
+	yt, ytURL, _, _ := newStandIns(t, youtubetest.Options{})
+	var (
+		mu     sync.Mutex
+		svc    *service
+		killed = make(chan struct{})
+		once   sync.Once
+	)
+	atom, atomURL := newAtomStandIn(t, atomapitest.Options{OnAsset: func(atomapitest.Call) {
+		once.Do(func() {
+			mu.Lock()
+			s := svc
+			mu.Unlock()
+			_ = s.cmd.Process.Kill() // the answer is written only after the process is gone
+			<-s.done
+			close(killed)
+		})
+	}})
+	env := serviceEnv(t, st, ytURL, atomURL)
+	env["UPLOADS_LOG_LEVEL"] = "info"
+	base := "http://" + env["UPLOADS_HTTP_ADDR"] + "/api2/atom/asset-atom/uploads"
+	ctx := testCtx(t, 3*time.Minute)
+	mu.Lock()
+	svc = startService(t, env)
+	mu.Unlock()
+	svc.waitHealthy(t)
+
+	size := int64(5<<20 + 777)
+	file := make([]byte, size)
+	_, _ = rand.Read(file)
+	rec, code, err := apiCall(ctx, "POST", base, map[string]any{
+		"filename": "asset.mp4", "size": size, "contentType": "video/mp4",
+		"destinations": []map[string]any{{"type": "youtube", "title": "Asset"}},
+	})
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("start upload: %d %v", code, err)
+	}
+	if err := browserPut(ctx, st, rec, file, []int{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-killed:
+	case <-ctx.Done():
+		t.Fatal("the service never added the asset")
+	}
+	if n := len(atom.Calls("asset-atom")); n != 1 {
+		t.Fatalf("%d asset calls before the restart, want 1", n)
+	}
+	next := startService(t, env)
+	next.waitHealthy(t)
+	// The restarted process takes the asset lease once the dead one's runs
+	// out (4 s) and the message comes back (10 s visibility, up to one more
+	// long poll on kumo).
+	for {
+		out := next.out.String()
+		if strings.Contains(out, `"msg":"asset found on the atom already"`) {
+			break
+		}
+		if strings.Contains(out, `"msg":"asset added to atom"`) {
+			t.Fatalf("the restarted service added the asset again: %d asset calls, want 1", len(atom.Calls("asset-atom")))
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the restarted service never recorded the asset")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := len(atom.Calls("asset-atom")); n != 1 {
+		t.Errorf("%d asset calls, want 1", n)
+	}
+	got, _, err := apiCall(ctx, "GET", base+"/"+rec.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := got.Destinations[0]; d.Status != "complete" || d.Error != "" || len(yt.Videos()) != 1 || d.Details.VideoID != yt.Videos()[0].ID {
+		t.Errorf("destination %+v, want complete with the one video on the stand-in", d)
+	}
 }
 
 // TestSIGTERMDuringRelay: ECS stops the task in the middle of a chunk. The

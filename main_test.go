@@ -176,10 +176,19 @@ func newStandIns(t testing.TB, opts youtubetest.Options) (*youtubetest.Server, s
 	yt := youtubetest.New(opts)
 	ytSrv := httptest.NewServer(yt)
 	t.Cleanup(ytSrv.Close)
-	atom := atomapitest.New(atomapitest.Options{HMACSecret: "hmac-secret"})
+	atom, atomURL := newAtomStandIn(t, atomapitest.Options{})
+	return yt, ytSrv.URL, atom, atomURL
+}
+
+// newAtomStandIn starts an atom API stand-in that takes serviceEnv's HMAC
+// secret.
+func newAtomStandIn(t testing.TB, opts atomapitest.Options) (*atomapitest.Server, string) {
+	t.Helper()
+	opts.HMACSecret = "hmac-secret"
+	atom := atomapitest.New(opts)
 	atomSrv := httptest.NewServer(atom)
 	t.Cleanup(atomSrv.Close)
-	return yt, ytSrv.URL, atom, atomSrv.URL
+	return atom, atomSrv.URL
 }
 
 func TestBadConfigurationExits2ListingEveryProblem(t *testing.T) {
