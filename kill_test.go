@@ -208,11 +208,9 @@ func killRun(t *testing.T, run int) error {
 		}
 	}
 	// One asset call, even across kills. It may wait for a message whose
-	// handler was killed: its visibility (10 s), plus up to one long poll
-	// (20 s) on kumo, which returns such a message only on the next receive;
-	// then, if the dead process's asset lease (4 s) is still held, for the
-	// follow-up sent 5 s later, plus up to one more long poll: 55 s.
-	deadline := time.Now().Add(90 * time.Second)
+	// handler was killed to come back (its visibility, 10 s), then for
+	// YouTube's processing, polled every second (three polls, then done).
+	deadline := time.Now().Add(60 * time.Second)
 	for len(atom.Calls("kill-atom")) == 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -278,9 +276,8 @@ func TestKilledRightAfterTheAtomTookTheAsset(t *testing.T) {
 	}
 	next := startService(t, env)
 	next.waitHealthy(t)
-	// The restarted process takes the asset lease once the dead one's runs
-	// out (4 s) and the message comes back (10 s visibility, up to one more
-	// long poll on kumo).
+	// The restarted process takes over once the dead one's message comes
+	// back (10 s visibility); its asset lease (4 s) has run out by then.
 	for {
 		out := next.out.String()
 		if strings.Contains(out, `"msg":"asset found on the atom already"`) {

@@ -228,6 +228,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		QueueURL:    cfg.Queue.URL,
 		Concurrency: cfg.Worker.Concurrency,
 		Visibility:  cfg.Worker.VisibilityTimeout,
+		WaitTime:    cfg.Worker.ReceiveWait,
 	}, steps, log)
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)

@@ -166,7 +166,11 @@ func serviceEnv(t testing.TB, st *stacktest.Stack, ytURL, atomURL string) map[st
 		"UPLOADS_WORKER_VISIBILITY_TIMEOUT":    "10s", // the production ratio: at least twice the lease
 		"UPLOADS_WORKER_LEASE_TTL":             "4s",
 		"UPLOADS_WORKER_POLL_INTERVAL":         "1s",
-		"UPLOADS_LOG_LEVEL":                    "debug",
+		// kumo answers a long poll only when a message is sent, so a
+		// follow-up or redelivered message would wait for the end of a
+		// 20 s poll: short polls keep the tests off that wake-up.
+		"UPLOADS_WORKER_RECEIVE_WAIT": "1s",
+		"UPLOADS_LOG_LEVEL":           "debug",
 	}
 }
 

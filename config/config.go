@@ -102,6 +102,7 @@ type Queue struct {
 type Worker struct {
 	Concurrency           int           `yaml:"concurrency"`
 	VisibilityTimeout     time.Duration `yaml:"visibilityTimeout"`
+	ReceiveWait           time.Duration `yaml:"receiveWait"`
 	LeaseTTL              time.Duration `yaml:"leaseTtl"`
 	ReassemblyParallelism int           `yaml:"reassemblyParallelism"`
 	PollInterval          time.Duration `yaml:"pollInterval"`
@@ -435,6 +436,10 @@ func (c Config) Validate() error {
 		bad("worker.concurrency", "%d is outside 1–1000", c.Worker.Concurrency)
 	}
 	within("worker.visibilityTimeout", c.Worker.VisibilityTimeout, 10*time.Second, 12*time.Hour)
+	within("worker.receiveWait", c.Worker.ReceiveWait, time.Second, 20*time.Second)
+	if c.Worker.ReceiveWait%time.Second != 0 {
+		bad("worker.receiveWait", "%s is not a whole number of seconds", c.Worker.ReceiveWait)
+	}
 	within("worker.leaseTtl", c.Worker.LeaseTTL, 3*time.Second, time.Hour)
 	if c.Worker.VisibilityTimeout < 2*c.Worker.LeaseTTL {
 		// A message whose handler died comes back at least half its

@@ -215,3 +215,27 @@ func TestREADMEDocumentsEveryKey(t *testing.T) {
 		}
 	}
 }
+
+func TestReceiveWait(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		ok    bool
+	}{
+		{"1s", true}, {"20s", true}, {"0s", false}, {"21s", false}, {"1500ms", false},
+	} {
+		c, err := Load(defaults(t), "", append(minimalEnv(), "UPLOADS_WORKER_RECEIVE_WAIT="+tt.value))
+		if got := err == nil; got != tt.ok {
+			t.Errorf("receiveWait %s: error %v, want ok=%v", tt.value, err, tt.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "UPLOADS_WORKER_RECEIVE_WAIT") {
+			t.Errorf("receiveWait %s: error %q does not name the variable", tt.value, err)
+		}
+		if err == nil && c.Worker.ReceiveWait.String() != tt.value {
+			t.Errorf("receiveWait %s: loaded %s", tt.value, c.Worker.ReceiveWait)
+		}
+	}
+	c, err := Load(defaults(t), "", minimalEnv())
+	if err != nil || c.Worker.ReceiveWait != 20*time.Second {
+		t.Errorf("default receiveWait = %s (%v), want 20s, SQS's maximum", c.Worker.ReceiveWait, err)
+	}
+}
