@@ -176,7 +176,9 @@ var errAssetBusy = errors.New("another instance is adding the asset")
 // makes one instance call, the record's flag makes it happen once, and the
 // atom API client adds nothing when the atom has the video already, which
 // covers an instance that died after the atom API took the asset and
-// before the flag was recorded. It reports nil when the atom has the video
+// before the flag was recorded. What it cannot cover is an addition still
+// in progress at the atom API when the next read comes; a failed call
+// therefore keeps the lease until it expires. It reports nil when the atom has the video
 // or there is no atom API, and errAssetBusy when another instance holds
 // the lease (it may have died: the caller looks again later).
 func (h *Steps) addAsset(ctx context.Context, u *upload.Upload) error {
@@ -196,7 +198,15 @@ func (h *Steps) addAsset(ctx context.Context, u *upload.Upload) error {
 	// but not recorded would be added again.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
+	// A failed call keeps the lease until it expires: an addition the atom
+	// API is still working on when the client gave up (a timeout, the end
+	// of the shutdown grace) gets that long to land before any instance
+	// reads the atom again.
+	keep := false
 	defer func() {
+		if keep {
+			return
+		}
 		if _, err := h.store.Release(bctx, u.AtomID, u.ID, store.LeaseAsset, owner, store.NoPart); err != nil {
 			h.log.Warn("release asset lease", zap.String("atomId", u.AtomID), zap.String("uploadId", u.ID), zap.Error(err))
 		}
@@ -212,6 +222,7 @@ func (h *Steps) addAsset(ctx context.Context, u *upload.Upload) error {
 		return err
 	})
 	if err != nil {
+		keep = true
 		return fmt.Errorf("add video %s to atom %s: %w", d.VideoID, u.AtomID, err)
 	}
 	if _, err := h.store.UpdateHolding(bctx, u.AtomID, u.ID,
