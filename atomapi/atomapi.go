@@ -70,7 +70,8 @@ type Config struct {
 	HMACSecret string
 	// Token is sent as a bearer token when there is no HMACSecret.
 	Token string
-	// Timeout bounds each attempt. Default 10s.
+	// Timeout bounds each request (an attempt is a read of the atom, then
+	// perhaps the addition). Default 10s.
 	Timeout time.Duration
 	// MaxAttempts bounds the attempts of one AddAsset. Default 5.
 	MaxAttempts int
@@ -224,7 +225,7 @@ func (c *Client) hasAsset(ctx context.Context, atomURL *url.URL, videoID string)
 		} `json:"assets"`
 	}
 	if err := json.Unmarshal(b, &atom); err != nil {
-		return false, &Error{Status: http.StatusOK, Message: "the atom API answered an atom that is not JSON: " + err.Error()}
+		return false, &Error{Status: http.StatusOK, Message: "the atom API answered an atom that is not JSON: " + err.Error(), err: err}
 	}
 	for _, a := range atom.Assets {
 		if a.ID == videoID && (a.Platform == "" || strings.EqualFold(a.Platform, "youtube")) {
@@ -264,9 +265,12 @@ func (c *Client) do(ctx context.Context, method string, u *url.URL, body []byte)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 == 2 {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxAtomBytes))
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxAtomBytes+1))
 		if err != nil {
 			return nil, &Error{Status: resp.StatusCode, Message: "read the atom API's answer: " + err.Error(), Temporary: true, err: err}
+		}
+		if len(b) > maxAtomBytes {
+			return nil, &Error{Status: resp.StatusCode, Message: fmt.Sprintf("the atom API's answer is over %d MiB", maxAtomBytes>>20)}
 		}
 		return b, nil
 	}

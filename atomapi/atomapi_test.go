@@ -321,3 +321,49 @@ func TestConcurrentCallsAreEachRecordedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedAdditionIsSentAgain: a POST answered 503 without being taken
+// is sent again after a read that finds nothing.
+func TestRefusedAdditionIsSentAgain(t *testing.T) {
+	var posts atomic.Int32
+	refuseFirstPost := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && posts.Add(1) == 1 {
+				http.Error(w, `{"message":"busy"}`, http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	c, srv, _ := newEnv(t, atomapitest.Options{Token: token}, atomapi.Config{Token: token}, refuseFirstPost)
+	added, err := c.AddAsset(context.Background(), "atom-1", videoURL)
+	if err != nil || !added {
+		t.Fatalf("AddAsset = %v, %v, want added", added, err)
+	}
+	if got, calls := posts.Load(), len(srv.Calls("atom-1")); got != 2 || calls != 1 {
+		t.Errorf("POSTs = %d, asset additions = %d, want 2 and 1", got, calls)
+	}
+}
+
+// TestOversizedAtomIsSaidSo: an atom bigger than the client reads is an
+// error that says so, not a JSON error.
+func TestOversizedAtomIsSaidSo(t *testing.T) {
+	huge := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, `{"id":"atom-1","assets":[],"description":"`+strings.Repeat("x", 5<<20)+`"}`)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	c, srv, _ := newEnv(t, atomapitest.Options{Token: token}, atomapi.Config{Token: token}, huge)
+	_, err := c.AddAsset(context.Background(), "atom-1", videoURL)
+	if err == nil || !strings.Contains(err.Error(), "over 4 MiB") || atomapi.IsTemporary(err) {
+		t.Errorf("AddAsset = %v, want a permanent error saying the answer is over 4 MiB", err)
+	}
+	if got := srv.CallCount(); got != 0 {
+		t.Errorf("asset additions = %d, want 0", got)
+	}
+}
