@@ -140,6 +140,7 @@ func killRun(t *testing.T, run int) error {
 	sum := sha256.Sum256(file)
 
 	svc := startService(t, env)
+	svcs := []*service{svc}
 	svc.waitHealthy(t)
 	rec, code, err := apiCall(ctx, "POST", base, map[string]any{
 		"filename": "kill.mp4", "size": size, "contentType": "video/mp4",
@@ -162,6 +163,7 @@ func killRun(t *testing.T, run int) error {
 			}
 		}
 		svc = startService(t, env)
+		svcs = append(svcs, svc)
 		svc.waitHealthy(t)
 	}
 	for {
@@ -207,12 +209,26 @@ func killRun(t *testing.T, run int) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	// One asset call, even across kills. It may wait for a message whose
-	// handler was killed to come back (its visibility, 10 s), then for
-	// YouTube's processing, polled every second (three polls, then done).
-	deadline := time.Now().Add(60 * time.Second)
-	for len(atom.Calls("kill-atom")) == 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
+	// One asset call, even across kills: wait until a process has recorded
+	// the asset (after that, nobody calls again), then count. It may wait
+	// for a message whose handler was killed to come back (its visibility,
+	// 10 s), for a dead holder's asset lease (4 s), and for YouTube's
+	// processing, polled every second (three polls, then done).
+	recorded := func() bool {
+		for _, s := range svcs {
+			if out := s.out.String(); strings.Contains(out, `"msg":"asset added to atom"`) ||
+				strings.Contains(out, `"msg":"asset found on the atom already"`) {
+				return true
+			}
+		}
+		return false
+	}
+	for !recorded() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the asset was never recorded; %d asset calls", len(atom.Calls("kill-atom")))
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	if n := len(atom.Calls("kill-atom")); n != 1 {
 		return fmt.Errorf("%d asset calls, want 1", n)
