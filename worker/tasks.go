@@ -178,9 +178,10 @@ var errAssetBusy = errors.New("another instance is adding the asset")
 // covers an instance that died after the atom API took the asset and
 // before the flag was recorded. What it cannot cover is an addition still
 // in progress at the atom API when the next read comes; a failed call
-// therefore keeps the lease until it expires. It reports nil when the atom has the video
-// or there is no atom API, and errAssetBusy when another instance holds
-// the lease (it may have died: the caller looks again later).
+// therefore keeps the lease until it expires. It reports nil when the atom
+// has the video or there is no atom API, and errAssetBusy when another
+// instance holds the lease (it may have died: the caller looks again
+// later).
 func (h *Steps) addAsset(ctx context.Context, u *upload.Upload) error {
 	d := u.Destination(upload.YouTube)
 	if h.atom == nil || d == nil || d.VideoID == "" || d.AssetAdded {
