@@ -1,0 +1,145 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Validate reports every problem of the configuration, joined.
+func (c Config) Validate() error {
+	var p []error
+	bad := func(key, format string, args ...any) {
+		p = append(p, fmt.Errorf("%s (%s): %s", key, EnvName(key), fmt.Sprintf(format, args...)))
+	}
+	within := func(key string, d, lo, hi time.Duration) {
+		if d < lo || d > hi {
+			bad(key, "%s is outside %s–%s", d, lo, hi)
+		}
+	}
+	urlOK := func(key, s string, required bool) {
+		if s == "" {
+			if required {
+				bad(key, "is required")
+			}
+			return
+		}
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(key, "%q is not an http(s) URL", s)
+		}
+	}
+	if c.HTTP.Addr == "" {
+		bad("http.addr", "is required, such as :8080")
+	}
+	within("http.readHeaderTimeout", c.HTTP.ReadHeaderTimeout, time.Second, 5*time.Minute)
+	within("http.requestTimeout", c.HTTP.RequestTimeout, time.Second, 10*time.Minute)
+	if c.HTTP.MaxBodyBytes < 1024 || c.HTTP.MaxBodyBytes > 10<<20 {
+		bad("http.maxBodyBytes", "%d is outside 1024–10485760", c.HTTP.MaxBodyBytes)
+	}
+	within("shutdownGrace", c.ShutdownGrace, 5*time.Second, 10*time.Minute)
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q must be debug, info, warn or error", c.Log.Level)
+	}
+	if c.AWS.Region == "" {
+		bad("aws.region", "is required, such as eu-west-1")
+	}
+	if c.Uploads.Bucket == "" {
+		bad("uploads.bucket", "is required")
+	}
+	const kib, mib, gib = 1 << 10, 1 << 20, 1 << 30
+	if ps := c.Uploads.PartSize; ps < 5*mib || ps > 5*gib || ps%(256*kib) != 0 {
+		bad("uploads.partSize", "%d must be a multiple of 262144 (256 KiB) between 5 MiB and 5 GiB", ps)
+	}
+	if !strings.HasPrefix(c.Uploads.CredentialsRoleARN, "arn:") {
+		bad("uploads.credentialsRoleArn", "%q must be the ARN of the role the browser's credentials are assumed from", c.Uploads.CredentialsRoleARN)
+	}
+	within("uploads.credentialsDuration", c.Uploads.CredentialsDuration, 15*time.Minute, 12*time.Hour)
+	if c.Table.Name == "" {
+		bad("table.name", "is required")
+	}
+	if c.Table.Retention < 0 {
+		bad("table.retention", "must not be negative (0 keeps records forever)")
+	}
+	urlOK("queue.url", c.Queue.URL, true)
+	if c.Worker.Concurrency < 1 || c.Worker.Concurrency > 1000 {
+		bad("worker.concurrency", "%d is outside 1–1000", c.Worker.Concurrency)
+	}
+	within("worker.visibilityTimeout", c.Worker.VisibilityTimeout, 10*time.Second, 12*time.Hour)
+	within("worker.receiveWait", c.Worker.ReceiveWait, time.Second, 20*time.Second)
+	if c.Worker.ReceiveWait%time.Second != 0 {
+		bad("worker.receiveWait", "%s is not a whole number of seconds", c.Worker.ReceiveWait)
+	}
+	within("worker.leaseTtl", c.Worker.LeaseTTL, 3*time.Second, time.Hour)
+	if c.Worker.VisibilityTimeout < 2*c.Worker.LeaseTTL {
+		// A message whose handler died comes back at least half its
+		// visibility later; by then the dead handler's lease must be gone.
+		bad("worker.visibilityTimeout", "%s must be at least twice worker.leaseTtl (%s)", c.Worker.VisibilityTimeout, c.Worker.LeaseTTL)
+	}
+	within("worker.pollInterval", c.Worker.PollInterval, time.Second, 15*time.Minute)
+	if c.Worker.MaxAttempts < 1 || c.Worker.MaxAttempts > 1000 {
+		bad("worker.maxAttempts", "%d is outside 1–1000", c.Worker.MaxAttempts)
+	}
+	if c.Worker.MaxTranscodeAttempts < 1 || c.Worker.MaxTranscodeAttempts > 10 {
+		bad("worker.maxTranscodeAttempts", "%d is outside 1–10", c.Worker.MaxTranscodeAttempts)
+	}
+	if c.Worker.MaxReceiveCount < 1 || c.Worker.MaxReceiveCount > 1000 {
+		bad("worker.maxReceiveCount", "%d is outside 1–1000", c.Worker.MaxReceiveCount)
+	}
+	if c.Worker.ReassemblyParallelism < 1 || c.Worker.ReassemblyParallelism > 100 {
+		bad("worker.reassemblyParallelism", "%d is outside 1–100", c.Worker.ReassemblyParallelism)
+	}
+	if c.YouTube.Enabled {
+		urlOK("youtube.apiBaseUrl", c.YouTube.APIBaseURL, true)
+		urlOK("youtube.tokenUrl", c.YouTube.TokenURL, true)
+		if c.YouTube.ClientID == "" {
+			bad("youtube.clientId", "is required when youtube.enabled is true")
+		}
+		if c.YouTube.ClientSecret == "" {
+			bad("youtube.clientSecret", "is required when youtube.enabled is true (environment only)")
+		}
+		if c.YouTube.RefreshToken == "" {
+			bad("youtube.refreshToken", "is required when youtube.enabled is true (environment only)")
+		}
+		if n := c.YouTube.MaxChunkBytes; n < 256*kib || n%(256*kib) != 0 {
+			bad("youtube.maxChunkBytes", "%d must be a positive multiple of 262144 (256 KiB)", n)
+		}
+		within("youtube.requestTimeout", c.YouTube.RequestTimeout, time.Second, 10*time.Minute)
+	}
+	urlOK("atomApi.baseUrl", c.AtomAPI.BaseURL, false)
+	if c.AtomAPI.BaseURL != "" && c.AtomAPI.HMACSecret == "" && c.AtomAPI.Token == "" {
+		bad("atomApi.baseUrl", "is set, so atomApi.hmacSecret or atomApi.token is required (environment only)")
+	}
+	if c.AtomAPI.MaxAttempts < 1 || c.AtomAPI.MaxAttempts > 20 {
+		bad("atomApi.maxAttempts", "%d is outside 1–20", c.AtomAPI.MaxAttempts)
+	}
+	within("atomApi.timeout", c.AtomAPI.Timeout, time.Second, 5*time.Minute)
+	switch c.Transcode.Backend {
+	case "none":
+	case "mediaconvert", "ffmpeg":
+		if c.Transcode.OutputBucket == "" {
+			bad("transcode.outputBucket", "is required when transcode.backend is %s", c.Transcode.Backend)
+		}
+		if c.Transcode.Backend == "mediaconvert" && !strings.HasPrefix(c.Transcode.MediaConvert.RoleARN, "arn:") {
+			bad("transcode.mediaConvert.roleArn", "is required when transcode.backend is mediaconvert")
+		}
+		if c.Transcode.Backend == "ffmpeg" && (c.Transcode.FFmpeg.Concurrency < 1 || c.Transcode.FFmpeg.Concurrency > 64) {
+			bad("transcode.ffmpeg.concurrency", "%d is outside 1–64", c.Transcode.FFmpeg.Concurrency)
+		}
+	default:
+		bad("transcode.backend", "%q must be mediaconvert, ffmpeg or none", c.Transcode.Backend)
+	}
+	if len(c.API.Tokens) == 0 {
+		bad("api.tokens", "at least one API token is required (environment only, comma-separated)")
+	}
+	for i, tok := range c.API.Tokens {
+		if len(tok) < 16 {
+			bad("api.tokens", "token %d is shorter than 16 characters", i+1)
+		}
+	}
+	return errors.Join(p...)
+}
