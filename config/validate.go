@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"atomuploads/upload"
 )
 
 // Validate reports every problem of the configuration, joined.
@@ -51,8 +53,7 @@ func (c Config) Validate() error {
 	if c.Uploads.Bucket == "" {
 		bad("uploads.bucket", "is required")
 	}
-	const kib, mib, gib = 1 << 10, 1 << 20, 1 << 30
-	if ps := c.Uploads.PartSize; ps < 5*mib || ps > 5*gib || ps%(256*kib) != 0 {
+	if ps := c.Uploads.PartSize; upload.ValidPartSize(ps) != nil {
 		bad("uploads.partSize", "%d must be a multiple of 262144 (256 KiB) between 5 MiB and 5 GiB", ps)
 	}
 	if !strings.HasPrefix(c.Uploads.CredentialsRoleARN, "arn:") {
@@ -105,7 +106,7 @@ func (c Config) Validate() error {
 		if c.YouTube.RefreshToken == "" {
 			bad("youtube.refreshToken", "is required when youtube.enabled is true (environment only)")
 		}
-		if n := c.YouTube.MaxChunkBytes; n < 256*kib || n%(256*kib) != 0 {
+		if n := c.YouTube.MaxChunkBytes; upload.ValidChunkSize(n) != nil {
 			bad("youtube.maxChunkBytes", "%d must be a positive multiple of 262144 (256 KiB)", n)
 		}
 		within("youtube.requestTimeout", c.YouTube.RequestTimeout, time.Second, 10*time.Minute)

@@ -57,6 +57,27 @@ func PartSize(size, preferred int64) (int64, error) {
 	return ps, nil
 }
 
+// ValidPartSize reports whether n may be the size of every part but the last
+// of a plan: a multiple of ChunkAlign from MinPartSize to MaxPartSize. The
+// error is an EINVALID *Error.
+func ValidPartSize(n int64) error {
+	if n < MinPartSize || n > MaxPartSize || n%ChunkAlign != 0 {
+		return Errorf(EINVALID, "part size %d must be a multiple of %d (256 KiB) between %d (5 MiB) and %d (5 GiB)",
+			n, ChunkAlign, MinPartSize, MaxPartSize)
+	}
+	return nil
+}
+
+// ValidChunkSize reports whether n may be the size of every YouTube
+// resumable chunk but the last: a positive multiple of ChunkAlign. The error
+// is an EINVALID *Error.
+func ValidChunkSize(n int64) error {
+	if n < ChunkAlign || n%ChunkAlign != 0 {
+		return Errorf(EINVALID, "chunk size %d must be a positive multiple of %d (256 KiB)", n, ChunkAlign)
+	}
+	return nil
+}
+
 // Plan splits a file of the given size into parts of PartSize(size, preferred)
 // bytes, the last one shorter.
 func Plan(size, preferred int64) ([]Part, error) {
