@@ -8,11 +8,43 @@
 // "/token" as the token URL; a development binary can serve it on a
 // loopback port.
 //
-// The protocol is enforced strictly, and every breach is answered 400 and
-// recorded (Violations), so that a test can assert that a client sent every
-// byte exactly once, in order, in chunks that are multiples of 256 KiB but
-// for the last. Chunk bodies are streamed into a SHA-256 hasher; nothing of
-// a file is kept in memory, so tests may send gigabytes.
+// # What is enforced
+//
+// The token endpoint accepts only a POST with grant_type=refresh_token and
+// the configured client id, client secret (in the form or in Basic auth)
+// and refresh token. Every API request must carry an access token that the
+// token endpoint issued and that has not expired, else it is answered 401.
+//
+// Breaches of the upload protocol are answered 400 and recorded
+// (Violations), so that a test can assert that a client sent every byte
+// exactly once, in order, in chunks that are multiples of 256 KiB but for
+// the last. These are:
+//
+//   - at initiation: an X-Upload-Content-Length that is not a length of 1
+//     byte to 256 GiB (MaxFileSize), a Content-Type other than
+//     application/json, a body that is not a JSON video resource;
+//   - on a session: a malformed Content-Range (a request without one sends
+//     the whole file, so it needs a body), a total that differs from the
+//     declared length or exceeds 256 GiB, a status query with a body or
+//     with a total below what is committed, and a chunk that leaves a gap or
+//     overlaps what is committed, whose Content-Length differs from its
+//     range, that is not a multiple of 256 KiB (ChunkAlign) without ending
+//     the file, that arrives while another chunk of the session is being
+//     read (more than one writer) or after the upload completed.
+//
+// YouTube's own checks are answered 400 with its error reasons, but are not
+// violations: an uploadType other than resumable (multipart and media
+// uploads in the initiation request are not supported), a missing or
+// unknown part, an X-Upload-Content-Type that is not a video type, and
+// metadata YouTube refuses (a blank title, or one longer than
+// MaxTitleRunes characters or with < or >; a description longer than 5000
+// bytes or with < or >; a non-numeric category id; a privacy status other
+// than private, unlisted or public).
+//
+// Chunk bodies are streamed into a SHA-256 hasher; nothing of a file is
+// kept in memory, so tests may send gigabytes.
+//
+// # Protocol forms
 //
 // Both forms of the protocol are spoken:
 //
@@ -30,16 +62,21 @@
 //     the server never commits part of a chunk (no short commits, and
 //     injected failures commit nothing).
 //
+// # Faults
+//
 // Faults can be injected (Options, and setters safe for concurrent use):
 // 503s on chunks, short commits, slow chunks, quota errors, the next N
-// requests failing, expired sessions. Random choices come from a generator
-// seeded by Options.Seed, so a sequential test sees the same faults on every
-// run.
+// requests failing, expired sessions, revoked tokens, failed processing.
+// Random choices come from a generator seeded by Options.Seed, so a
+// sequential test sees the same faults on every run.
 //
-// Other behaviour worth knowing: DELETE on a session answers 499 (as Google
-// answers a cancelled resumable upload) and later requests on it get 404;
-// an expired session answers 404; uploadType=multipart and media uploads in
-// the initiation request are not supported (400).
+// # Other behaviour
+//
+// DELETE on a session answers 499 (as Google answers a cancelled resumable
+// upload) and later requests on it get 404; an expired session answers 404.
+// A chunk whose body ends early (the client went away) is answered 400 and
+// commits nothing, but is not a violation. Unknown paths answer 404 and
+// other methods on known paths 405.
 package youtubetest
 
 import (
@@ -50,7 +87,6 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -66,49 +102,6 @@ const (
 	// MaxTitleRunes is YouTube's limit for a title.
 	MaxTitleRunes = 100
 )
-
-// Defaults of Options.
-const (
-	DefaultTokenTTL        = time.Hour
-	DefaultProcessingSteps = 3
-)
-
-// Options configure a Server.
-type Options struct {
-	// ClientID, ClientSecret and RefreshToken are the only credentials the
-	// token endpoint accepts.
-	ClientID     string
-	ClientSecret string
-	RefreshToken string
-	// TokenTTL is the lifetime of the access tokens issued. Default 1h.
-	TokenTTL time.Duration
-	// SessionTTL is how long a resumable session lives; older sessions
-	// answer 404. 0 means forever.
-	SessionTTL time.Duration
-	// ProcessingSteps is how many videos.list polls a finished upload
-	// reports "processing" (one part more each poll) before "succeeded".
-	// Default 3.
-	ProcessingSteps int
-
-	// Seed seeds the random choices of fault injection.
-	Seed uint64
-	// FailRate is the fraction of chunk requests answered 503: half of them
-	// before reading the body, half after reading part of it (and, in the
-	// documented form, committing a 256 KiB-aligned prefix of what was read).
-	FailRate float64
-	// ShortCommitRate is the fraction of chunk requests (documented form)
-	// of which only a 256 KiB-aligned prefix is committed: the whole body is
-	// read and the answer is 308 with the smaller Range, as Google may do.
-	ShortCommitRate float64
-	// Slow delays the answer to every chunk request that succeeds, after
-	// its body was read and committed (or until the client goes away).
-	Slow time.Duration
-	// QuotaExceeded makes session initiations answer 403 quotaExceeded.
-	QuotaExceeded bool
-
-	// Now is the clock (for session and token expiry). Default time.Now.
-	Now func() time.Time
-}
 
 // Server is the stand-in. It is safe for concurrent use.
 type Server struct {
@@ -168,19 +161,6 @@ func New(opts Options) *Server {
 	}
 }
 
-// Request kinds counted by Requests.
-const (
-	KindToken        = "token"        // token endpoint
-	KindInitiate     = "initiate"     // session initiation
-	KindChunk        = "chunk"        // chunk with bytes
-	KindStatus       = "status"       // status query (bytes */total)
-	KindCancel       = "cancel"       // DELETE on a session
-	KindList         = "list"         // videos.list
-	KindUnauthorized = "unauthorized" // refused for a missing or bad token
-	KindInjected     = "injected"     // answered with an injected failure
-	KindOther        = "other"        // anything else
-)
-
 // ServeHTTP routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	const uploadPath, listPath = "/upload/youtube/v3/videos", "/youtube/v3/videos"
@@ -231,264 +211,6 @@ func (s *Server) count(kind string) {
 // violation records a protocol violation; s.mu must be held.
 func (s *Server) violation(format string, args ...any) {
 	s.violations = append(s.violations, fmt.Sprintf(format, args...))
-}
-
-// --- fault injection setters -------------------------------------------
-
-// SetFailRate changes Options.FailRate.
-func (s *Server) SetFailRate(f float64) { s.mu.Lock(); s.failRate = f; s.mu.Unlock() }
-
-// SetShortCommitRate changes Options.ShortCommitRate.
-func (s *Server) SetShortCommitRate(f float64) { s.mu.Lock(); s.shortRate = f; s.mu.Unlock() }
-
-// SetSlow changes Options.Slow.
-func (s *Server) SetSlow(d time.Duration) { s.mu.Lock(); s.slow = d; s.mu.Unlock() }
-
-// SetQuotaExceeded changes Options.QuotaExceeded.
-func (s *Server) SetQuotaExceeded(b bool) { s.mu.Lock(); s.quota = b; s.mu.Unlock() }
-
-// FailNext makes the next n API requests (any but the token endpoint's)
-// answer 503 backendError before anything else is looked at.
-func (s *Server) FailNext(n int) { s.mu.Lock(); s.failNext = n; s.mu.Unlock() }
-
-// FailTokenNext makes the next n token requests answer 503.
-func (s *Server) FailTokenNext(n int) { s.mu.Lock(); s.failTokenNext = n; s.mu.Unlock() }
-
-// RevokeTokens forgets every access token issued, so the next API request
-// gets 401 until the client fetches a new one.
-func (s *Server) RevokeTokens() { s.mu.Lock(); clear(s.tokens); s.mu.Unlock() }
-
-// ExpireSession makes the session with the given upload id expire now; it
-// reports whether there was such a session.
-func (s *Server) ExpireSession(uploadID string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess, ok := s.sessions[uploadID]
-	if ok {
-		sess.expired = true
-	}
-	return ok
-}
-
-// ExpireAllSessions makes every session expire now.
-func (s *Server) ExpireAllSessions() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, sess := range s.sessions {
-		sess.expired = true
-	}
-}
-
-// FailProcessing makes the video's processing fail with the given reason
-// (a status.failureReason such as "codec"); it reports whether the video
-// exists.
-func (s *Server) FailProcessing(videoID, reason string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.videos[videoID]
-	if ok {
-		v.failure = reason
-	}
-	return ok
-}
-
-// UploadID returns the upload_id of a session URI, "" if it has none.
-func UploadID(sessionURI string) string {
-	u, err := url.Parse(sessionURI)
-	if err != nil {
-		return ""
-	}
-	return u.Query().Get("upload_id")
-}
-
-// --- inspection ----------------------------------------------------------
-
-// Chunk is one accepted chunk: Length bytes committed from Start.
-type Chunk struct {
-	Start  int64
-	Length int64
-}
-
-// Video is an uploaded video as the server holds it.
-type Video struct {
-	ID            string
-	Title         string
-	Description   string
-	Tags          []string
-	CategoryID    string
-	PrivacyStatus string
-	ContentType   string // X-Upload-Content-Type of the session
-	Size          int64
-	SHA256        string // hex SHA-256 of the bytes committed, in order
-	// Sessions counts the sessions started with the same title and
-	// declared length as the one that completed, itself included: more
-	// than 1 means the client restarted the upload.
-	Sessions int
-	// Chunks are the accepted chunks of the completing session, in order.
-	Chunks []Chunk
-}
-
-// Session states reported by SessionInfo.
-const (
-	SessionActive    = "active"
-	SessionComplete  = "complete"
-	SessionCancelled = "cancelled"
-	SessionExpired   = "expired"
-)
-
-// SessionInfo describes one resumable session.
-type SessionInfo struct {
-	UploadID  string
-	Title     string
-	Declared  int64 // X-Upload-Content-Length, or the total once a request gave it; -1 while unknown
-	Committed int64
-	State     string
-	VideoID   string // when complete
-	Created   time.Time
-	// Receiving is set while a chunk's body is being read.
-	Receiving bool
-}
-
-// Videos returns the uploaded videos in the order they were completed.
-func (s *Server) Videos() []Video {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Video, 0, len(s.videoOrder))
-	for _, v := range s.videoOrder {
-		m := v.sess.meta
-		n := 0
-		for _, o := range s.order {
-			if o.meta.Title == m.Title && o.declared == v.sess.declared {
-				n++
-			}
-		}
-		out = append(out, Video{
-			ID:            v.id,
-			Title:         m.Title,
-			Description:   m.Description,
-			Tags:          slices.Clone(m.Tags),
-			CategoryID:    m.CategoryID,
-			PrivacyStatus: m.PrivacyStatus,
-			ContentType:   v.sess.contentType,
-			Size:          v.sess.committed,
-			SHA256:        v.sha256,
-			Sessions:      n,
-			Chunks:        slices.Clone(v.sess.chunks),
-		})
-	}
-	return out
-}
-
-// Video returns the video with the given id.
-func (s *Server) Video(id string) (Video, bool) {
-	for _, v := range s.Videos() {
-		if v.ID == id {
-			return v, true
-		}
-	}
-	return Video{}, false
-}
-
-// Sessions returns every session in creation order.
-func (s *Server) Sessions() []SessionInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	out := make([]SessionInfo, 0, len(s.order))
-	for _, sess := range s.order {
-		info := SessionInfo{
-			UploadID:  sess.id,
-			Title:     sess.meta.Title,
-			Declared:  sess.declared,
-			Committed: sess.committed,
-			State:     SessionActive,
-			Created:   sess.created,
-			Receiving: sess.busy,
-		}
-		switch {
-		case sess.video != nil:
-			info.State, info.VideoID = SessionComplete, sess.video.id
-		case sess.cancelled:
-			info.State = SessionCancelled
-		case s.expired(sess, now):
-			info.State = SessionExpired
-		}
-		out = append(out, info)
-	}
-	return out
-}
-
-// Violations returns the protocol violations seen, in order. A client that
-// speaks the protocol correctly leaves it empty.
-func (s *Server) Violations() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.violations)
-}
-
-// Requests returns how many requests of each kind (Kind…) were served.
-func (s *Server) Requests() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.requests))
-	for k, v := range s.requests {
-		out[k] = v
-	}
-	return out
-}
-
-// BytesReceived returns the chunk body bytes read, committed or not.
-func (s *Server) BytesReceived() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.received
-}
-
-// BytesCommitted returns the chunk body bytes committed to sessions.
-func (s *Server) BytesCommitted() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.committed
-}
-
-// --- helpers -------------------------------------------------------------
-
-// googleError is Google's JSON error body.
-type googleError struct {
-	Error struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-		Errors  []struct {
-			Message string `json:"message"`
-			Domain  string `json:"domain"`
-			Reason  string `json:"reason"`
-		} `json:"errors"`
-	} `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, status int, reason, message string) {
-	var e googleError
-	e.Error.Code = status
-	e.Error.Message = message
-	e.Error.Errors = append(e.Error.Errors, struct {
-		Message string `json:"message"`
-		Domain  string `json:"domain"`
-		Reason  string `json:"reason"`
-	}{message, "global", reason})
-	writeJSON(w, status, e)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// randomString returns n random bytes, base64url-encoded.
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails (crypto/rand panics instead)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // authorized reports whether r carries an issued, unexpired access token.
@@ -544,4 +266,54 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		"expires_in":   int64(s.tokenTTL / time.Second),
 		"scope":        "https://www.googleapis.com/auth/youtube.upload",
 	})
+}
+
+// googleError is Google's JSON error body.
+type googleError struct {
+	Error struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Errors  []struct {
+			Message string `json:"message"`
+			Domain  string `json:"domain"`
+			Reason  string `json:"reason"`
+		} `json:"errors"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, reason, message string) {
+	var e googleError
+	e.Error.Code = status
+	e.Error.Message = message
+	e.Error.Errors = append(e.Error.Errors, struct {
+		Message string `json:"message"`
+		Domain  string `json:"domain"`
+		Reason  string `json:"reason"`
+	}{message, "global", reason})
+	writeJSON(w, status, e)
+}
+
+func writeQuotaError(w http.ResponseWriter) {
+	var e googleError
+	e.Error.Code = http.StatusForbidden
+	e.Error.Message = "The request cannot be completed because you have exceeded your quota."
+	e.Error.Errors = append(e.Error.Errors, struct {
+		Message string `json:"message"`
+		Domain  string `json:"domain"`
+		Reason  string `json:"reason"`
+	}{e.Error.Message, "youtube.quota", "quotaExceeded"})
+	writeJSON(w, http.StatusForbidden, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// randomString returns n random bytes, base64url-encoded.
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand panics instead)
+	return base64.RawURLEncoding.EncodeToString(b)
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -43,55 +42,11 @@ type session struct {
 	video     *video // once complete
 }
 
-type video struct {
-	id       string
-	sess     *session
-	sha256   string
-	polls    int
-	failure  string // processing failure reason, if made to fail
-	uploaded time.Time
-}
-
 func (s *Server) expired(sess *session, now time.Time) bool {
 	return sess.expired || s.sessionTTL > 0 && now.Sub(sess.created) >= s.sessionTTL
 }
 
 var privacyStatuses = map[string]bool{"": true, "private": true, "unlisted": true, "public": true}
-
-var videoParts = map[string]bool{
-	"id": true, "snippet": true, "status": true, "contentDetails": true, "fileDetails": true,
-	"liveStreamingDetails": true, "localizations": true, "player": true, "processingDetails": true,
-	"recordingDetails": true, "statistics": true, "suggestions": true, "topicDetails": true,
-	"paidProductPlacementDetails": true,
-}
-
-// listParam joins the values of a list parameter, which may come as one
-// comma-separated value or repeated (the Go client library repeats it).
-func listParam(q url.Values, name string) []string {
-	var out []string
-	for _, v := range q[name] {
-		for _, item := range strings.Split(v, ",") {
-			if item = strings.TrimSpace(item); item != "" {
-				out = append(out, item)
-			}
-		}
-	}
-	return out
-}
-
-// checkParts validates the part parameter; it returns the parts or a problem.
-func checkParts(q url.Values) ([]string, string) {
-	parts := listParam(q, "part")
-	if len(parts) == 0 {
-		return nil, "No filter selected. Expected one of: part"
-	}
-	for _, part := range parts {
-		if !videoParts[part] {
-			return nil, fmt.Sprintf("'%s' is not a valid value for part", part)
-		}
-	}
-	return parts, ""
-}
 
 // serveInitiate starts a resumable session: POST
 // /upload/youtube/v3/videos?uploadType=resumable&part=… with the video
@@ -217,18 +172,6 @@ func checkMetadata(m metadata) (string, string) {
 		return "invalidVideoMetadata", fmt.Sprintf("privacyStatus %q is not private, unlisted or public.", m.PrivacyStatus)
 	}
 	return "", ""
-}
-
-func writeQuotaError(w http.ResponseWriter) {
-	var e googleError
-	e.Error.Code = http.StatusForbidden
-	e.Error.Message = "The request cannot be completed because you have exceeded your quota."
-	e.Error.Errors = append(e.Error.Errors, struct {
-		Message string `json:"message"`
-		Domain  string `json:"domain"`
-		Reason  string `json:"reason"`
-	}{e.Error.Message, "youtube.quota", "quotaExceeded"})
-	writeJSON(w, http.StatusForbidden, e)
 }
 
 var (

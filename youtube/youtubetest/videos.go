@@ -1,12 +1,59 @@
 package youtubetest
 
 import (
+	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	yt "google.golang.org/api/youtube/v3"
 )
+
+type video struct {
+	id       string
+	sess     *session
+	sha256   string
+	polls    int
+	failure  string // processing failure reason, if made to fail
+	uploaded time.Time
+}
+
+var videoParts = map[string]bool{
+	"id": true, "snippet": true, "status": true, "contentDetails": true, "fileDetails": true,
+	"liveStreamingDetails": true, "localizations": true, "player": true, "processingDetails": true,
+	"recordingDetails": true, "statistics": true, "suggestions": true, "topicDetails": true,
+	"paidProductPlacementDetails": true,
+}
+
+// listParam joins the values of a list parameter, which may come as one
+// comma-separated value or repeated (the Go client library repeats it).
+func listParam(q url.Values, name string) []string {
+	var out []string
+	for _, v := range q[name] {
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+	}
+	return out
+}
+
+// checkParts validates the part parameter; it returns the parts or a problem.
+func checkParts(q url.Values) ([]string, string) {
+	parts := listParam(q, "part")
+	if len(parts) == 0 {
+		return nil, "No filter selected. Expected one of: part"
+	}
+	for _, part := range parts {
+		if !videoParts[part] {
+			return nil, fmt.Sprintf("'%s' is not a valid value for part", part)
+		}
+	}
+	return parts, ""
+}
 
 // videoResource renders a video with the requested parts; s.mu is held.
 // Uploaded videos report "processing" for ProcessingSteps polls of
