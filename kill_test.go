@@ -23,35 +23,14 @@ import (
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"atomuploads/api/rest"
 	"atomuploads/atomapi/atomapitest"
 	"atomuploads/devstack/stacktest"
 	"atomuploads/youtube/youtubetest"
 )
 
-// record is the part of an upload record these tests read.
-type record struct {
-	ID           string
-	Status       string
-	Error        string
-	Destinations []struct {
-		Type    string
-		Status  string
-		Error   string
-		Details struct {
-			VideoID string
-			Outputs []string
-		}
-	}
-	Parts []struct {
-		Start, End int64
-		Key        string
-	}
-	Credentials *struct {
-		TemporaryAccessID  string
-		TemporarySecretKey string
-		SessionToken       string
-	}
-}
+// record is an upload record as the API renders it.
+type record = rest.Upload
 
 func apiCall(ctx context.Context, method, url string, body any) (record, int, error) {
 	var r io.Reader
@@ -82,7 +61,7 @@ func browserPut(ctx context.Context, st *stacktest.Stack, rec record, file []byt
 	c := rec.Credentials
 	client := s3.NewFromConfig(st.AWS, func(o *s3.Options) {
 		o.UsePathStyle = true
-		o.Credentials = awscreds.NewStaticCredentialsProvider(c.TemporaryAccessID, c.TemporarySecretKey, c.SessionToken)
+		o.Credentials = awscreds.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)
 	})
 	for _, n := range order {
 		p := rec.Parts[n]

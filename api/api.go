@@ -1,7 +1,8 @@
 // Package api serves the REST contract of atom-uploads (api/openapi.yaml)
 // with echo v4: start, list, get, refresh credentials and cancel uploads,
 // plus GET /healthcheck. Every route but /healthcheck needs a bearer token.
-// Domain errors map to HTTP statuses in one place, errorHandler.
+// Domain errors map to HTTP statuses in one place, errorHandler. The bodies
+// are the wire types of package rest; view converts the domain's records.
 package api
 
 import (
@@ -22,6 +23,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 
+	"atomuploads/api/rest"
 	"atomuploads/credentials"
 	"atomuploads/upload"
 )
@@ -213,7 +215,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Request().Method == http.MethodHead {
 		werr = c.NoContent(status)
 	} else {
-		werr = c.JSON(status, map[string]string{"message": msg})
+		werr = c.JSON(status, rest.Error{Message: msg})
 	}
 	if werr != nil {
 		s.log.Warn("write error response", zap.Error(werr))

@@ -16,77 +16,21 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
+	"atomuploads/api/rest"
 	"atomuploads/credentials"
 	"atomuploads/upload"
 )
 
-// startRequest is the body of POST /api2/atom/{atomId}/uploads.
-type startRequest struct {
-	Filename     string               `json:"filename"`
-	Size         int64                `json:"size"`
-	ContentType  string               `json:"contentType"`
-	Destinations []destinationRequest `json:"destinations"`
-}
-
-type destinationRequest struct {
-	Type          string   `json:"type"`
-	Title         string   `json:"title"`
-	Description   string   `json:"description"`
-	Tags          []string `json:"tags"`
-	CategoryID    string   `json:"categoryId"`
-	PrivacyStatus string   `json:"privacyStatus"`
-}
-
-// uploadView is an upload record as the contract renders it.
-type uploadView struct {
-	ID           string                   `json:"id"`
-	AtomID       string                   `json:"atomId"`
-	Filename     string                   `json:"filename"`
-	Size         int64                    `json:"size"`
-	ContentType  string                   `json:"contentType"`
-	Status       upload.Status            `json:"status"`
-	Error        string                   `json:"error,omitempty"`
-	CreatedAt    string                   `json:"createdAt"`
-	UpdatedAt    string                   `json:"updatedAt"`
-	Region       string                   `json:"region"`
-	Bucket       string                   `json:"bucket"`
-	Destinations []destinationView        `json:"destinations"`
-	Parts        []partView               `json:"parts"`
-	Credentials  *credentials.Credentials `json:"credentials,omitempty"`
-}
-
-type destinationView struct {
-	Type     upload.DestinationType   `json:"type"`
-	Status   upload.DestinationStatus `json:"status"`
-	Progress float64                  `json:"progress"`
-	Details  detailsView              `json:"details"`
-	Error    string                   `json:"error,omitempty"`
-}
-
-type detailsView struct {
-	VideoID          string   `json:"videoId,omitempty"`
-	URL              string   `json:"url,omitempty"`
-	UploadedBytes    *int64   `json:"uploadedBytes,omitempty"`
-	ProcessingStatus string   `json:"processingStatus,omitempty"`
-	JobID            string   `json:"jobId,omitempty"`
-	Outputs          []string `json:"outputs,omitempty"`
-}
-
-type partView struct {
-	Start    int64  `json:"start"`
-	End      int64  `json:"end"`
-	Key      string `json:"key"`
-	Complete bool   `json:"complete"`
-}
-
-func view(u *upload.Upload) uploadView {
-	v := uploadView{
+// view renders an upload record as the contract has it, without
+// credentials.
+func view(u *upload.Upload) rest.Upload {
+	v := rest.Upload{
 		ID:          u.ID,
 		AtomID:      u.AtomID,
 		Filename:    u.Filename,
 		Size:        u.Size,
 		ContentType: u.ContentType,
-		Status:      u.Status,
+		Status:      string(u.Status),
 		Error:       u.Error,
 		CreatedAt:   u.CreatedAt.UTC().Format(time.RFC3339),
 		UpdatedAt:   u.UpdatedAt.UTC().Format(time.RFC3339),
@@ -94,27 +38,37 @@ func view(u *upload.Upload) uploadView {
 		Bucket:      u.Bucket,
 	}
 	for _, d := range u.Destinations {
-		dv := destinationView{
-			Type:     d.Type,
-			Status:   d.Status,
+		dv := rest.Destination{
+			Type:     string(d.Type),
+			Status:   string(d.Status),
 			Progress: math.Round(d.Progress*100) / 100,
 			Error:    d.Error,
 		}
 		switch d.Type {
 		case upload.YouTube:
 			n := d.UploadedBytes
-			dv.Details = detailsView{VideoID: d.VideoID, URL: d.URL(), UploadedBytes: &n, ProcessingStatus: d.ProcessingStatus}
+			dv.Details = rest.Details{VideoID: d.VideoID, URL: d.URL(), UploadedBytes: &n, ProcessingStatus: d.ProcessingStatus}
 		case upload.S3Bucket:
-			dv.Details = detailsView{JobID: d.JobID, Outputs: d.Outputs}
+			dv.Details = rest.Details{JobID: d.JobID, Outputs: d.Outputs}
 		}
 		v.Destinations = append(v.Destinations, dv)
 	}
 	parts := u.Parts()
-	v.Parts = make([]partView, len(parts))
+	v.Parts = make([]rest.Part, len(parts))
 	for i, p := range parts {
-		v.Parts[i] = partView{Start: p.Start, End: p.End, Key: u.PartKey(i), Complete: u.Completed[i]}
+		v.Parts[i] = rest.Part{Start: p.Start, End: p.End, Key: u.PartKey(i), Complete: u.Completed[i]}
 	}
 	return v
+}
+
+// credentialsView renders temporary credentials, the expiry in unix seconds.
+func credentialsView(c credentials.Credentials) *rest.Credentials {
+	return &rest.Credentials{
+		AccessKeyID:     c.AccessKeyID,
+		SecretAccessKey: c.SecretAccessKey,
+		SessionToken:    c.SessionToken,
+		Expiry:          c.Expiry.Unix(),
+	}
 }
 
 // bind decodes a JSON body strictly: one object, no unknown fields.
@@ -178,7 +132,7 @@ func (s *Server) start(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req startRequest
+	var req rest.StartRequest
 	if err := bind(c, &req); err != nil {
 		return err
 	}
@@ -208,14 +162,14 @@ func (s *Server) start(c echo.Context) error {
 	s.log.Info("upload started", zap.String("atomId", atomID), zap.String("uploadId", id),
 		zap.Int64("bytes", u.Size), zap.Int("parts", u.PartCount()), zap.String("status", string(u.Status)))
 	v := view(u)
-	v.Credentials = &creds
+	v.Credentials = credentialsView(creds)
 	c.Response().Header().Set(echo.HeaderLocation, c.Request().URL.Path+"/"+id)
 	return c.JSON(http.StatusCreated, v)
 }
 
 // startRequest checks what the domain cannot know: which destinations this
 // service has enabled, and fields that belong to another destination type.
-func (s *Server) startRequest(req startRequest) (upload.StartRequest, error) {
+func (s *Server) startRequest(req rest.StartRequest) (upload.StartRequest, error) {
 	sr := upload.StartRequest{Filename: req.Filename, Size: req.Size, ContentType: req.ContentType}
 	var problems []string
 	for i, d := range req.Destinations {
@@ -265,11 +219,11 @@ func (s *Server) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	views := make([]uploadView, 0, len(uploads))
+	list := rest.UploadList{Uploads: make([]rest.Upload, 0, len(uploads))}
 	for _, u := range uploads {
-		views = append(views, view(u))
+		list.Uploads = append(list.Uploads, view(u))
 	}
-	return c.JSON(http.StatusOK, map[string][]uploadView{"uploads": views})
+	return c.JSON(http.StatusOK, list)
 }
 
 func (s *Server) get(c echo.Context) error {
@@ -302,7 +256,7 @@ func (s *Server) refresh(c echo.Context) error {
 		return err
 	}
 	s.log.Info("credentials refreshed", zap.String("atomId", atomID), zap.String("uploadId", id))
-	return c.JSON(http.StatusOK, map[string]credentials.Credentials{"credentials": creds})
+	return c.JSON(http.StatusOK, rest.CredentialsResponse{Credentials: credentialsView(creds)})
 }
 
 func (s *Server) cancel(c echo.Context) error {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"atomuploads/api/rest"
 	"atomuploads/upload"
 )
 
@@ -64,7 +65,7 @@ type settings struct {
 	s3Endpoint       string
 	s3EndpointSet    bool
 	s3PathStyle      bool
-	destinations     []DestinationRequest
+	destinations     []rest.DestinationRequest
 	file             string
 }
 
@@ -210,7 +211,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (set
 		}
 	}
 	if set["youtube-title"] {
-		d := DestinationRequest{Type: YouTube, Title: strings.TrimSpace(*ytTitle), Description: *ytDesc,
+		d := rest.DestinationRequest{Type: YouTube, Title: strings.TrimSpace(*ytTitle), Description: *ytDesc,
 			CategoryID: *ytCategory, PrivacyStatus: *ytPrivacy}
 		if d.Title == "" {
 			problems = append(problems, "--youtube-title must not be empty")
@@ -231,7 +232,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (set
 		s.destinations = append(s.destinations, d)
 	}
 	if *toS3 {
-		s.destinations = append(s.destinations, DestinationRequest{Type: S3Bucket})
+		s.destinations = append(s.destinations, rest.DestinationRequest{Type: S3Bucket})
 	}
 	if s.resume == "" && len(s.destinations) == 0 {
 		problems = append(problems, "name at least one destination: --youtube-title TITLE (YouTube) and/or --s3 (transcode for self-hosting)")
@@ -356,10 +357,10 @@ func (r *runner) run(ctx context.Context) int {
 
 // record starts the upload, or reads the one to resume. ok is false when
 // the command ends with code.
-func (r *runner) record(ctx context.Context) (rec *Record, code int, ok bool) {
+func (r *runner) record(ctx context.Context) (rec *rest.Upload, code int, ok bool) {
 	name := filepath.Base(r.s.file)
 	if r.s.resume == "" {
-		rec, err := r.c.Start(ctx, r.s.atom, StartRequest{
+		rec, err := r.c.Start(ctx, r.s.atom, rest.StartRequest{
 			Filename: name, Size: r.size, ContentType: contentType(name), Destinations: r.s.destinations,
 		})
 		if err != nil {
@@ -403,7 +404,7 @@ func (r *runner) record(ctx context.Context) (rec *Record, code int, ok bool) {
 }
 
 // partsLeft counts the parts the record does not show complete.
-func partsLeft(rec *Record) int {
+func partsLeft(rec *rest.Upload) int {
 	n := 0
 	for _, p := range rec.Parts {
 		if !p.Complete {
@@ -415,7 +416,7 @@ func partsLeft(rec *Record) int {
 
 // putParts puts the parts the record does not show complete, with progress
 // on stderr.
-func (r *runner) putParts(ctx context.Context, rec *Record) (int, bool) {
+func (r *runner) putParts(ctx context.Context, rec *rest.Upload) (int, bool) {
 	pp := &progressPrinter{w: r.stderr, tty: r.tty}
 	err := r.c.PutParts(ctx, rec, r.file, PutOptions{Parallel: r.s.parallel, Progress: pp.update})
 	pp.finish()

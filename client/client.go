@@ -8,7 +8,8 @@
 // Client holds the pieces, each a method taking a context first: Start, Get,
 // Credentials, PutParts and Follow. Main parses the command line and runs
 // them in order. The bearer token and the temporary credentials are never
-// printed.
+// printed. The bodies sent and received are those of package rest, the wire
+// format the API renders.
 package client
 
 import (
@@ -22,32 +23,15 @@ import (
 	"net/url"
 	"strings"
 	"time"
-)
 
-// StartRequest is the body of POST /api2/atom/{atomId}/uploads.
-type StartRequest struct {
-	Filename     string               `json:"filename"`
-	Size         int64                `json:"size"`
-	ContentType  string               `json:"contentType"`
-	Destinations []DestinationRequest `json:"destinations"`
-}
+	"atomuploads/api/rest"
+)
 
 // Destination types of the contract.
 const (
 	YouTube  = "youtube"
 	S3Bucket = "s3Bucket"
 )
-
-// DestinationRequest asks for one destination. The YouTube fields apply only
-// to a youtube destination.
-type DestinationRequest struct {
-	Type          string   `json:"type"`
-	Title         string   `json:"title,omitempty"`
-	Description   string   `json:"description,omitempty"`
-	Tags          []string `json:"tags,omitempty"`
-	CategoryID    string   `json:"categoryId,omitempty"`
-	PrivacyStatus string   `json:"privacyStatus,omitempty"`
-}
 
 // Upload statuses: uploading → processing → complete | failed | cancelled.
 const (
@@ -62,75 +46,6 @@ const (
 func Terminal(status string) bool {
 	return status == StatusComplete || status == StatusFailed || status == StatusCancelled
 }
-
-// Record is an upload record as the API renders it. Credentials are present
-// only in the answer to Start.
-type Record struct {
-	ID           string        `json:"id"`
-	AtomID       string        `json:"atomId"`
-	Filename     string        `json:"filename"`
-	Size         int64         `json:"size"`
-	ContentType  string        `json:"contentType"`
-	Status       string        `json:"status"`
-	Error        string        `json:"error,omitempty"`
-	CreatedAt    string        `json:"createdAt"`
-	UpdatedAt    string        `json:"updatedAt"`
-	Region       string        `json:"region"`
-	Bucket       string        `json:"bucket"`
-	Destinations []Destination `json:"destinations"`
-	Parts        []Part        `json:"parts"`
-	Credentials  *Credentials  `json:"credentials,omitempty"`
-}
-
-// Destination is the progress of one destination.
-type Destination struct {
-	Type     string  `json:"type"`
-	Status   string  `json:"status"`
-	Progress float64 `json:"progress"`
-	Details  Details `json:"details"`
-	Error    string  `json:"error,omitempty"`
-}
-
-// Details are the destination-specific fields.
-type Details struct {
-	VideoID          string   `json:"videoId,omitempty"`
-	URL              string   `json:"url,omitempty"`
-	UploadedBytes    *int64   `json:"uploadedBytes,omitempty"`
-	ProcessingStatus string   `json:"processingStatus,omitempty"`
-	JobID            string   `json:"jobId,omitempty"`
-	Outputs          []string `json:"outputs,omitempty"`
-}
-
-// Part is one planned part: bytes [Start, End) of the file go to Key.
-type Part struct {
-	Start    int64  `json:"start"`
-	End      int64  `json:"end"`
-	Key      string `json:"key"`
-	Complete bool   `json:"complete"`
-}
-
-// Size is the part's length in bytes.
-func (p Part) Size() int64 { return p.End - p.Start }
-
-// Credentials are an upload's temporary AWS credentials: they can put only
-// that upload's parts, and they expire.
-type Credentials struct {
-	AccessKeyID     string `json:"temporaryAccessId"`
-	SecretAccessKey string `json:"temporarySecretKey"`
-	SessionToken    string `json:"sessionToken"`
-	Expiry          int64  `json:"expiry"` // unix seconds
-}
-
-// Expires is when the credentials stop working.
-func (c Credentials) Expires() time.Time { return time.Unix(c.Expiry, 0) }
-
-// String never shows the secrets.
-func (c Credentials) String() string {
-	return "credentials(expiry " + c.Expires().UTC().Format(time.RFC3339) + ")"
-}
-
-// GoString never shows the secrets either (%#v).
-func (c Credentials) GoString() string { return c.String() }
 
 // APIError is an error answer of the API: its status and {"message"}.
 type APIError struct {
@@ -188,12 +103,12 @@ func uploadPath(atomID, uploadID string) string {
 
 // Start starts an upload of the file described by req for the atom. The
 // record it returns carries the first temporary credentials.
-func (c *Client) Start(ctx context.Context, atomID string, req StartRequest) (*Record, error) {
-	var rec Record
+func (c *Client) Start(ctx context.Context, atomID string, req rest.StartRequest) (*rest.Upload, error) {
+	var rec rest.Upload
 	if err := c.do(ctx, http.MethodPost, uploadsPath(atomID), req, http.StatusCreated, &rec); err != nil {
 		return nil, fmt.Errorf("start upload: %w", err)
 	}
-	if err := rec.check(); err != nil {
+	if err := check(&rec); err != nil {
 		return nil, fmt.Errorf("start upload: %w", err)
 	}
 	if rec.Credentials == nil {
@@ -203,12 +118,12 @@ func (c *Client) Start(ctx context.Context, atomID string, req StartRequest) (*R
 }
 
 // Get returns the upload's record.
-func (c *Client) Get(ctx context.Context, atomID, uploadID string) (*Record, error) {
-	var rec Record
+func (c *Client) Get(ctx context.Context, atomID, uploadID string) (*rest.Upload, error) {
+	var rec rest.Upload
 	if err := c.do(ctx, http.MethodGet, uploadPath(atomID, uploadID), nil, http.StatusOK, &rec); err != nil {
 		return nil, fmt.Errorf("get upload %s: %w", uploadID, err)
 	}
-	if err := rec.check(); err != nil {
+	if err := check(&rec); err != nil {
 		return nil, fmt.Errorf("get upload %s: %w", uploadID, err)
 	}
 	return &rec, nil
@@ -216,22 +131,20 @@ func (c *Client) Get(ctx context.Context, atomID, uploadID string) (*Record, err
 
 // Credentials returns fresh temporary credentials for the upload's parts.
 // The API refuses them (409) once the upload takes no more parts.
-func (c *Client) Credentials(ctx context.Context, atomID, uploadID string) (Credentials, error) {
-	var out struct {
-		Credentials *Credentials `json:"credentials"`
-	}
+func (c *Client) Credentials(ctx context.Context, atomID, uploadID string) (rest.Credentials, error) {
+	var out rest.CredentialsResponse
 	if err := c.do(ctx, http.MethodPost, uploadPath(atomID, uploadID)+"/credentials", nil, http.StatusOK, &out); err != nil {
-		return Credentials{}, fmt.Errorf("refresh credentials of upload %s: %w", uploadID, err)
+		return rest.Credentials{}, fmt.Errorf("refresh credentials of upload %s: %w", uploadID, err)
 	}
 	cr := out.Credentials
 	if cr == nil || cr.AccessKeyID == "" || cr.SecretAccessKey == "" || cr.SessionToken == "" {
-		return Credentials{}, fmt.Errorf("refresh credentials of upload %s: the API returned incomplete credentials", uploadID)
+		return rest.Credentials{}, fmt.Errorf("refresh credentials of upload %s: the API returned incomplete credentials", uploadID)
 	}
 	return *cr, nil
 }
 
 // check rejects a record the rest of the client could not work with.
-func (r *Record) check() error {
+func check(r *rest.Upload) error {
 	if r.ID == "" || r.Bucket == "" {
 		return errors.New("the API returned a record without id or bucket")
 	}
@@ -284,9 +197,7 @@ func (c *Client) do(ctx context.Context, method, path string, in any, want int, 
 
 func apiError(res *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
-	var m struct {
-		Message string `json:"message"`
-	}
+	var m rest.Error
 	msg := ""
 	if json.Unmarshal(b, &m) == nil {
 		msg = m.Message

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"atomuploads/api"
+	"atomuploads/api/rest"
 	"atomuploads/credentials"
 	"atomuploads/devstack/stacktest"
 	"atomuploads/store"
@@ -315,8 +316,8 @@ func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 	// always due for a refresh.
 	c.RefreshBefore = 2 * time.Hour
 	ctx := context.Background()
-	rec, err := c.Start(ctx, testAtom, StartRequest{Filename: "clip.mp4", Size: testSize, ContentType: "video/mp4",
-		Destinations: []DestinationRequest{{Type: S3Bucket}}})
+	rec, err := c.Start(ctx, testAtom, rest.StartRequest{Filename: "clip.mp4", Size: testSize, ContentType: "video/mp4",
+		Destinations: []rest.DestinationRequest{{Type: S3Bucket}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,8 +341,8 @@ func TestRefusedCredentialsAreRefreshedAndPartRetried(t *testing.T) {
 	rec := newS3Recorder()
 	c := h.client(rec.httpClient())
 	ctx := context.Background()
-	r, err := c.Start(ctx, testAtom, StartRequest{Filename: "clip.mp4", Size: testSize, ContentType: "video/mp4",
-		Destinations: []DestinationRequest{{Type: S3Bucket}}})
+	r, err := c.Start(ctx, testAtom, rest.StartRequest{Filename: "clip.mp4", Size: testSize, ContentType: "video/mp4",
+		Destinations: []rest.DestinationRequest{{Type: S3Bucket}}})
 	if err != nil {
 		t.Fatal(err)
 	}

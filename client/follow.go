@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"atomuploads/api/rest"
 )
 
 // DefaultPoll is how often Follow reads the record by default.
@@ -23,11 +25,11 @@ const maxFollowFailures = 5
 // progress, video URL or error, until the upload's status is complete,
 // failed or cancelled. It returns that last record. Transient failures to
 // read it are retried; a 4xx answer ends Follow with the error.
-func (c *Client) Follow(ctx context.Context, atomID, uploadID string, every time.Duration, out io.Writer) (*Record, error) {
+func (c *Client) Follow(ctx context.Context, atomID, uploadID string, every time.Duration, out io.Writer) (*rest.Upload, error) {
 	if every <= 0 {
 		every = DefaultPoll
 	}
-	var prev *Record
+	var prev *rest.Upload
 	failures := 0
 	for {
 		rec, err := c.Get(ctx, atomID, uploadID)
@@ -67,7 +69,7 @@ func permanent(err error) bool {
 }
 
 // printChanges writes what differs between prev (nil at first) and rec.
-func printChanges(w io.Writer, prev, rec *Record) {
+func printChanges(w io.Writer, prev, rec *rest.Upload) {
 	if prev == nil || prev.Status != rec.Status || prev.Error != rec.Error {
 		line := "upload " + rec.ID + ": " + rec.Status
 		if rec.Error != "" {
@@ -76,7 +78,7 @@ func printChanges(w io.Writer, prev, rec *Record) {
 		fmt.Fprintln(w, line)
 	}
 	for i, d := range rec.Destinations {
-		var was *Destination
+		var was *rest.Destination
 		if prev != nil && i < len(prev.Destinations) && prev.Destinations[i].Type == d.Type {
 			was = &prev.Destinations[i]
 		}
@@ -92,7 +94,7 @@ func printChanges(w io.Writer, prev, rec *Record) {
 func round1(f float64) float64 { return math.Round(f*10) / 10 }
 
 // destinationLine is "youtube: upload 25.6%", "s3Bucket: failed: why".
-func destinationLine(d Destination) string {
+func destinationLine(d rest.Destination) string {
 	line := d.Type + ": " + d.Status
 	switch d.Status {
 	case "upload", "transcoding":
@@ -109,7 +111,7 @@ func destinationLine(d Destination) string {
 
 // PrintSummary writes the final state of an upload: its status, then each
 // destination with its YouTube URL or transcode outputs.
-func PrintSummary(w io.Writer, rec *Record) {
+func PrintSummary(w io.Writer, rec *rest.Upload) {
 	line := fmt.Sprintf("upload %s %s: %s, %s", rec.ID, rec.Status, rec.Filename, humanBytes(rec.Size))
 	if rec.Error != "" {
 		line += ": " + rec.Error
@@ -131,7 +133,7 @@ func PrintSummary(w io.Writer, rec *Record) {
 }
 
 // exitCode is the command's status for a final record.
-func exitCode(rec *Record) int {
+func exitCode(rec *rest.Upload) int {
 	if rec.Status == StatusComplete {
 		return 0
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"atomuploads/api/rest"
 )
 
 const fakeID = "01J0000000000000000000TEST"
@@ -28,7 +30,7 @@ type fakeAPI struct {
 
 type fakeState struct {
 	code int
-	rec  Record
+	rec  rest.Upload
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -64,12 +66,12 @@ func newFake(t testing.TB, states ...fakeState) (*fakeAPI, *Client) {
 
 // rec is a 10-byte upload in one complete part, with one s3Bucket
 // destination in the given state.
-func rec(status, dest string, progress float64, edit ...func(*Record)) fakeState {
-	r := Record{
+func rec(status, dest string, progress float64, edit ...func(*rest.Upload)) fakeState {
+	r := rest.Upload{
 		ID: fakeID, AtomID: testAtom, Filename: "clip.mp4", Size: 10, ContentType: "video/mp4",
 		Status: status, Region: "eu-west-1", Bucket: "b",
-		Destinations: []Destination{{Type: S3Bucket, Status: dest, Progress: progress}},
-		Parts:        []Part{{Start: 0, End: 10, Key: "uploads/" + testAtom + "/" + fakeID + "/parts/0", Complete: true}},
+		Destinations: []rest.Destination{{Type: S3Bucket, Status: dest, Progress: progress}},
+		Parts:        []rest.Part{{Start: 0, End: 10, Key: "uploads/" + testAtom + "/" + fakeID + "/parts/0", Complete: true}},
 	}
 	for _, e := range edit {
 		e(&r)
@@ -84,7 +86,7 @@ func TestFollowPrintsChangesUntilComplete(t *testing.T) {
 		rec("processing", "transcoding", 10), // no change: no line
 		fakeState{code: http.StatusServiceUnavailable},
 		rec("processing", "transcoding", 55.55),
-		rec("complete", "complete", 100, func(r *Record) { r.Destinations[0].Details.Outputs = []string{"out/a.mp4", "out/a.jpg"} }),
+		rec("complete", "complete", 100, func(r *rest.Upload) { r.Destinations[0].Details.Outputs = []string{"out/a.mp4", "out/a.jpg"} }),
 	)
 	var out bytes.Buffer
 	final, err := c.Follow(context.Background(), testAtom, fakeID, time.Millisecond, &out)
@@ -138,19 +140,19 @@ func writeFake(t testing.TB) string {
 }
 
 func TestMainFollowsToComplete(t *testing.T) {
-	youTubeUploading := func(r *Record) {
-		r.Destinations = append([]Destination{{Type: YouTube, Status: "upload", Progress: 40}}, r.Destinations...)
+	youTubeUploading := func(r *rest.Upload) {
+		r.Destinations = append([]rest.Destination{{Type: YouTube, Status: "upload", Progress: 40}}, r.Destinations...)
 	}
 	f, c := newFake(t,
 		rec("processing", "waiting", 0, youTubeUploading), // read by --resume
 		rec("processing", "waiting", 0, youTubeUploading), // Follow's first read
-		rec("processing", "transcoding", 50, func(r *Record) {
-			r.Destinations = append([]Destination{{Type: YouTube, Status: "transcoding", Progress: 20,
-				Details: Details{VideoID: "abc", URL: "https://www.youtube.com/watch?v=abc", ProcessingStatus: "processing"}}}, r.Destinations...)
+		rec("processing", "transcoding", 50, func(r *rest.Upload) {
+			r.Destinations = append([]rest.Destination{{Type: YouTube, Status: "transcoding", Progress: 20,
+				Details: rest.Details{VideoID: "abc", URL: "https://www.youtube.com/watch?v=abc", ProcessingStatus: "processing"}}}, r.Destinations...)
 		}),
-		rec("complete", "complete", 100, func(r *Record) {
-			r.Destinations = append([]Destination{{Type: YouTube, Status: "complete", Progress: 100,
-				Details: Details{VideoID: "abc", URL: "https://www.youtube.com/watch?v=abc"}}}, r.Destinations...)
+		rec("complete", "complete", 100, func(r *rest.Upload) {
+			r.Destinations = append([]rest.Destination{{Type: YouTube, Status: "complete", Progress: 100,
+				Details: rest.Details{VideoID: "abc", URL: "https://www.youtube.com/watch?v=abc"}}}, r.Destinations...)
 			r.Destinations[1].Details.Outputs = []string{"out/clip.mp4"}
 		}),
 	)
@@ -186,7 +188,7 @@ func TestMainFollowsToComplete(t *testing.T) {
 func TestMainExitsOneWhenFailed(t *testing.T) {
 	_, c := newFake(t,
 		rec("processing", "transcoding", 5),
-		rec("failed", "failed", 5, func(r *Record) {
+		rec("failed", "failed", 5, func(r *rest.Upload) {
 			r.Error = "a destination failed"
 			r.Destinations[0].Error = "transcode: input is not a video"
 		}),

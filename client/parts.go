@@ -14,6 +14,8 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"golang.org/x/sync/errgroup"
+
+	"atomuploads/api/rest"
 )
 
 // DefaultParallel is how many parts are in flight by default.
@@ -53,7 +55,7 @@ type Progress struct {
 // refreshed through the API otherwise; the SDK refreshes them by itself
 // RefreshBefore their expiry. A failed part is retried with backoff. The
 // first part that fails for good cancels the others.
-func (c *Client) PutParts(ctx context.Context, rec *Record, file io.ReaderAt, opts PutOptions) error {
+func (c *Client) PutParts(ctx context.Context, rec *rest.Upload, file io.ReaderAt, opts PutOptions) error {
 	todo, err := partsToPut(rec, opts.Parts)
 	if err != nil {
 		return err
@@ -92,7 +94,7 @@ func (c *Client) PutParts(ctx context.Context, rec *Record, file io.ReaderAt, op
 }
 
 // partsToPut checks the wanted part numbers, or picks the incomplete ones.
-func partsToPut(rec *Record, want []int) ([]int, error) {
+func partsToPut(rec *rest.Upload, want []int) ([]int, error) {
 	if want == nil {
 		var todo []int
 		for i, p := range rec.Parts {
@@ -141,7 +143,7 @@ func (c *Client) s3Client(region string, creds aws.CredentialsProvider) *s3.Clie
 }
 
 // putPart puts one part, trying up to Attempts times.
-func (c *Client) putPart(ctx context.Context, s3c *s3.Client, creds *aws.CredentialsCache, rec *Record, n int, file io.ReaderAt, tr *tracker) error {
+func (c *Client) putPart(ctx context.Context, s3c *s3.Client, creds *aws.CredentialsCache, rec *rest.Upload, n int, file io.ReaderAt, tr *tracker) error {
 	p := rec.Parts[n]
 	attempts := c.Attempts
 	if attempts <= 0 {
@@ -227,7 +229,7 @@ type refresher struct {
 	window   time.Duration
 
 	mu    sync.Mutex
-	first *Credentials // used once, if not about to expire
+	first *rest.Credentials // used once, if not about to expire
 }
 
 // Retrieve implements aws.CredentialsProvider.
@@ -236,7 +238,7 @@ func (r *refresher) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	first := r.first
 	r.first = nil
 	r.mu.Unlock()
-	var cr Credentials
+	var cr rest.Credentials
 	if first != nil && time.Until(first.Expires()) > r.window {
 		cr = *first
 	} else {
@@ -260,14 +262,14 @@ func (r *refresher) Retrieve(ctx context.Context) (aws.Credentials, error) {
 // tracker counts what PutParts has done and reports it, one call at a time.
 type tracker struct {
 	mu       sync.Mutex
-	rec      *Record
+	rec      *rest.Upload
 	report   func(Progress)
 	start    time.Time
 	p        Progress
 	finished []bool
 }
 
-func newTracker(rec *Record, todo []int, report func(Progress)) *tracker {
+func newTracker(rec *rest.Upload, todo []int, report func(Progress)) *tracker {
 	t := &tracker{rec: rec, report: report, start: time.Now(), finished: make([]bool, len(rec.Parts))}
 	t.p.PartsTotal, t.p.Size = len(rec.Parts), rec.Size
 	pending := make(map[int]bool, len(todo))
