@@ -427,6 +427,19 @@ func (u *Upload) Fail(reason string, now time.Time) {
 	u.UpdatedAt = now.UTC()
 }
 
+// Settled returns the change fn followed by Settle(now()): the form every
+// change of a record takes, so that the status always follows from the
+// parts and destinations. The store applies changes; it does not settle.
+func Settled(now func() time.Time, fn func(*Upload) error) func(*Upload) error {
+	return func(u *Upload) error {
+		if err := fn(u); err != nil {
+			return err
+		}
+		u.Settle(now())
+		return nil
+	}
+}
+
 // Settle derives the upload status from its parts and destinations: it
 // becomes processing once every part is in, and complete (or failed) once it
 // is assembled and every destination has finished. Call it after changing

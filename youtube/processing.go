@@ -4,26 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+
+	"atomuploads/upload"
 )
 
-// Processing is what YouTube reports about an uploaded video.
-type Processing struct {
-	// UploadStatus is status.uploadStatus: uploaded (processing), processed,
-	// failed, rejected or deleted.
-	UploadStatus string
-	// ProcessingStatus is processingDetails.processingStatus: processing,
-	// succeeded, failed or terminated.
-	ProcessingStatus string
-	// PartsProcessed and PartsTotal are processingDetails.processingProgress,
-	// while YouTube is processing.
-	PartsProcessed int64
-	PartsTotal     int64
-	// FailureReason is status.failureReason (or
-	// processingDetails.processingFailureReason) when the upload failed.
-	FailureReason string
-	// RejectionReason is status.rejectionReason when YouTube rejected it.
-	RejectionReason string
-}
+// Processing is what YouTube reports about an uploaded video; the domain
+// owns its meaning (upload.YouTubeProcessing: Done, Failed, Failure).
+type Processing = upload.YouTubeProcessing
 
 // Processing returns the video's upload and processing status:
 // videos.list?part=status,processingDetails&id=<videoID>. A video that

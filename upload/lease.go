@@ -1,0 +1,43 @@
+package upload
+
+import "time"
+
+// LeaseName names one of the leases an upload's record carries: a claim,
+// with an owner and an expiry, that makes one worker at a time do a piece
+// of work that must not be done twice at once.
+type LeaseName string
+
+// The leases of an upload.
+const (
+	// LeaseYouTube is held by the one writer of the YouTube resumable
+	// session: bytes reach YouTube in order, once.
+	LeaseYouTube LeaseName = "youtube"
+	// LeaseAssembly is held by the one reassembler of the original.
+	LeaseAssembly LeaseName = "assembly"
+	// LeaseAsset is held by the one caller of the atom API.
+	LeaseAsset LeaseName = "asset"
+)
+
+// Leases lists every lease name, for exhaustive checks.
+var Leases = []LeaseName{LeaseYouTube, LeaseAssembly, LeaseAsset}
+
+// Lease is one holder's claim on a lease of an upload: which lease, of which
+// upload, by whom, for how long after each acquisition or renewal.
+type Lease struct {
+	AtomID   string
+	UploadID string
+	Name     LeaseName
+	// Owner is unique per turn: two goroutines of one process never share
+	// an owner, so neither can mistake the other's claim for its own.
+	Owner string
+	TTL   time.Duration
+}
+
+// Domain errors of lost lease races.
+var (
+	// ErrLeaseHeld: another owner holds the lease, and it has not expired.
+	ErrLeaseHeld = Errorf(ECONFLICT, "another worker holds the lease")
+	// ErrLeaseLost: the owner no longer holds the lease (it expired and
+	// was taken over, or was released by someone who found it expired).
+	ErrLeaseLost = Errorf(ECONFLICT, "the lease was lost to another worker")
+)
