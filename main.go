@@ -20,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -205,14 +204,13 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		YouTube:        cfg.YouTube.Enabled,
 		Transcode:      tc != nil,
 	}, db, issuer, sessions, log)
-	httpServer := &http.Server{
+	httpServer := api.NewHTTP(apiServer, api.Listener{
 		Addr:              cfg.HTTP.Addr,
-		Handler:           apiServer,
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
-		ErrorLog:          zap.NewStdLog(log),
-	}
+		DrainDelay:        min(2*time.Second, cfg.ShutdownGrace/5),
+	}, log)
 	sqsc := sqs.NewFromConfig(awsCfg)
-	steps := worker.NewSteps(worker.Config{
+	dispatcher := worker.New(worker.Config{
 		QueueURL:              cfg.Queue.URL,
 		Bucket:                cfg.Uploads.Bucket,
 		Owner:                 instanceID(),
@@ -223,69 +221,79 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		MaxTranscodeAttempts:  cfg.Worker.MaxTranscodeAttempts,
 		MaxAttempts:           cfg.Worker.MaxAttempts,
 		MaxReceiveCount:       cfg.Worker.MaxReceiveCount,
-	}, db, sqsc, s3c, yt, tc, atom, log)
+	}, worker.Deps{Store: db, Queue: sqsc, S3: s3c, YouTube: yt, Transcoder: tc, AtomAPI: atom, Log: log})
 	pool := worker.NewPool(sqsc, worker.PoolConfig{
-		QueueURL:    cfg.Queue.URL,
-		Concurrency: cfg.Worker.Concurrency,
-		Visibility:  cfg.Worker.VisibilityTimeout,
-		WaitTime:    cfg.Worker.ReceiveWait,
-	}, steps, log)
+		QueueURL:      cfg.Queue.URL,
+		DeadLetterURL: cfg.Queue.DeadLetterURL,
+		Concurrency:   cfg.Worker.Concurrency,
+		Visibility:    cfg.Worker.VisibilityTimeout,
+		WaitTime:      cfg.Worker.ReceiveWait,
+	}, dispatcher, log)
 
-	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
-	}
-	log.Info("started", zap.String("addr", ln.Addr().String()), zap.String("queue", cfg.Queue.URL),
-		zap.String("bucket", cfg.Uploads.Bucket), zap.String("table", cfg.Table.Name),
-		zap.Bool("youtube", yt != nil), zap.String("transcode", cfg.Transcode.Backend))
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := httpServer.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("API server: %w", err)
-		}
-		return nil
-	})
 	// Work in flight gets the grace less a few seconds for the bookkeeping
-	// that hands back unfinished messages and lets go of leases.
+	// that hands back unfinished messages and lets go of leases; the API
+	// gets the whole grace. Transcodes in progress may finish within the
+	// work grace; then they are killed, reported lost, and restarted by
+	// another instance.
 	workGrace := max(cfg.ShutdownGrace-5*time.Second, time.Second)
-	g.Go(func() error { return pool.Run(gctx, workGrace) })
+	parts := []part{{"worker pool", pool, workGrace}, {"API", httpServer, cfg.ShutdownGrace}}
 	if ffmpeg != nil {
-		// Transcodes in progress may finish within the grace; then they are
-		// killed, reported lost, and restarted by another instance.
-		ffctx, stopFFmpeg := context.WithCancel(context.WithoutCancel(gctx))
-		g.Go(func() error { return ffmpeg.Run(ffctx) })
+		parts = append([]part{{"ffmpeg runner", ffmpeg.Runner(), workGrace}}, parts...)
+	}
+	return runParts(ctx, log, parts, httpServer.Err(), func() {
+		log.Info("started", zap.Stringer("addr", httpServer.Addr()), zap.String("queue", cfg.Queue.URL),
+			zap.String("bucket", cfg.Uploads.Bucket), zap.String("table", cfg.Table.Name),
+			zap.Bool("youtube", yt != nil), zap.String("transcode", cfg.Transcode.Backend))
+	}, cfg.ShutdownGrace)
+}
+
+// component is a long-running part of the service: Start returns once it
+// runs in the background; Stop ends it within its context's deadline.
+type component interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// part is a component and the grace its Stop gets.
+type part struct {
+	name  string
+	c     component
+	grace time.Duration
+}
+
+// runParts is the service's one start and shutdown sequence: start every
+// part in order, run until ctx ends (SIGTERM) or a part fails, then stop
+// every started part at once, each within its grace.
+func runParts(ctx context.Context, log *zap.Logger, parts []part, failed <-chan error, started func(), grace time.Duration) error {
+	var running []part
+	var cause error
+	for _, p := range parts {
+		if err := p.c.Start(ctx); err != nil {
+			cause = fmt.Errorf("start %s: %w", p.name, err)
+			break
+		}
+		running = append(running, p)
+	}
+	if cause == nil {
+		started()
+		select {
+		case <-ctx.Done():
+		case cause = <-failed:
+		}
+	}
+	log.Info("stopping", zap.String("grace", grace.String()))
+	var g errgroup.Group
+	for _, p := range running {
 		g.Go(func() error {
-			defer stopFFmpeg()
-			<-gctx.Done()
-			deadline := time.NewTimer(workGrace)
-			defer deadline.Stop()
-			tick := time.NewTicker(200 * time.Millisecond)
-			defer tick.Stop()
-			for ffmpeg.Busy() {
-				select {
-				case <-deadline.C:
-					return nil
-				case <-tick.C:
-				}
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.grace)
+			defer cancel()
+			if err := p.c.Stop(sctx); err != nil {
+				return fmt.Errorf("stop %s: %w", p.name, err)
 			}
 			return nil
 		})
 	}
-	g.Go(func() error {
-		<-gctx.Done()
-		log.Info("stopping", zap.String("grace", cfg.ShutdownGrace.String()))
-		apiServer.Drain() // /healthcheck answers 503 from now on
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownGrace)
-		defer cancel()
-		// Let a load balancer see the 503 before the listener closes.
-		select {
-		case <-time.After(min(2*time.Second, cfg.ShutdownGrace/5)):
-		case <-sctx.Done():
-		}
-		return httpServer.Shutdown(sctx)
-	})
-	return g.Wait()
+	return errors.Join(cause, g.Wait())
 }
 
 // regionOr prefers the SDK's own AWS_REGION over the configured region.

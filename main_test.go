@@ -155,6 +155,7 @@ func serviceEnv(t testing.TB, st *stacktest.Stack, ytURL, atomURL string) map[st
 		"UPLOADS_UPLOADS_CREDENTIALS_ROLE_ARN": "arn:aws:iam::000000000000:role/upload",
 		"UPLOADS_TABLE_NAME":                   st.Table,
 		"UPLOADS_QUEUE_URL":                    st.QueueURL,
+		"UPLOADS_QUEUE_DEAD_LETTER_URL":        st.DLQURL,
 		"UPLOADS_YOUTUBE_API_BASE_URL":         ytURL + "/",
 		"UPLOADS_YOUTUBE_TOKEN_URL":            ytURL + "/token",
 		"UPLOADS_YOUTUBE_CLIENT_ID":            "client",

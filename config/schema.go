@@ -87,7 +87,8 @@ type Table struct {
 
 // Queue configures the SQS queue of S3 events.
 type Queue struct {
-	URL string `yaml:"url"`
+	URL           string `yaml:"url"`
+	DeadLetterURL string `yaml:"deadLetterUrl"`
 }
 
 // Worker configures the SQS consumer pool and its steps.

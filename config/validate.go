@@ -67,6 +67,7 @@ func (c Config) Validate() error {
 		bad("table.retention", "must not be negative (0 keeps records forever)")
 	}
 	urlOK("queue.url", c.Queue.URL, true)
+	urlOK("queue.deadLetterUrl", c.Queue.DeadLetterURL, false)
 	if c.Worker.Concurrency < 1 || c.Worker.Concurrency > 1000 {
 		bad("worker.concurrency", "%d is outside 1–1000", c.Worker.Concurrency)
 	}

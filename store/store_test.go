@@ -198,6 +198,11 @@ func TestCompletePartIsIdempotentAndRefusedWhenCancelled(t *testing.T) {
 	}
 }
 
+// lease is owner's claim on the named lease of u.
+func lease(u *upload.Upload, name upload.LeaseName, owner string, ttl time.Duration) upload.Lease {
+	return upload.Lease{AtomID: u.AtomID, UploadID: u.ID, Name: name, Owner: owner, TTL: ttl}
+}
+
 func TestLeases(t *testing.T) {
 	s := newStore(t)
 	c := ctx(t)
@@ -206,17 +211,17 @@ func TestLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ttl = 300 * time.Millisecond
-	if _, takenOver, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "a", ttl); err != nil || takenOver {
+	if _, takenOver, err := s.Acquire(c, lease(u, upload.LeaseYouTube, "a", ttl)); err != nil || takenOver {
 		t.Fatalf("a acquires a free lease: takenOver=%v err=%v, want false, nil", takenOver, err)
 	}
-	if _, _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); !errors.Is(err, store.ErrLeaseHeld) {
+	if _, _, err := s.Acquire(c, lease(u, upload.LeaseYouTube, "b", ttl)); !errors.Is(err, upload.ErrLeaseHeld) {
 		t.Fatalf("b acquires a held lease: error = %v, want ErrLeaseHeld", err)
 	}
-	if _, _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseAssembly, "b", ttl); err != nil {
+	if _, _, err := s.Acquire(c, lease(u, upload.LeaseAssembly, "b", ttl)); err != nil {
 		t.Errorf("leases are independent, b acquiring assembly: %v", err)
 	}
-	h := store.Holding{Lease: store.LeaseYouTube, Owner: "a", TTL: ttl}
-	if _, err := s.UpdateHolding(c, u.AtomID, u.ID, h, func(u *upload.Upload) error {
+	h := lease(u, upload.LeaseYouTube, "a", ttl)
+	if _, err := s.UpdateHolding(c, h, func(u *upload.Upload) error {
 		return u.Destination(upload.YouTube).MoveTo(upload.DestUpload)
 	}); err != nil {
 		t.Fatalf("holder updates: %v", err)
@@ -226,31 +231,45 @@ func TestLeases(t *testing.T) {
 	if _, err := s.CompletePart(c, u.AtomID, u.ID, 1); err != nil {
 		t.Fatal(err)
 	}
-	released, err := s.Release(c, u.AtomID, u.ID, store.LeaseYouTube, "a", 1)
+	released, err := s.ReleaseIfMissing(c, lease(u, upload.LeaseYouTube, "a", ttl), 1)
 	if err != nil || released {
 		t.Fatalf("release unless part 1: released=%v err=%v, want false (the part arrived)", released, err)
 	}
-	released, err = s.Release(c, u.AtomID, u.ID, store.LeaseYouTube, "a", 2)
+	released, err = s.ReleaseIfMissing(c, lease(u, upload.LeaseYouTube, "a", ttl), 2)
 	if err != nil || !released {
 		t.Fatalf("release unless part 2: released=%v err=%v, want true", released, err)
 	}
 
 	// Expiry hands the lease over; the old holder's writes then fail.
-	if _, takenOver, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "a", ttl); err != nil || takenOver {
+	if _, takenOver, err := s.Acquire(c, lease(u, upload.LeaseYouTube, "a", ttl)); err != nil || takenOver {
 		t.Fatalf("a acquires a released lease: takenOver=%v err=%v, want false, nil", takenOver, err)
 	}
 	time.Sleep(ttl + 50*time.Millisecond)
-	if _, takenOver, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); err != nil || !takenOver {
+	if _, takenOver, err := s.Acquire(c, lease(u, upload.LeaseYouTube, "b", ttl)); err != nil || !takenOver {
 		t.Fatalf("b takes over an expired lease: takenOver=%v err=%v, want true, nil", takenOver, err)
 	}
-	if _, err := s.UpdateHolding(c, u.AtomID, u.ID, h, func(*upload.Upload) error { return nil }); !errors.Is(err, store.ErrLeaseLost) {
+	if _, err := s.UpdateHolding(c, h, func(*upload.Upload) error { return nil }); !errors.Is(err, upload.ErrLeaseLost) {
 		t.Errorf("old holder writes: error = %v, want ErrLeaseLost", err)
 	}
-	if err := s.Renew(c, u.AtomID, u.ID, store.LeaseYouTube, "a", ttl); !errors.Is(err, store.ErrLeaseLost) {
+	if err := s.Renew(c, lease(u, upload.LeaseYouTube, "a", ttl)); !errors.Is(err, upload.ErrLeaseLost) {
 		t.Errorf("old holder renews: error = %v, want ErrLeaseLost", err)
 	}
-	if err := s.Renew(c, u.AtomID, u.ID, store.LeaseYouTube, "b", ttl); err != nil {
+	if err := s.Renew(c, lease(u, upload.LeaseYouTube, "b", ttl)); err != nil {
 		t.Errorf("new holder renews: %v", err)
+	}
+
+	// A plain release vouches for the record: no takeover for the next.
+	if err := s.Release(c, lease(u, upload.LeaseYouTube, "a", ttl)); err != nil {
+		t.Errorf("releasing a lease one does not hold: %v, want no error", err)
+	}
+	if _, _, err := s.Acquire(c, lease(u, upload.LeaseYouTube, "a", ttl)); !errors.Is(err, upload.ErrLeaseHeld) {
+		t.Errorf("another's release freed b's lease: %v", err)
+	}
+	if err := s.Release(c, lease(u, upload.LeaseYouTube, "b", ttl)); err != nil {
+		t.Fatal(err)
+	}
+	if _, takenOver, err := s.Acquire(c, lease(u, upload.LeaseYouTube, "a", ttl)); err != nil || takenOver {
+		t.Errorf("acquire a released lease: takenOver=%v err=%v, want false, nil", takenOver, err)
 	}
 }
 
@@ -261,20 +280,20 @@ func TestAbandonedLeaseIsTakenOver(t *testing.T) {
 	if err := s.Create(c, u); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "a", time.Minute); err != nil {
+	if _, _, err := s.Acquire(c, lease(u, upload.LeaseYouTube, "a", time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Abandon(c, u.AtomID, u.ID, store.LeaseYouTube, "b"); err != nil {
+	if err := s.Abandon(c, lease(u, upload.LeaseYouTube, "b", time.Minute)); err != nil {
 		t.Fatalf("abandoning a lease one does not hold: %v, want no error", err)
 	}
-	if _, _, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", time.Minute); !errors.Is(err, store.ErrLeaseHeld) {
+	if _, _, err := s.Acquire(c, lease(u, upload.LeaseYouTube, "b", time.Minute)); !errors.Is(err, upload.ErrLeaseHeld) {
 		t.Fatalf("another's abandon freed a's lease: %v", err)
 	}
-	if err := s.Abandon(c, u.AtomID, u.ID, store.LeaseYouTube, "a"); err != nil {
+	if err := s.Abandon(c, lease(u, upload.LeaseYouTube, "a", time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	// Free at once, and the next holder learns it was not released cleanly.
-	if _, takenOver, err := s.Acquire(c, u.AtomID, u.ID, store.LeaseYouTube, "b", time.Minute); err != nil || !takenOver {
+	if _, takenOver, err := s.Acquire(c, lease(u, upload.LeaseYouTube, "b", time.Minute)); err != nil || !takenOver {
 		t.Errorf("acquire an abandoned lease: takenOver=%v err=%v, want true, nil", takenOver, err)
 	}
 }

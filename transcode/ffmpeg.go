@@ -223,6 +223,10 @@ type FFmpeg struct {
 	live    map[string]*ffJob // waiting or running, or whose final write failed
 	running bool              // Run is running
 	stopped bool              // Run has returned
+	idle    chan struct{}     // closed when live becomes empty; replaced when a job is added
+
+	cancelRun context.CancelFunc // Start's: ends Run
+	ran       chan struct{}      // closed when Start's Run has returned
 }
 
 // NewFFmpeg returns the ffmpeg backend, or the configuration's problems.
@@ -249,6 +253,7 @@ func NewFFmpeg(client S3API, cfg FFmpegConfig) (*FFmpeg, error) {
 		multipartThreshold: 512 << 20,
 		wake:               make(chan struct{}, 1),
 		live:               map[string]*ffJob{},
+		idle:               closedChan(),
 	}, nil
 }
 
@@ -307,6 +312,9 @@ func (f *FFmpeg) Start(ctx context.Context, spec Spec) (string, error) {
 		return id, nil
 	}
 	f.queue = append(f.queue, j)
+	if len(f.live) == 0 {
+		f.idle = make(chan struct{})
+	}
 	f.live[id] = j
 	f.mu.Unlock()
 	f.signal()
@@ -376,8 +384,8 @@ func (f *FFmpeg) Run(ctx context.Context) error {
 	return nil
 }
 
-// Busy reports whether this process has a job waiting or running: a
-// shutdown gives such jobs its grace before it cancels Run.
+// Busy reports whether this process has a job waiting or running: Stop
+// gives such jobs its grace before it cancels Run.
 func (f *FFmpeg) Busy() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -519,6 +527,67 @@ func (f *FFmpeg) forgetIfFinal(j *ffJob) {
 	f.mu.Lock()
 	if f.live[id] == j {
 		delete(f.live, id)
+		if len(f.live) == 0 {
+			close(f.idle)
+		}
 	}
 	f.mu.Unlock()
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// Runner is the lifecycle of the FFmpeg backend's job runner, with the
+// Start/Stop shape of the service's other components.
+type Runner struct{ f *FFmpeg }
+
+// Runner returns the backend's job runner.
+func (f *FFmpeg) Runner() Runner { return Runner{f} }
+
+// Start runs the jobs in the background (FFmpeg.Run) and returns at once.
+func (r Runner) Start(ctx context.Context) error {
+	f := r.f
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f.mu.Lock()
+	if f.cancelRun != nil {
+		f.mu.Unlock()
+		cancel()
+		return fmt.Errorf("transcode: Start called twice")
+	}
+	f.cancelRun, f.ran = cancel, make(chan struct{})
+	ran := f.ran
+	f.mu.Unlock()
+	go func() {
+		defer close(ran)
+		defer func() {
+			if p := recover(); p != nil {
+				f.log.Error("recovered from a panic", zap.String("in", "ffmpeg runner"), zap.Any("panic", p))
+			}
+		}()
+		_ = f.Run(runCtx)
+	}()
+	return nil
+}
+
+// Stop lets the jobs waiting or running in this process finish until ctx
+// is done, then kills what is still running and marks it lost (another
+// instance starts it again), and returns once Run has returned.
+func (r Runner) Stop(ctx context.Context) error {
+	f := r.f
+	f.mu.Lock()
+	cancel, ran, idle := f.cancelRun, f.ran, f.idle
+	f.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
+	cancel()
+	<-ran
+	return nil
 }

@@ -156,24 +156,41 @@ func (e *env) startWorker(t testing.TB, o workerOpts) (stop func()) {
 	if o.yt != nil {
 		yt = o.yt
 	}
-	steps := worker.NewSteps(cfg, e.store, e.st.SQS, e.st.S3, yt, o.tc, o.atom, e.log.With(zap.String("owner", o.owner)))
-	pool := worker.NewPool(e.st.SQS, worker.PoolConfig{
-		QueueURL:    e.st.QueueURL,
-		Concurrency: max(o.concurrency, 8),
-		Visibility:  30 * time.Second,
-		WaitTime:    time.Second,
-	}, steps, e.log.With(zap.String("owner", o.owner)))
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := pool.Run(ctx, o.grace); err != nil {
-			t.Errorf("pool %s: %v", o.owner, err)
-		}
-	}()
+	log := e.log.With(zap.String("owner", o.owner))
+	d := worker.New(cfg, worker.Deps{Store: e.store, Queue: e.st.SQS, S3: e.st.S3, YouTube: yt, Transcoder: o.tc, AtomAPI: o.atom, Log: log})
+	return e.startPool(t, worker.PoolConfig{
+		QueueURL:      e.st.QueueURL,
+		DeadLetterURL: e.st.DLQURL,
+		Concurrency:   max(o.concurrency, 8),
+		Visibility:    30 * time.Second,
+		WaitTime:      time.Second,
+	}, d, log, o.grace)
+}
+
+// deps are the collaborators of a Dispatcher on the test's stack, with
+// the given store (a wrapper of e.store, to inject faults).
+func (e *env) deps(st worker.Store, yt worker.YouTube, atom worker.AtomAPI) worker.Deps {
+	return worker.Deps{Store: st, Queue: e.st.SQS, S3: e.st.S3, YouTube: yt, AtomAPI: atom, Log: e.log}
+}
+
+// startPool runs a pool over h until the test ends or stop is called;
+// stop gives the work in flight grace to finish, as a SIGTERM does.
+func (e *env) startPool(t testing.TB, cfg worker.PoolConfig, h worker.Handler, log *zap.Logger, grace time.Duration) (stop func()) {
+	t.Helper()
+	pool := worker.NewPool(e.st.SQS, cfg, h, log)
+	if err := pool.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
+			defer cancel()
+			if err := pool.Stop(ctx); err != nil {
+				t.Errorf("stop pool: %v", err)
+			}
+		})
+	}
 	t.Cleanup(stop)
 	return stop
 }

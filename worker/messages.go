@@ -5,10 +5,64 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"atomuploads/upload"
 )
+
+// Kind names a unit of work. Every message of the queue is parsed into a
+// Task of one Kind, and every Kind has exactly one step.
+type Kind string
+
+// Kinds of work. S3 events become KindPart and KindFull; the rest are the
+// service's own messages, which it sends itself on the same queue as
+// {"atomUploads": {"kind": …, "atomId": …, "uploadId": …}}.
+const (
+	KindPart          Kind = "part"          // a part object was created: check and mark it complete
+	KindFull          Kind = "full"          // the original was assembled: start its transcode
+	KindRelay         Kind = "relay"         // relay the parts that are in S3 to YouTube
+	KindReassemble    Kind = "reassemble"    // join the parts into the original
+	KindTranscodePoll Kind = "transcodePoll" // ask the transcoder how the job goes
+	KindYouTubePoll   Kind = "youtubePoll"   // ask YouTube how processing goes
+	KindAsset         Kind = "asset"         // add the YouTube video to the atom
+)
+
+// ownKinds are the kinds the service sends itself.
+var ownKinds = []Kind{KindRelay, KindReassemble, KindTranscodePoll, KindYouTubePoll, KindAsset}
+
+// Task is one unit of work of one upload.
+type Task struct {
+	Kind     Kind
+	AtomID   string
+	UploadID string
+	// Part is the part number of a KindPart task.
+	Part int
+	// Attempt counts the attempts of this work that failed in a row, for
+	// the service's own messages (0 for a first try).
+	Attempt int
+}
+
+// ownMessage is a message the service sends itself on the same queue.
+type ownMessage struct {
+	AtomUploads *ownTask `json:"atomUploads"`
+}
+
+type ownTask struct {
+	Kind     Kind   `json:"kind"`
+	AtomID   string `json:"atomId"`
+	UploadID string `json:"uploadId"`
+	Attempt  int    `json:"failures,omitempty"`
+}
+
+// body is the task as a message body; only own kinds have one.
+func (t Task) body() string {
+	b, err := json.Marshal(ownMessage{AtomUploads: &ownTask{Kind: t.Kind, AtomID: t.AtomID, UploadID: t.UploadID, Attempt: t.Attempt}})
+	if err != nil {
+		panic(fmt.Sprintf("encode task: %v", err)) // strings and ints always encode
+	}
+	return string(b)
+}
 
 // s3Event is an S3 event notification as AWS puts it on a queue (event
 // version 2.x), or the s3:TestEvent sent when a notification is set up.
@@ -37,36 +91,16 @@ func (r s3Record) Key() (string, error) {
 	return url.QueryUnescape(r.S3.Object.Key)
 }
 
-// Kinds of the service's own messages.
-const (
-	kindRelay         = "relay"         // go on relaying to YouTube after a pause
-	kindYouTubePoll   = "youtubePoll"   // ask YouTube how processing goes
-	kindTranscodePoll = "transcodePoll" // ask the transcoder how the job goes
-)
-
-// ownMessage is a message the service sends itself on the same queue.
-type ownMessage struct {
-	AtomUploads *task `json:"atomUploads"`
-}
-
-type task struct {
-	Kind     string `json:"kind"`
-	AtomID   string `json:"atomId"`
-	UploadID string `json:"uploadId"`
-	Failures int    `json:"failures,omitempty"` // consecutive failed attempts so far
-}
-
-func (t task) body() string {
-	b, _ := json.Marshal(ownMessage{AtomUploads: &t})
-	return string(b)
-}
-
 // message is a parsed queue message: exactly one of its fields is set.
 type message struct {
 	test bool
 	s3   []s3Record
-	task *task
+	task *Task
 }
+
+// errUnknownKind marks an own message of a kind this version does not
+// know (perhaps sent by a newer one): it is dead-lettered, not dropped.
+var errUnknownKind = errors.New("unknown atomUploads kind")
 
 // parse reads a message body; anything that is neither an S3 event nor one
 // of the service's own messages is an error that says what it is.
@@ -84,12 +118,14 @@ func parse(body string) (message, error) {
 		switch {
 		case t == nil:
 			return message{}, errors.New("atomUploads message without a task")
-		case t.Kind != kindRelay && t.Kind != kindYouTubePoll && t.Kind != kindTranscodePoll:
-			return message{}, fmt.Errorf("unknown atomUploads kind %q", t.Kind)
+		case !slices.Contains(ownKinds, t.Kind):
+			return message{}, fmt.Errorf("%w %q", errUnknownKind, t.Kind)
 		case !upload.ValidAtomID(t.AtomID) || !upload.ValidUploadID(t.UploadID):
 			return message{}, fmt.Errorf("atomUploads %s message with atomId %q and uploadId %q", t.Kind, t.AtomID, t.UploadID)
+		case t.Attempt < 0:
+			return message{}, fmt.Errorf("atomUploads %s message with %d failures", t.Kind, t.Attempt)
 		}
-		return message{task: t}, nil
+		return message{task: &Task{Kind: t.Kind, AtomID: t.AtomID, UploadID: t.UploadID, Attempt: t.Attempt}}, nil
 	}
 	var ev s3Event
 	if err := json.Unmarshal([]byte(body), &ev); err != nil {
@@ -123,9 +159,10 @@ func (m message) uploads() []upload.Key {
 }
 
 func keys(m map[string]json.RawMessage) string {
-	var k []string
+	k := make([]string, 0, len(m))
 	for key := range m {
 		k = append(k, key)
 	}
+	slices.Sort(k)
 	return strings.Join(k, ", ")
 }

@@ -1,24 +1,8 @@
-// Package worker consumes the queue of S3 events and the service's own
-// follow-up messages with a bounded pool of goroutines, and runs the steps
-// of an upload: mark a part complete, relay the parts to YouTube in order,
-// reassemble the original by multipart copy once every part is in, start
-// and follow the s3Bucket transcode, follow YouTube's processing and add the
-// video to the atom.
-//
-// A message is deleted only once its effect is durable in the progress
-// table; every step is a conditional, idempotent write, so a message may be
-// delivered any number of times to any instance. A message that keeps
-// failing is left to the queue's redrive policy (dead-letter queue).
-//
-// IAM: sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility
-// and sqs:SendMessage on the queue; s3:GetObject, s3:PutObject (the
-// multipart calls on …/full), s3:AbortMultipartUpload on
-// arn:aws:s3:::<bucket>/uploads/*; and the store's DynamoDB actions.
 package worker
 
 import (
 	"context"
-	"math/rand/v2"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -27,6 +11,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
+
+	"atomuploads/retry"
+)
+
+// Retry curves of the pool.
+var (
+	// receiveRetry paces ReceiveMessage calls after failures in a row.
+	receiveRetry = retry.Policy{Base: 2 * time.Second, Cap: 30 * time.Second}
+	// messageRetry is the visibility of a failed message before its next
+	// try, by its receive count.
+	messageRetry = retry.Policy{Base: 2 * time.Second, Cap: 5 * time.Minute}
 )
 
 // SQSAPI is what the pool needs of SQS.
@@ -52,6 +47,10 @@ type Result struct {
 	// Without Err the message is deleted: the handler has made its effect
 	// durable, including any follow-up message it sent.
 	Err error
+	// DeadLetter moves the message to the dead-letter queue at once (or,
+	// with none configured, leaves it to the redrive policy): nothing here
+	// can handle it, and it must not be lost.
+	DeadLetter bool
 }
 
 // Handler handles one message. ctx is cancelled when the process is out of
@@ -63,22 +62,29 @@ type Handler interface {
 
 // PoolConfig configures the pool.
 type PoolConfig struct {
-	QueueURL    string
-	Concurrency int           // messages handled at once
-	Visibility  time.Duration // visibility of a received message, extended while it is handled
-	WaitTime    time.Duration // long poll; 20 s unless set
+	QueueURL      string
+	DeadLetterURL string        // where DeadLetter results go; empty: the redrive policy moves them
+	Concurrency   int           // messages handled at once
+	Visibility    time.Duration // visibility of a received message, extended while it is handled
+	WaitTime      time.Duration // long poll; 20 s unless set
 }
 
 // Pool receives messages and hands them to the handler, at most
-// Concurrency at a time.
+// Concurrency at a time. Start begins; Stop ends, within its context's
+// deadline.
 type Pool struct {
 	sqs     SQSAPI
 	cfg     PoolConfig
 	handler Handler
 	log     *zap.Logger
+
+	stopReceiving context.CancelFunc
+	stopWork      context.CancelFunc
+	receiving     sync.WaitGroup // the receive loop
+	handling      sync.WaitGroup // handlers in flight
 }
 
-// NewPool returns a pool; Run starts it.
+// NewPool returns a pool; Start starts it.
 func NewPool(c SQSAPI, cfg PoolConfig, h Handler, log *zap.Logger) *Pool {
 	if cfg.WaitTime == 0 {
 		cfg.WaitTime = 20 * time.Second
@@ -86,16 +92,51 @@ func NewPool(c SQSAPI, cfg PoolConfig, h Handler, log *zap.Logger) *Pool {
 	return &Pool{sqs: c, cfg: cfg, handler: h, log: log}
 }
 
-// Run receives until ctx is cancelled, then stops receiving and waits for
-// the messages in hand. Their handlers keep running for at most grace;
-// after that their context is cancelled, and what they did not finish goes
-// back to the queue (visibility 0) for another instance. Run returns nil
-// after a clean stop.
-func (p *Pool) Run(ctx context.Context, grace time.Duration) error {
+// Start begins receiving in the background and returns at once. Receiving
+// also stops when ctx is cancelled; the work in hand then waits for Stop.
+func (p *Pool) Start(ctx context.Context) error {
+	if p.stopReceiving != nil {
+		return errors.New("worker pool: started twice")
+	}
+	recvCtx, stopReceiving := context.WithCancel(ctx)
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
+	p.stopReceiving, p.stopWork = stopReceiving, stopWork
+	p.receiving.Add(1)
+	go func() {
+		defer p.receiving.Done()
+		defer recoverTo(p.log, "queue receiver")
+		p.receive(recvCtx, workCtx)
+	}()
+	return nil
+}
+
+// Stop stops receiving and waits for the messages in hand until ctx is
+// done; then their handlers' context is cancelled, and what they did not
+// finish goes back to the queue (visibility 0) for another instance. It
+// returns once every goroutine of the pool has ended.
+func (p *Pool) Stop(ctx context.Context) error {
+	if p.stopReceiving == nil {
+		return nil
+	}
+	p.stopReceiving()
+	p.receiving.Wait()
+	done := make(chan struct{})
+	go func() { p.handling.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		p.log.Warn("shutdown grace is over: handing back messages in flight")
+		p.stopWork()
+		<-done
+	}
+	p.stopWork()
+	return nil
+}
+
+// receive takes messages while ctx lasts and starts a handler for each,
+// with work as its context.
+func (p *Pool) receive(ctx, work context.Context) {
 	slots := make(chan struct{}, p.cfg.Concurrency)
-	var wg sync.WaitGroup
 	failures := 0
 	for ctx.Err() == nil {
 		// Wait for one free slot, then take as many more as are free (up
@@ -103,17 +144,17 @@ func (p *Pool) Run(ctx context.Context, grace time.Duration) error {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
-			continue
+			return
 		}
 		n := 1
+	more:
 		for n < 10 {
 			select {
 			case slots <- struct{}{}:
 				n++
-				continue
 			default:
+				break more
 			}
-			break
 		}
 		out, err := p.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(p.cfg.QueueURL),
@@ -132,33 +173,23 @@ func (p *Pool) Run(ctx context.Context, grace time.Duration) error {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				break
+				return
 			}
 			failures++
-			backoff := min(time.Duration(failures)*time.Second, 30*time.Second)
+			backoff := receiveRetry.Delay(failures)
 			p.log.Error("receive from queue failed", zap.Error(err), zap.Duration("retryIn", backoff))
-			sleep(ctx, backoff)
+			_ = retry.Sleep(ctx, backoff)
 			continue
 		}
 		for _, m := range msgs {
-			wg.Add(1)
+			p.handling.Add(1)
 			go func() {
-				defer wg.Done()
+				defer p.handling.Done()
 				defer func() { <-slots }()
-				p.handle(workCtx, m)
+				p.handle(work, m)
 			}()
 		}
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		p.log.Warn("shutdown grace is over: handing back messages in flight")
-		stopWork()
-		<-done
-	}
-	return nil
 }
 
 // handle runs the handler with a visibility heartbeat, then deletes the
@@ -171,9 +202,10 @@ func (p *Pool) handle(ctx context.Context, m types.Message) {
 	hb.Add(1)
 	go func() {
 		defer hb.Done()
+		defer recoverTo(p.log, "visibility heartbeat", zap.String("messageId", msg.ID))
 		p.heartbeat(hbCtx, m.ReceiptHandle)
 	}()
-	res := p.handler.Handle(ctx, msg)
+	res := p.run(ctx, msg)
 	stopHeartbeat()
 	hb.Wait()
 
@@ -181,12 +213,23 @@ func (p *Pool) handle(ctx context.Context, m types.Message) {
 	// of what is left of the shutdown grace.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	if res.Err != nil && ctx.Err() != nil {
+	switch {
+	case res.Err != nil && ctx.Err() != nil:
 		p.setVisibility(bctx, m.ReceiptHandle, 0) // hand back: another instance takes it now
 		return
-	}
-	if res.Err != nil {
-		backoff := retryBackoff(msg.ReceiveCount)
+	case res.DeadLetter && p.cfg.DeadLetterURL != "":
+		if _, err := p.sqs.SendMessage(bctx, &sqs.SendMessageInput{QueueUrl: aws.String(p.cfg.DeadLetterURL), MessageBody: m.Body}); err != nil {
+			p.log.Warn("move message to the dead-letter queue failed; it will be retried", zap.String("messageId", msg.ID), zap.Error(err))
+			p.setVisibility(bctx, m.ReceiptHandle, messageRetry.Delay(msg.ReceiveCount))
+			return
+		}
+	case res.DeadLetter:
+		// No dead-letter queue configured: leave it to the redrive policy,
+		// as slowly as SQS allows.
+		p.setVisibility(bctx, m.ReceiptHandle, 12*time.Hour)
+		return
+	case res.Err != nil:
+		backoff := messageRetry.Delay(msg.ReceiveCount)
 		p.log.Warn("message failed; it will be retried",
 			zap.String("messageId", msg.ID), zap.Int("receiveCount", msg.ReceiveCount),
 			zap.Duration("retryIn", backoff), zap.Error(res.Err))
@@ -199,6 +242,19 @@ func (p *Pool) handle(ctx context.Context, m types.Message) {
 		// Harmless: the message comes back and its effect is idempotent.
 		p.log.Warn("delete message failed", zap.String("messageId", msg.ID), zap.Error(err))
 	}
+}
+
+// run runs the handler; a panic is logged once, with its stack, and the
+// message is retried like any failure.
+func (p *Pool) run(ctx context.Context, msg Message) (res Result) {
+	defer func() {
+		var err error
+		recoverInto(&err, p.log, "message handler", zap.String("messageId", msg.ID), zap.Int("receiveCount", msg.ReceiveCount))
+		if err != nil {
+			res = Result{Err: err}
+		}
+	}()
+	return p.handler.Handle(ctx, msg)
 }
 
 // bookkeepingTimeout bounds each SQS call made after a handler returned, so
@@ -229,22 +285,5 @@ func (p *Pool) setVisibility(ctx context.Context, receipt *string, d time.Durati
 	})
 	if err != nil && ctx.Err() == nil {
 		p.log.Warn("change message visibility failed", zap.Error(err))
-	}
-}
-
-// retryBackoff is the visibility of a failed message before its next try:
-// exponential in the receive count, jittered, at most 5 minutes.
-func retryBackoff(receiveCount int) time.Duration {
-	d := time.Duration(1<<min(max(receiveCount, 1), 8)) * time.Second
-	d = min(d, 5*time.Minute)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

@@ -15,64 +15,65 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"atomuploads/store"
 	"atomuploads/upload"
 )
 
-// reassemble joins the parts into uploads/<atom>/<upload>/full with a
+// copier is what reassembly needs of S3.
+type copier interface {
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, optFns ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+}
+
+// reassembleStep joins the parts into uploads/<atom>/<upload>/full with a
 // multipart copy, once: the assembly lease makes one instance do it, and
 // the record's assembled flag makes it happen once. A holder that dies
 // leaves its message on the queue; the message comes back after the
 // lease has expired and the copy starts again. A failed copy is aborted.
-func (h *Steps) reassemble(ctx context.Context, log *zap.Logger, u *upload.Upload) error {
-	owner := h.holder()
-	u, _, err := h.store.Acquire(ctx, u.AtomID, u.ID, store.LeaseAssembly, owner, h.cfg.LeaseTTL)
-	if errors.Is(err, store.ErrLeaseHeld) {
-		log.Info("reassembly is under way elsewhere")
-		return nil
+type reassembleStep struct {
+	store       holdingStore
+	s3          copier
+	leases      *leases
+	now         func() time.Time
+	bucket      string
+	parallelism int
+}
+
+func (s *reassembleStep) run(ctx context.Context, j job) outcome {
+	err := s.leases.hold(ctx, j.task.AtomID, j.task.UploadID, upload.LeaseAssembly, func(ctx context.Context, h *held) (ending, error) {
+		return release, s.reassemble(ctx, j.log, h)
+	})
+	if errors.Is(err, upload.ErrLeaseHeld) {
+		j.log.Info("reassembly is under way elsewhere")
+		return outcome{}
 	}
-	if err != nil {
-		return err
-	}
-	hold := store.Holding{Lease: store.LeaseAssembly, Owner: owner, TTL: h.cfg.LeaseTTL}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-		defer cancel()
-		if _, err := h.store.Release(rctx, u.AtomID, u.ID, store.LeaseAssembly, owner, store.NoPart); err != nil {
-			log.Warn("release assembly lease", zap.Error(err))
-		}
-	}()
-	if u.Assembled || u.Status.Terminal() {
+	return outcome{err: err}
+}
+
+func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *held) error {
+	u := h.upload
+	if u.Assembled || u.Status.Terminal() || !u.AllPartsComplete() {
 		return nil
 	}
 	start := time.Now()
 	// Settle moves the upload to processing now that every part is in.
-	if _, err := h.store.UpdateHolding(ctx, u.AtomID, u.ID, hold, func(*upload.Upload) error { return nil }); err != nil {
+	if _, err := s.store.UpdateHolding(ctx, h.lease, upload.Settled(s.now, func(*upload.Upload) error { return nil })); err != nil {
 		return err
 	}
-	copyCtx, stop := context.WithCancelCause(ctx)
-	var renewer sync.WaitGroup
-	renewer.Add(1)
-	go func() {
-		defer renewer.Done()
-		h.keepLease(copyCtx, stop, u, store.LeaseAssembly, owner)
-	}()
-	defer renewer.Wait()
-	defer stop(nil)
-
 	full := u.FullKey()
-	mpu, err := h.s3.CreateMultipartUpload(copyCtx, &s3.CreateMultipartUploadInput{
-		Bucket:      aws.String(h.cfg.Bucket),
+	mpu, err := s.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket:      aws.String(s.bucket),
 		Key:         aws.String(full),
 		ContentType: aws.String(u.ContentType),
 	})
 	if err != nil {
 		return fmt.Errorf("start multipart copy of %s: %w", u.ID, err)
 	}
-	completed, err := h.copyParts(copyCtx, u, mpu.UploadId)
+	completed, err := s.copyParts(ctx, log, u, mpu.UploadId)
 	if err == nil {
-		_, err = h.s3.CompleteMultipartUpload(copyCtx, &s3.CompleteMultipartUploadInput{
-			Bucket:          aws.String(h.cfg.Bucket),
+		_, err = s.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+			Bucket:          aws.String(s.bucket),
 			Key:             aws.String(full),
 			UploadId:        mpu.UploadId,
 			MultipartUpload: &s3types.CompletedMultipartUpload{Parts: completed},
@@ -84,20 +85,20 @@ func (h *Steps) reassemble(ctx context.Context, log *zap.Logger, u *upload.Uploa
 	if err != nil {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*bookkeepingTimeout)
 		defer cancel()
-		if _, aerr := h.s3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-			Bucket: aws.String(h.cfg.Bucket), Key: aws.String(full), UploadId: mpu.UploadId,
+		if _, aerr := s.s3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+			Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: mpu.UploadId,
 		}); aerr != nil {
 			err = errors.Join(err, fmt.Errorf("abort multipart copy: %w", aerr))
 		}
-		if cause := context.Cause(copyCtx); cause != nil && !errors.Is(cause, context.Canceled) {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			err = errors.Join(err, cause)
 		}
 		return err
 	}
-	if _, err := h.store.UpdateHolding(ctx, u.AtomID, u.ID, hold, func(u *upload.Upload) error {
+	if _, err := s.store.UpdateHolding(ctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
 		u.Assembled = true
 		return nil
-	}); err != nil {
+	})); err != nil {
 		return err
 	}
 	log.Info("reassembled", zap.String("key", full), zap.Int64("bytes", u.Size), zap.Int("parts", u.PartCount()),
@@ -107,19 +108,20 @@ func (h *Steps) reassemble(ctx context.Context, log *zap.Logger, u *upload.Uploa
 
 // copyParts copies every part into the multipart upload, a bounded number
 // at a time, and returns the completed parts in order.
-func (h *Steps) copyParts(ctx context.Context, u *upload.Upload, uploadID *string) ([]s3types.CompletedPart, error) {
+func (s *reassembleStep) copyParts(ctx context.Context, log *zap.Logger, u *upload.Upload, uploadID *string) ([]s3types.CompletedPart, error) {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(h.cfg.ReassemblyParallelism)
+	g.SetLimit(s.parallelism)
 	var mu sync.Mutex
 	var done []s3types.CompletedPart
 	for _, p := range u.Parts() {
-		g.Go(func() error {
-			out, err := h.s3.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
-				Bucket:     aws.String(h.cfg.Bucket),
+		g.Go(func() (err error) {
+			defer recoverInto(&err, log, "part copy", zap.Int("part", p.Number))
+			out, err := s.s3.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
+				Bucket:     aws.String(s.bucket),
 				Key:        aws.String(u.FullKey()),
 				UploadId:   uploadID,
 				PartNumber: aws.Int32(int32(p.Number + 1)),
-				CopySource: aws.String(url.PathEscape(h.cfg.Bucket) + "/" + escapeKey(u.PartKey(p.Number))),
+				CopySource: aws.String(url.PathEscape(s.bucket) + "/" + escapeKey(u.PartKey(p.Number))),
 			})
 			if err != nil {
 				return fmt.Errorf("copy part %d of %s: %w", p.Number, u.ID, err)
@@ -141,34 +143,4 @@ func (h *Steps) copyParts(ctx context.Context, u *upload.Upload, uploadID *strin
 func escapeKey(key string) string {
 	u := url.URL{Path: key}
 	return u.EscapedPath()
-}
-
-// keepLease renews a lease at a third of its TTL until ctx ends. Losing it
-// cancels ctx with ErrLeaseLost so that the work stops; so does failing to
-// renew it for two thirds of its TTL, before another instance may take it
-// over (a writer must not outlive its lease).
-func (h *Steps) keepLease(ctx context.Context, stop context.CancelCauseFunc, u *upload.Upload, lease, owner string) {
-	t := time.NewTicker(h.cfg.LeaseTTL / 3)
-	defer t.Stop()
-	renewed := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			err := h.store.Renew(ctx, u.AtomID, u.ID, lease, owner, h.cfg.LeaseTTL)
-			switch {
-			case err == nil:
-				renewed = time.Now()
-			case errors.Is(err, store.ErrLeaseLost):
-				stop(store.ErrLeaseLost)
-				return
-			case time.Since(renewed) >= h.cfg.LeaseTTL*2/3:
-				stop(fmt.Errorf("%w: could not renew it for %s: %v", store.ErrLeaseLost, time.Since(renewed).Round(time.Second), err))
-				return
-			case ctx.Err() == nil:
-				h.log.Warn("renew lease", zap.String("atomId", u.AtomID), zap.String("uploadId", u.ID), zap.String("lease", lease), zap.Error(err))
-			}
-		}
-	}
 }

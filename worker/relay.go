@@ -4,132 +4,160 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 
-	"atomuploads/store"
+	"atomuploads/retry"
 	"atomuploads/upload"
 	"atomuploads/youtube"
 )
 
-// Bounds of one relay run's retries of temporary YouTube or S3 failures
-// before it hands over to a delayed relay message.
-const (
-	relayRetries   = 5
-	relayBaseDelay = 500 * time.Millisecond
+// Retry curves of the relay.
+var (
+	// relayStepRetry paces a turn's own retries of a failed YouTube or S3
+	// call before the turn hands over to a later relay message.
+	relayStepRetry = retry.Policy{Base: 500 * time.Millisecond, Cap: 8 * time.Second, Attempts: 6}
+	// relayLaterRetry is the delay of that later relay message, by the
+	// number of turns that failed in a row.
+	relayLaterRetry = retry.Policy{Base: 30 * time.Second, Cap: maxDelay}
 )
 
-// relay streams the upload's parts to its YouTube resumable session, in
-// order, for as long as the next bytes are in S3. One writer at a time: a
-// per-upload lock in this process and the youtube lease in the table.
+// relayStore is what the relay needs of the table.
+type relayStore interface {
+	recordStore
+	holdingStore
+	partReleaser
+}
+
+// relayStep streams the upload's parts to its YouTube resumable session,
+// in order, for as long as the next bytes are in S3. One writer at a time:
+// a per-upload lock in this process and the youtube lease in the table.
 //
 // No lost wake-up: a turn that finds the next part missing releases the
-// lease only while that part is still missing (Store.Release), and lets go
-// of the in-process lock only if no other goroutine asked for it meanwhile
-// (keyedLocks), so a part completed during a turn is always relayed. A
-// message that finds the lease held elsewhere is dropped, because the
-// holder will see its part, unless it is a redelivery: its first handler
-// may have died holding the lease, so it comes back once that lease has
-// expired (the pool's visibility outlasts twice the lease for the same
-// reason).
-func (h *Steps) relay(ctx context.Context, atomID, id string, failures int, redelivered bool) Result {
-	if !h.locks.lockOrFlag(id) {
-		return Result{}
+// lease only while that part is still missing (held.releaseIfMissing), and
+// lets go of the in-process lock only if no other goroutine asked for it
+// meanwhile (keyedLocks), so a part completed during a turn is always
+// relayed. A message that finds the lease held elsewhere is dropped,
+// because the holder will see its part, unless it is a redelivery: its
+// first handler may have died holding the lease, so it comes back once that
+// lease has expired (the pool's visibility outlasts twice the lease for the
+// same reason).
+type relayStep struct {
+	store  relayStore
+	s3     partsGetter
+	yt     YouTube
+	leases *leases
+	sched  *scheduler
+	locks  keyedLocks
+	now    func() time.Time
+
+	bucket        string
+	maxChunkBytes int64
+	leaseTTL      time.Duration
+	pollInterval  time.Duration
+	maxAttempts   int
+}
+
+func (s *relayStep) run(ctx context.Context, j job) outcome {
+	u := j.upload
+	d := u.Destination(upload.YouTube)
+	switch {
+	case d == nil || s.yt == nil || u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed:
+		return outcome{}
+	case d.VideoID == "" && !d.Status.Terminal():
+		return s.relay(ctx, j)
+	}
+	// The video is on YouTube: this is a message that came again, perhaps
+	// because a process died after the video was recorded. Pick up what
+	// may have been lost: the processing follow-up and the asset.
+	var out outcome
+	if d.VideoID != "" && !d.Status.Terminal() {
+		// Polls cut duplicate chains (polledRecently), so an extra one is cheap.
+		if err := s.sched.schedule(ctx, Task{Kind: KindYouTubePoll, AtomID: u.AtomID, UploadID: u.ID}, s.pollInterval); err != nil {
+			return outcome{err: err}
+		}
+	}
+	if d.VideoID != "" && !d.AssetAdded {
+		out.then = []Kind{KindAsset}
+	}
+	return out
+}
+
+// relay runs turns while this process's lock of the upload is flagged.
+func (s *relayStep) relay(ctx context.Context, j job) outcome {
+	id := j.task.UploadID
+	if !s.locks.lockOrFlag(id) {
+		return outcome{}
 	}
 	for {
-		res := h.relayTurn(ctx, atomID, id, failures, redelivered)
-		if res.Err != nil || ctx.Err() != nil {
-			h.locks.unlock(id) // the retried message relays what was flagged
-			return res
+		out := s.turn(ctx, j)
+		if out.err != nil || ctx.Err() != nil {
+			s.locks.unlock(id) // the retried message relays what was flagged
+			return out
 		}
-		if !h.locks.unlockUnlessFlagged(id) {
-			return res
+		if !s.locks.unlockUnlessFlagged(id) {
+			return out
 		}
-		failures, redelivered = 0, false
+		j.task.Attempt, j.msg.ReceiveCount = 0, 1
 	}
 }
 
-// relayTurn is one holder's turn: acquire the lease, relay, let go of it.
-func (h *Steps) relayTurn(ctx context.Context, atomID, id string, failures int, redelivered bool) Result {
-	owner := h.holder()
-	u, takenOver, err := h.store.Acquire(ctx, atomID, id, store.LeaseYouTube, owner, h.cfg.LeaseTTL)
-	if errors.Is(err, store.ErrLeaseHeld) {
-		if redelivered {
-			if err := h.schedule(ctx, task{Kind: kindRelay, AtomID: atomID, UploadID: id, Failures: failures}, h.cfg.LeaseTTL+time.Second); err != nil {
-				return Result{Err: err}
-			}
-		}
-		return Result{}
-	}
-	if err != nil {
-		return Result{Err: err}
-	}
-	r := &relayRun{
-		h: h,
-		u: u,
-		// A holder that released the lease recorded YouTube's last answer;
-		// one whose lease expired may have sent more than it recorded.
-		synced: !takenOver,
-		hold:   store.Holding{Lease: store.LeaseYouTube, Owner: owner, TTL: h.cfg.LeaseTTL},
-		log:    h.log.With(zap.String("atomId", atomID), zap.String("uploadId", id), zap.String("destination", string(upload.YouTube))),
-	}
-	var released bool
-	err = h.renewing(ctx, u, store.LeaseYouTube, owner, func(ctx context.Context) error {
-		var err error
-		released, err = r.run(ctx)
-		return err
-	})
-	if !released {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-		defer cancel()
-		var rerr error
-		if err != nil {
+// turn is one holder's turn: acquire the lease, relay, let go of it.
+func (s *relayStep) turn(ctx context.Context, j job) outcome {
+	atomID, id := j.task.AtomID, j.task.UploadID
+	r := &relayRun{s: s, log: j.log.With(zap.String("destination", string(upload.YouTube)))}
+	err := s.leases.hold(ctx, atomID, id, upload.LeaseYouTube, func(ctx context.Context, h *held) (ending, error) {
+		r.u, r.held = h.upload, h
+		// A holder that released the lease recorded YouTube's last
+		// answer; one whose lease expired may have sent more than it
+		// recorded.
+		r.synced = !h.takenOver
+		if err := r.run(ctx); err != nil {
 			// After an error the record may lag behind YouTube (a chunk
 			// whose answer was lost): the next holder must ask.
-			rerr = h.store.Abandon(rctx, atomID, id, store.LeaseYouTube, owner)
-		} else {
-			_, rerr = h.store.Release(rctx, atomID, id, store.LeaseYouTube, owner, store.NoPart)
+			return abandon, err
 		}
-		if rerr != nil {
-			r.log.Warn("let go of the youtube lease", zap.Error(rerr))
+		return release, nil
+	})
+	if errors.Is(err, upload.ErrLeaseHeld) {
+		if j.redelivered() {
+			if err := s.sched.schedule(ctx, Task{Kind: KindRelay, AtomID: atomID, UploadID: id, Attempt: j.task.Attempt}, s.leaseTTL+time.Second); err != nil {
+				return outcome{err: err}
+			}
 		}
+		return outcome{}
 	}
 	var tmp *temporaryError
 	switch {
 	case errors.As(err, &tmp) && ctx.Err() == nil:
-		return h.relayLater(ctx, r, failures+1, tmp.err)
+		return s.later(ctx, r, j.task.Attempt+1, tmp.err)
 	case err != nil:
-		return Result{Err: err}
+		return outcome{err: err}
 	}
-	if d := r.u.Destination(upload.YouTube); d != nil && d.VideoID != "" {
-		if err := h.schedule(ctx, task{Kind: kindYouTubePoll, AtomID: atomID, UploadID: id}, h.cfg.PollInterval); err != nil {
-			return Result{Err: err}
-		}
-		if err := h.addAsset(ctx, r.u); err != nil && !errors.Is(err, errAssetBusy) {
-			r.log.Warn("add asset to atom failed; the next poll tries again", zap.String("videoId", d.VideoID), zap.Error(err))
-		}
+	d := r.u.Destination(upload.YouTube)
+	if d == nil || d.VideoID == "" {
+		return outcome{}
 	}
-	return Result{}
+	if err := s.sched.schedule(ctx, Task{Kind: KindYouTubePoll, AtomID: atomID, UploadID: id}, s.pollInterval); err != nil {
+		return outcome{err: err}
+	}
+	return outcome{then: []Kind{KindAsset}, record: r.u}
 }
 
-// relayLater schedules another turn after a backoff, or fails the
-// destination once YouTube has refused for too long.
-func (h *Steps) relayLater(ctx context.Context, r *relayRun, failures int, cause error) Result {
-	if failures > h.cfg.MaxAttempts {
-		return h.failDestination(ctx, r.log, r.u, upload.YouTube, fmt.Sprintf("YouTube did not take the upload after %d attempts: %v", failures, cause))
+// later schedules another turn after a backoff, or fails the destination
+// once YouTube has refused for too long.
+func (s *relayStep) later(ctx context.Context, r *relayRun, failures int, cause error) outcome {
+	if failures > s.maxAttempts {
+		reason := fmt.Sprintf("YouTube did not take the upload after %d attempts: %v", failures, cause)
+		return failDestination(ctx, s.store, r.log, r.u, upload.YouTube, reason, s.now)
 	}
-	delay := min(time.Duration(failures)*30*time.Second, 15*time.Minute)
-	if err := h.schedule(ctx, task{Kind: kindRelay, AtomID: r.u.AtomID, UploadID: r.u.ID, Failures: failures}, delay); err != nil {
-		return Result{Err: err}
+	delay := relayLaterRetry.Delay(failures)
+	if err := s.sched.schedule(ctx, Task{Kind: KindRelay, AtomID: r.u.AtomID, UploadID: r.u.ID, Attempt: failures}, delay); err != nil {
+		return outcome{err: err}
 	}
 	r.log.Warn("relay paused; it resumes later", zap.Int("failures", failures), zap.Duration("retryIn", delay), zap.Error(cause))
-	return Result{}
+	return outcome{}
 }
 
 // temporaryError is a failure that retrying later may cure.
@@ -137,74 +165,6 @@ type temporaryError struct{ err error }
 
 func (e *temporaryError) Error() string { return e.err.Error() }
 func (e *temporaryError) Unwrap() error { return e.err }
-
-// relayRun is one holder's turn at the upload.
-type relayRun struct {
-	h      *Steps
-	u      *upload.Upload
-	hold   store.Holding
-	log    *zap.Logger
-	synced bool // the recorded committed offset is YouTube's: asked, or left by a clean release
-}
-
-// run relays until the next part is missing (released is then true), the
-// upload is done, or an error.
-func (r *relayRun) run(ctx context.Context) (released bool, err error) {
-	retries := 0
-	for {
-		if err := context.Cause(ctx); err != nil {
-			return false, err
-		}
-		u := r.u
-		d := u.Destination(upload.YouTube)
-		if d == nil || d.Status.Terminal() || d.VideoID != "" || u.Status.Terminal() {
-			return false, nil
-		}
-		var step error
-		switch {
-		case d.Session == "":
-			step = r.startSession(ctx)
-		case !r.synced:
-			step = r.sync(ctx)
-		default:
-			var n int64
-			n, step = r.sendNext(ctx)
-			if step == nil && n == 0 {
-				released, err := r.releaseUnlessNextArrived(ctx)
-				if err != nil || released {
-					return released, err
-				}
-			}
-		}
-		if step == nil {
-			retries = 0
-			continue
-		}
-		var perm *permanentError
-		switch {
-		case errors.Is(step, store.ErrLeaseLost):
-			return false, step // another writer has the upload: not one more byte from here
-		case errors.As(step, &perm):
-			return false, r.fail(ctx, perm.reason)
-		case errors.Is(step, youtube.ErrSessionGone):
-			r.log.Warn("YouTube session gone; starting a new one from byte 0", zap.Int64("bytes", d.UploadedBytes))
-			if err := r.update(ctx, func(d *upload.Destination) { d.Session, d.UploadedBytes, d.Progress = "", 0, 0 }); err != nil {
-				return false, err
-			}
-		case context.Cause(ctx) != nil:
-			return false, context.Cause(ctx)
-		default:
-			retries++
-			if retries > relayRetries {
-				return false, &temporaryError{step}
-			}
-			r.log.Warn("relay step failed; retrying", zap.Int("attempt", retries), zap.Error(step))
-			r.synced = false // ask YouTube where it stands before sending again
-			backoff := relayBaseDelay << (retries - 1)
-			sleep(ctx, backoff/2+rand.N(backoff/2+1))
-		}
-	}
-}
 
 // permanentError is a refusal no retry can cure.
 type permanentError struct{ reason string }
@@ -220,9 +180,76 @@ func classify(err error) error {
 	return err
 }
 
+// relayRun is one holder's turn at the upload.
+type relayRun struct {
+	s      *relayStep
+	u      *upload.Upload
+	held   *held
+	log    *zap.Logger
+	synced bool // the recorded committed offset is YouTube's: asked, or left by a clean release
+}
+
+// run relays until the next part is missing (the lease is then released),
+// the upload is done, or an error.
+func (r *relayRun) run(ctx context.Context) error {
+	retries := 0
+	for {
+		if err := context.Cause(ctx); err != nil {
+			return err
+		}
+		u := r.u
+		d := u.Destination(upload.YouTube)
+		if d == nil || d.Status.Terminal() || d.VideoID != "" || u.Status.Terminal() {
+			return nil
+		}
+		var step error
+		switch {
+		case d.Session == "":
+			step = r.startSession(ctx)
+		case !r.synced:
+			step = r.sync(ctx)
+		default:
+			var n int64
+			n, step = r.sendNext(ctx)
+			if step == nil && n == 0 {
+				released, err := r.releaseUnlessNextArrived(ctx)
+				if err != nil || released {
+					return err
+				}
+			}
+		}
+		if step == nil {
+			retries = 0
+			continue
+		}
+		var perm *permanentError
+		switch {
+		case errors.Is(step, upload.ErrLeaseLost):
+			return step // another writer has the upload: not one more byte from here
+		case errors.As(step, &perm):
+			return r.fail(ctx, perm.reason)
+		case errors.Is(step, youtube.ErrSessionGone):
+			r.log.Warn("YouTube session gone; starting a new one from byte 0", zap.Int64("bytes", d.UploadedBytes))
+			if err := r.update(ctx, func(d *upload.Destination) { d.Session, d.UploadedBytes, d.Progress = "", 0, 0 }); err != nil {
+				return err
+			}
+		case context.Cause(ctx) != nil:
+			return context.Cause(ctx)
+		default:
+			retries++
+			if retries >= relayStepRetry.Attempts {
+				return &temporaryError{step}
+			}
+			r.log.Warn("relay step failed; retrying", zap.Int("attempt", retries), zap.Error(step))
+			r.synced = false // ask YouTube where it stands before sending again
+			_ = retry.Sleep(ctx, relayStepRetry.Delay(retries))
+		}
+	}
+}
+
 func (r *relayRun) startSession(ctx context.Context) error {
 	d := r.u.Destination(upload.YouTube)
-	session, err := r.h.yt.StartSession(ctx, *d.Meta, r.u.Size, r.u.ContentType)
+	session, err := r.s.yt.StartSession(ctx, *d.Meta, r.u.Size, r.u.ContentType)
 	if err != nil {
 		return classify(fmt.Errorf("start YouTube session: %w", err))
 	}
@@ -235,7 +262,7 @@ func (r *relayRun) startSession(ctx context.Context) error {
 	if d := r.u.Destination(upload.YouTube); d == nil || d.Session != session {
 		// Cancelled meanwhile: the API could not abort a session it never
 		// saw, so abort it here.
-		if err := r.h.yt.Cancel(ctx, session); err != nil {
+		if err := r.s.yt.Cancel(ctx, session); err != nil {
 			r.log.Warn("abort the YouTube session of a cancelled upload", zap.Error(err))
 		}
 		return nil
@@ -248,7 +275,7 @@ func (r *relayRun) startSession(ctx context.Context) error {
 // sync asks YouTube for the committed offset and records it.
 func (r *relayRun) sync(ctx context.Context) error {
 	d := r.u.Destination(upload.YouTube)
-	p, err := r.h.yt.Offset(ctx, d.Session, r.u.Size)
+	p, err := r.s.yt.Offset(ctx, d.Session, r.u.Size)
 	if err != nil {
 		return classify(fmt.Errorf("ask YouTube for the committed offset: %w", err))
 	}
@@ -269,7 +296,7 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 		// YouTube had every byte but named no video: ask it again.
 		return 0, errors.New("YouTube reported every byte committed but no video")
 	}
-	n := r.available(from)
+	n := available(u, from, r.s.maxChunkBytes)
 	if n == 0 {
 		return 0, nil
 	}
@@ -278,8 +305,8 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	// lease keeps being renewed.
 	cctx, cancel := context.WithTimeout(ctx, chunkTimeout(n))
 	defer cancel()
-	body := &partsReader{ctx: cctx, s3: r.h.s3, bucket: r.h.cfg.Bucket, u: u, off: from, end: from + n}
-	p, err := r.h.yt.PutChunk(cctx, d.Session, body, from, n, u.Size)
+	body := &partsReader{ctx: cctx, s3: r.s.s3, bucket: r.s.bucket, u: u, off: from, end: from + n}
+	p, err := r.s.yt.PutChunk(cctx, d.Session, body, from, n, u.Size)
 	body.Close()
 	if err != nil {
 		if berr := body.Err(); berr != nil {
@@ -302,19 +329,18 @@ func chunkTimeout(n int64) time.Duration {
 }
 
 // available is how many bytes from offset from can go in the next chunk:
-// contiguous complete parts, at most MaxChunkBytes, a multiple of 256 KiB
-// unless the chunk ends the file.
-func (r *relayRun) available(from int64) int64 {
-	u := r.u
+// contiguous complete parts, at most maxChunk, a multiple of 256 KiB unless
+// the chunk ends the file.
+func available(u *upload.Upload, from, maxChunk int64) int64 {
 	end := from
-	for end < u.Size && end-from < r.h.cfg.MaxChunkBytes {
+	for end < u.Size && end-from < maxChunk {
 		p, _ := u.PartContaining(end)
 		if !u.Completed[p.Number] {
 			break
 		}
 		end = p.End
 	}
-	n := min(end-from, r.h.cfg.MaxChunkBytes)
+	n := min(end-from, maxChunk)
 	if from+n < u.Size {
 		n -= n % upload.ChunkAlign
 	}
@@ -334,14 +360,14 @@ func (r *relayRun) releaseUnlessNextArrived(ctx context.Context) (bool, error) {
 		}
 		off = p.End
 	}
-	released, err := r.h.store.Release(ctx, u.AtomID, u.ID, store.LeaseYouTube, r.hold.Owner, next.Number)
+	released, err := r.held.releaseIfMissing(ctx, r.s.store, next.Number)
 	if err != nil || released {
 		if released {
 			r.log.Debug("waiting for the next part", zap.Int("part", next.Number))
 		}
 		return released, err
 	}
-	fresh, err := r.h.store.Get(ctx, u.AtomID, u.ID)
+	fresh, err := r.s.store.Get(ctx, u.AtomID, u.ID)
 	if err != nil {
 		return false, err
 	}
@@ -371,12 +397,12 @@ func (r *relayRun) committed(ctx context.Context, p youtube.Progress) error {
 // update changes the YouTube destination while holding the lease, and
 // keeps the fresh record (with the parts completed since).
 func (r *relayRun) update(ctx context.Context, fn func(*upload.Destination)) error {
-	u, err := r.h.store.UpdateHolding(ctx, r.u.AtomID, r.u.ID, r.hold, func(u *upload.Upload) error {
+	u, err := r.s.store.UpdateHolding(ctx, r.held.lease, upload.Settled(r.s.now, func(u *upload.Upload) error {
 		if d := u.Destination(upload.YouTube); d != nil && !u.Status.Terminal() && !d.Status.Terminal() {
 			fn(d)
 		}
 		return nil
-	})
+	}))
 	if err != nil {
 		return err
 	}
@@ -391,125 +417,4 @@ func (r *relayRun) fail(ctx context.Context, reason string) error {
 	}
 	r.log.Error("destination failed", zap.String("status", string(upload.DestFailed)), zap.String("error", reason))
 	return nil
-}
-
-// renewing runs fn while renewing the lease at a third of its TTL; losing
-// the lease cancels fn's context with store.ErrLeaseLost.
-func (h *Steps) renewing(ctx context.Context, u *upload.Upload, lease, owner string, fn func(context.Context) error) error {
-	ctx, stop := context.WithCancelCause(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		h.keepLease(ctx, stop, u, lease, owner)
-	}()
-	err := fn(ctx)
-	stop(nil)
-	wg.Wait()
-	return err
-}
-
-// partsReader streams bytes [off, end) of the file from the part objects,
-// one ranged GET at a time, so memory does not grow with the chunk. It is
-// safe for the HTTP transport to keep reading it in its own goroutine
-// after the request returned, while the relay closes it.
-type partsReader struct {
-	// ctx bounds the GETs that Read starts: an io.Reader has no context
-	// of its own, and this one lives only as long as one PutChunk.
-	ctx    context.Context
-	s3     S3API
-	bucket string
-	u      *upload.Upload
-
-	mu     sync.Mutex
-	off    int64
-	end    int64
-	cur    io.ReadCloser
-	curEnd int64 // file offset where cur ends
-	closed bool
-	err    error // the S3 error that broke the stream, if any
-}
-
-func (r *partsReader) Read(b []byte) (int, error) {
-	for {
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
-			return 0, errors.New("read after close")
-		}
-		if r.off >= r.end {
-			r.mu.Unlock()
-			return 0, io.EOF
-		}
-		if r.cur == nil {
-			if err := r.open(); err != nil {
-				r.err = err
-				r.mu.Unlock()
-				return 0, err
-			}
-		}
-		cur, want := r.cur, min(int64(len(b)), r.curEnd-r.off)
-		r.mu.Unlock()
-
-		n, err := cur.Read(b[:want]) // outside the lock: Close may interrupt it
-
-		r.mu.Lock()
-		r.off += int64(n)
-		if err == io.EOF || r.off == r.curEnd {
-			cur.Close()
-			if r.cur == cur {
-				r.cur = nil
-			}
-			if err == io.EOF && r.off < r.curEnd {
-				r.err = fmt.Errorf("part ended at byte %d of the file, before %d", r.off, r.curEnd)
-				err = io.ErrUnexpectedEOF
-			} else {
-				err = nil
-			}
-		}
-		if err != nil && r.err == nil && !r.closed {
-			r.err = err
-		}
-		r.mu.Unlock()
-		if n > 0 || err != nil {
-			return n, err
-		}
-	}
-}
-
-// open starts the ranged GET of the part holding off; r.mu is held.
-func (r *partsReader) open() error {
-	p, ok := r.u.PartContaining(r.off)
-	if !ok {
-		return fmt.Errorf("offset %d is outside the file", r.off)
-	}
-	to := min(r.end, p.End)
-	out, err := r.s3.GetObject(r.ctx, &s3.GetObjectInput{
-		Bucket: aws.String(r.bucket),
-		Key:    aws.String(r.u.PartKey(p.Number)),
-		Range:  aws.String(fmt.Sprintf("bytes=%d-%d", r.off-p.Start, to-p.Start-1)),
-	})
-	if err != nil {
-		return fmt.Errorf("read part %d: %w", p.Number, err)
-	}
-	r.cur, r.curEnd = out.Body, to
-	return nil
-}
-
-// Close releases the S3 body in hand; a read in progress fails.
-func (r *partsReader) Close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.closed = true
-	if r.cur != nil {
-		r.cur.Close()
-		r.cur = nil
-	}
-}
-
-// Err is the S3 error that broke the stream, if any.
-func (r *partsReader) Err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err
 }

@@ -16,7 +16,6 @@ import (
 
 	"atomuploads/atomapi"
 	"atomuploads/atomapi/atomapitest"
-	"atomuploads/store"
 	"atomuploads/upload"
 	"atomuploads/worker"
 	"atomuploads/youtube"
@@ -254,11 +253,11 @@ type pausingStore struct {
 	pause func()
 }
 
-func (s *pausingStore) Release(ctx context.Context, atomID, id, lease, owner string, unless int) (bool, error) {
-	if lease == store.LeaseYouTube && unless >= 0 {
+func (s *pausingStore) ReleaseIfMissing(ctx context.Context, l upload.Lease, n int) (bool, error) {
+	if l.Name == upload.LeaseYouTube {
 		s.once.Do(s.pause)
 	}
-	return s.Store.Release(ctx, atomID, id, lease, owner, unless)
+	return s.Store.ReleaseIfMissing(ctx, l, n)
 }
 
 // TestNoLostWakeUp forces the interleaving: the holder has relayed part 0
@@ -283,12 +282,9 @@ func TestNoLostWakeUp(t *testing.T) {
 		})
 		other() // worker-b is gone: only the holder can relay part 1 now
 	}}
-	steps := worker.NewSteps(e.config("worker-a"), ps, e.st.SQS, e.st.S3, si.ytClient, nil, si.atomCl, e.log)
-	pool := worker.NewPool(e.st.SQS, worker.PoolConfig{QueueURL: e.st.QueueURL, Concurrency: 4, Visibility: 30 * time.Second, WaitTime: time.Second}, steps, e.log)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- pool.Run(ctx, 5*time.Second) }()
-	defer func() { cancel(); <-done }()
+	d := worker.New(e.config("worker-a"), e.deps(ps, si.ytClient, si.atomCl))
+	stop := e.startPool(t, worker.PoolConfig{QueueURL: e.st.QueueURL, Concurrency: 4, Visibility: 30 * time.Second, WaitTime: time.Second}, d, e.log, 5*time.Second)
+	defer stop()
 
 	e.putPart(t, u, file, 0)
 	_, v := si.videoOf(t, e, u, 60*time.Second)

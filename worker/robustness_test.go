@@ -13,27 +13,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"atomuploads/devstack/stacktest"
-	"atomuploads/store"
 	"atomuploads/upload"
 	"atomuploads/worker"
 	"atomuploads/youtube/youtubetest"
 )
 
 // runSteps runs a pool over the given steps until the test ends.
-func (e *env) runSteps(t testing.TB, steps *worker.Steps, grace time.Duration) (stop func()) {
+func (e *env) runSteps(t testing.TB, d *worker.Dispatcher, grace time.Duration) (stop func()) {
 	t.Helper()
-	pool := worker.NewPool(e.st.SQS, worker.PoolConfig{QueueURL: e.st.QueueURL, Concurrency: 8, Visibility: 10 * time.Second, WaitTime: time.Second}, steps, e.log)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = pool.Run(ctx, grace)
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return stop
+	return e.startPool(t, worker.PoolConfig{QueueURL: e.st.QueueURL, DeadLetterURL: e.st.DLQURL, Concurrency: 8, Visibility: 10 * time.Second, WaitTime: time.Second}, d, e.log, grace)
 }
 
 // releaseHook runs once right after the holder's first conditional release
@@ -44,9 +32,9 @@ type releaseHook struct {
 	after func()
 }
 
-func (s *releaseHook) Release(ctx context.Context, atomID, id, lease, owner string, unless int) (bool, error) {
-	released, err := s.Store.Release(ctx, atomID, id, lease, owner, unless)
-	if err == nil && released && lease == store.LeaseYouTube && unless >= 0 {
+func (s *releaseHook) ReleaseIfMissing(ctx context.Context, l upload.Lease, n int) (bool, error) {
+	released, err := s.Store.ReleaseIfMissing(ctx, l, n)
+	if err == nil && released && l.Name == upload.LeaseYouTube {
 		s.once.Do(s.after)
 	}
 	return released, err
@@ -70,7 +58,7 @@ func TestPartCompletedAfterTheReleaseIsRelayed(t *testing.T) {
 			return e.get(t, u).Completed[1] && visible+delayed == 0 && inFlight == 1
 		})
 	}
-	e.runSteps(t, worker.NewSteps(e.config("worker-a"), hook, e.st.SQS, e.st.S3, si.ytClient, nil, si.atomCl, e.log), 5*time.Second)
+	e.runSteps(t, worker.New(e.config("worker-a"), e.deps(hook, si.ytClient, si.atomCl)), 5*time.Second)
 	e.putPart(t, u, file, 0)
 	_, v := si.videoOf(t, e, u, 60*time.Second)
 	si.checkVideo(t, v, size, sum)
@@ -85,18 +73,25 @@ type deadStore struct {
 
 var errUnreachable = errors.New("dynamodb unreachable")
 
-func (s *deadStore) Release(ctx context.Context, atomID, id, lease, owner string, unless int) (bool, error) {
-	if s.dead.Load() {
-		return false, errUnreachable
-	}
-	return s.Store.Release(ctx, atomID, id, lease, owner, unless)
-}
-
-func (s *deadStore) Abandon(ctx context.Context, atomID, id, lease, owner string) error {
+func (s *deadStore) Release(ctx context.Context, l upload.Lease) error {
 	if s.dead.Load() {
 		return errUnreachable
 	}
-	return s.Store.Abandon(ctx, atomID, id, lease, owner)
+	return s.Store.Release(ctx, l)
+}
+
+func (s *deadStore) ReleaseIfMissing(ctx context.Context, l upload.Lease, n int) (bool, error) {
+	if s.dead.Load() {
+		return false, errUnreachable
+	}
+	return s.Store.ReleaseIfMissing(ctx, l, n)
+}
+
+func (s *deadStore) Abandon(ctx context.Context, l upload.Lease) error {
+	if s.dead.Load() {
+		return errUnreachable
+	}
+	return s.Store.Abandon(ctx, l)
 }
 
 // TestRedeliveredMessageOutlivesADeadHoldersLease: an instance stops in the
@@ -111,7 +106,7 @@ func TestRedeliveredMessageOutlivesADeadHoldersLease(t *testing.T) {
 	u := e.newUpload(t, size, youTubeDest("Dead holder"))
 	file, sum := randomFile(t, size)
 	dead := &deadStore{Store: e.store}
-	stop := e.runSteps(t, worker.NewSteps(e.config("worker-a"), dead, e.st.SQS, e.st.S3, si.ytClient, nil, si.atomCl, e.log), 500*time.Millisecond)
+	stop := e.runSteps(t, worker.New(e.config("worker-a"), e.deps(dead, si.ytClient, si.atomCl)), 500*time.Millisecond)
 	e.putPart(t, u, file, 0)
 	waitFor(t, 30*time.Second, "the chunk in flight", func() bool {
 		ss := si.yt.Sessions()
@@ -119,7 +114,7 @@ func TestRedeliveredMessageOutlivesADeadHoldersLease(t *testing.T) {
 	})
 	dead.dead.Store(true)
 	stop() // the handler is cancelled mid-chunk and hands its message back
-	if len(e.logs.With(t, "let go of the youtube lease")) == 0 {
+	if len(e.logs.With(t, "could not let go of the lease; it expires by itself")) == 0 {
 		t.Fatal("the stopping instance let go of its lease; the test needs it held")
 	}
 	si.yt.SetSlow(0)
@@ -151,7 +146,9 @@ func TestPollsSurviveAFailedFollowUp(t *testing.T) {
 	u := e.newUpload(t, size, youTubeDest("Poll chain"))
 	file, sum := randomFile(t, size)
 	sender := &failingSender{Sender: e.st.SQS, kind: "youtubePoll"}
-	e.runSteps(t, worker.NewSteps(e.config("worker-a"), e.store, sender, e.st.S3, si.ytClient, nil, si.atomCl, e.log), 5*time.Second)
+	deps := e.deps(e.store, si.ytClient, si.atomCl)
+	deps.Queue = sender
+	e.runSteps(t, worker.New(e.config("worker-a"), deps), 5*time.Second)
 	e.putPart(t, u, file, 0)
 	_, v := si.videoOf(t, e, u, 60*time.Second)
 	si.checkVideo(t, v, size, sum)
@@ -193,7 +190,9 @@ func TestLastTryFailsTheUploadReadably(t *testing.T) {
 	e := newEnv(t, stacktest.Options{MaxReceiveCount: 2})
 	cfg := e.config("worker-a")
 	cfg.MaxReceiveCount = 2
-	e.runSteps(t, worker.NewSteps(cfg, e.store, e.st.SQS, copyRefused{e.st.S3}, nil, nil, nil, e.log), 5*time.Second)
+	deps := e.deps(e.store, nil, nil)
+	deps.S3 = copyRefused{e.st.S3}
+	e.runSteps(t, worker.New(cfg, deps), 5*time.Second)
 	u := e.newUpload(t, 3*upload.MiB)
 	file, _ := randomFile(t, u.Size)
 	e.putPart(t, u, file, 0)
@@ -295,7 +294,9 @@ func TestReassemblyParallelismIsBounded(t *testing.T) {
 	cfg := e.config("worker-a")
 	cfg.ReassemblyParallelism = 3
 	copies := &countingCopies{S3API: e.st.S3}
-	e.runSteps(t, worker.NewSteps(cfg, e.store, e.st.SQS, copies, nil, nil, nil, e.log), 5*time.Second)
+	deps := e.deps(e.store, nil, nil)
+	deps.S3 = copies
+	e.runSteps(t, worker.New(cfg, deps), 5*time.Second)
 	const size = 8 * 5 * upload.MiB
 	u := e.newUpload(t, size)
 	file, sum := randomFile(t, size)
@@ -319,24 +320,24 @@ type losingStore struct {
 	mu              sync.Mutex
 }
 
-func (s *losingStore) UpdateHolding(ctx context.Context, atomID, id string, h store.Holding, fn func(*upload.Upload) error) (*upload.Upload, error) {
-	u, err := s.Store.UpdateHolding(ctx, atomID, id, h, fn)
-	if err == nil && h.Lease == store.LeaseYouTube && u.Destination(upload.YouTube).UploadedBytes > 0 && s.lost.CompareAndSwap(false, true) {
+func (s *losingStore) UpdateHolding(ctx context.Context, l upload.Lease, fn func(*upload.Upload) error) (*upload.Upload, error) {
+	u, err := s.Store.UpdateHolding(ctx, l, fn)
+	if err == nil && l.Name == upload.LeaseYouTube && u.Destination(upload.YouTube).UploadedBytes > 0 && s.lost.CompareAndSwap(false, true) {
 		s.mu.Lock()
 		s.atLoss = s.yt.Requests()[youtubetest.KindChunk]
 		s.mu.Unlock()
-		return nil, store.ErrLeaseLost
+		return nil, upload.ErrLeaseLost
 	}
 	return u, err
 }
 
-func (s *losingStore) Abandon(ctx context.Context, atomID, id, lease, owner string) error {
+func (s *losingStore) Abandon(ctx context.Context, l upload.Lease) error {
 	s.mu.Lock()
 	if s.lost.Load() && s.atLetGo == 0 {
 		s.atLetGo = s.yt.Requests()[youtubetest.KindChunk]
 	}
 	s.mu.Unlock()
-	return s.Store.Abandon(ctx, atomID, id, lease, owner)
+	return s.Store.Abandon(ctx, l)
 }
 
 // TestLostLeaseStopsTheWriterAtOnce: a writer that learns it lost the lease
@@ -350,7 +351,7 @@ func TestLostLeaseStopsTheWriterAtOnce(t *testing.T) {
 	ls := &losingStore{Store: e.store, yt: si.yt}
 	cfg := e.config("worker-a")
 	cfg.MaxChunkBytes = upload.MiB
-	e.runSteps(t, worker.NewSteps(cfg, ls, e.st.SQS, e.st.S3, si.ytClient, nil, si.atomCl, e.log), 5*time.Second)
+	e.runSteps(t, worker.New(cfg, e.deps(ls, si.ytClient, si.atomCl)), 5*time.Second)
 	e.putPart(t, u, file, 0)
 	_, v := si.videoOf(t, e, u, 60*time.Second)
 	si.checkVideo(t, v, size, sum)

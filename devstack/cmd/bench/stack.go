@@ -11,7 +11,6 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -87,19 +86,19 @@ func (b *bench) newUpload(ctx context.Context, db *store.Store, bucket string, s
 
 // worker runs one in-process worker instance until stop is called.
 func (b *bench) worker(r devstack.Resources, c devstack.Created, db *store.Store) (stop func()) {
-	steps := worker.NewSteps(worker.Config{
+	d := worker.New(worker.Config{
 		QueueURL: c.QueueURL, Bucket: r.Bucket, Owner: "bench", LeaseTTL: 20 * time.Second, PollInterval: time.Minute,
 		ReassemblyParallelism: 8, MaxChunkBytes: maxChunk, MaxTranscodeAttempts: 3, MaxAttempts: 20, MaxReceiveCount: 5,
-	}, db, b.clients.SQS, b.clients.S3, b.client, nil, nil, benchLog())
-	pool := worker.NewPool(b.clients.SQS, worker.PoolConfig{QueueURL: c.QueueURL, Concurrency: 16, Visibility: time.Minute, WaitTime: time.Second}, steps, zap.NewNop())
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = pool.Run(ctx, 5*time.Second)
-	}()
-	return func() { cancel(); wg.Wait() }
+	}, worker.Deps{Store: db, Queue: b.clients.SQS, S3: b.clients.S3, YouTube: b.client, Log: benchLog()})
+	pool := worker.NewPool(b.clients.SQS, worker.PoolConfig{QueueURL: c.QueueURL, Concurrency: 16, Visibility: time.Minute, WaitTime: time.Second}, d, zap.NewNop())
+	if err := pool.Start(context.Background()); err != nil {
+		panic(err) // only a second Start fails
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = pool.Stop(ctx)
+	}
 }
 
 // videoDone waits until the stand-in has a video with the title.

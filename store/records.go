@@ -1,0 +1,220 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"atomuploads/retry"
+	"atomuploads/upload"
+)
+
+// conflictRetry is the policy of Update's read-modify-write loop when
+// another writer changed the record in between: short pauses, a bounded
+// number of tries.
+var conflictRetry = retry.Policy{Base: 20 * time.Millisecond, Cap: 250 * time.Millisecond, Attempts: 11}
+
+// Create stores a new upload; an existing id is an ECONFLICT.
+func (s *Store) Create(ctx context.Context, u *upload.Upload) error {
+	it := toItem(u)
+	if s.retention > 0 {
+		it.ExpiresAt = u.CreatedAt.Add(s.retention).Unix()
+	}
+	av, err := attributevalue.MarshalMap(it)
+	if err != nil {
+		return fmt.Errorf("encode upload %s: %w", u.ID, err)
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:           aws.String(s.table),
+		Item:                av,
+		ConditionExpression: aws.String("attribute_not_exists(uploadId)"),
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return upload.Errorf(upload.ECONFLICT, "upload %s already exists", u.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("create upload %s: %w", u.ID, dbError(err))
+	}
+	return nil
+}
+
+// Get returns one upload, read consistently; ENOTFOUND when the atom has no
+// such upload.
+func (s *Store) Get(ctx context.Context, atomID, id string) (*upload.Upload, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            s.key(atomID, id),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get upload %s: %w", id, dbError(err))
+	}
+	if out.Item == nil {
+		return nil, upload.Errorf(upload.ENOTFOUND, "atom %s has no upload %s", atomID, id)
+	}
+	return fromAttrs(out.Item)
+}
+
+// List returns up to limit uploads of the atom, newest first.
+func (s *Store) List(ctx context.Context, atomID string, limit int) ([]*upload.Upload, error) {
+	var (
+		uploads []*upload.Upload
+		start   map[string]types.AttributeValue
+	)
+	for len(uploads) < limit {
+		out, err := s.db.Query(ctx, &dynamodb.QueryInput{
+			TableName:              aws.String(s.table),
+			KeyConditionExpression: aws.String("atomId = :a"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":a": &types.AttributeValueMemberS{Value: atomID},
+			},
+			ScanIndexForward:  aws.Bool(false),
+			Limit:             aws.Int32(int32(limit - len(uploads))),
+			ExclusiveStartKey: start,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list uploads of %s: %w", atomID, dbError(err))
+		}
+		for _, av := range out.Items {
+			u, err := fromAttrs(av)
+			if err != nil {
+				return nil, err
+			}
+			uploads = append(uploads, u)
+		}
+		if out.LastEvaluatedKey == nil {
+			break
+		}
+		start = out.LastEvaluatedKey
+	}
+	return uploads, nil
+}
+
+// Update reads the upload, applies fn and writes the record back on
+// condition that nobody changed it in between; a conflict is retried with a
+// fresh read (fn runs again). An error from fn is returned as it is and
+// nothing is written. UpdatedAt is set to the time of the write.
+func (s *Store) Update(ctx context.Context, atomID, id string, fn func(*upload.Upload) error) (*upload.Upload, error) {
+	return s.update(ctx, atomID, id, nil, fn)
+}
+
+func (s *Store) update(ctx context.Context, atomID, id string, h *upload.Lease, fn func(*upload.Upload) error) (*upload.Upload, error) {
+	var u *upload.Upload
+	err := conflictRetry.Do(ctx, func(err error) bool { return errors.Is(err, errVersion) }, func(ctx context.Context, _ int) error {
+		var err error
+		if u, err = s.Get(ctx, atomID, id); err != nil {
+			return err
+		}
+		if err := fn(u); err != nil {
+			return err
+		}
+		u.UpdatedAt = s.now().UTC()
+		return s.write(ctx, u, h)
+	})
+	switch {
+	case errors.Is(err, errVersion):
+		return nil, upload.Errorf(upload.ECONFLICT, "upload %s is changing too often to update; try again", id)
+	case err != nil:
+		return nil, err
+	}
+	u.Version++
+	return u, nil
+}
+
+var errVersion = errors.New("version changed")
+
+// write stores the mutable record fields of u if its version is unchanged
+// (and, with h, the lease is still held, which it renews).
+func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease) error {
+	it := toItem(u)
+	dests, err := attributevalue.Marshal(it.Destinations)
+	if err != nil {
+		return fmt.Errorf("encode destinations of %s: %w", u.ID, err)
+	}
+	names := map[string]string{"#status": "status", "#error": "error"}
+	values := map[string]types.AttributeValue{
+		":status":  &types.AttributeValueMemberS{Value: it.Status},
+		":error":   &types.AttributeValueMemberS{Value: it.Error},
+		":updated": &types.AttributeValueMemberS{Value: it.UpdatedAt},
+		":dests":   dests,
+		":asm":     &types.AttributeValueMemberBOOL{Value: it.Assembled},
+		":v":       num(u.Version),
+		":nv":      num(u.Version + 1),
+	}
+	update := "SET #status = :status, #error = :error, updatedAt = :updated, destinations = :dests, assembled = :asm, version = :nv"
+	cond := "version = :v"
+	if h != nil {
+		names["#lo"], names["#le"] = leaseAttrs(h.Name)
+		values[":me"] = &types.AttributeValueMemberS{Value: h.Owner}
+		values[":now"] = num(s.now().UnixMilli())
+		values[":exp"] = num(s.now().Add(h.TTL).UnixMilli())
+		update += ", #le = :exp"
+		cond += " AND #lo = :me AND #le > :now"
+	}
+	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(s.table),
+		Key:                                 s.key(u.AtomID, u.ID),
+		UpdateExpression:                    aws.String(update),
+		ConditionExpression:                 aws.String("attribute_exists(uploadId) AND " + cond),
+		ExpressionAttributeNames:            names,
+		ExpressionAttributeValues:           values,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if !errors.As(err, &ccf) {
+		if err != nil {
+			return fmt.Errorf("save upload %s: %w", u.ID, dbError(err))
+		}
+		return nil
+	}
+	if ccf.Item == nil {
+		return upload.Errorf(upload.ENOTFOUND, "atom %s has no upload %s", u.AtomID, u.ID)
+	}
+	if v, _ := numAttr(ccf.Item["version"]); v != u.Version {
+		return errVersion
+	}
+	return upload.ErrLeaseLost
+}
+
+// CompletePart records that part n is in S3, idempotently, and returns the
+// record as it is after the write. A cancelled or failed upload takes no
+// more parts: ECONFLICT, with the record.
+func (s *Store) CompletePart(ctx context.Context, atomID, id string, n int) (*upload.Upload, error) {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(s.table),
+		Key:                      s.key(atomID, id),
+		UpdateExpression:         aws.String("ADD completeParts :n"),
+		ConditionExpression:      aws.String("attribute_exists(uploadId) AND NOT (#status IN (:cancelled, :failed))"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":n":         &types.AttributeValueMemberNS{Value: []string{strconv.Itoa(n)}},
+			":cancelled": &types.AttributeValueMemberS{Value: string(upload.StatusCancelled)},
+			":failed":    &types.AttributeValueMemberS{Value: string(upload.StatusFailed)},
+		},
+		ReturnValues:                        types.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		if ccf.Item == nil {
+			return nil, upload.Errorf(upload.ENOTFOUND, "atom %s has no upload %s", atomID, id)
+		}
+		u, derr := fromAttrs(ccf.Item)
+		if derr != nil {
+			return nil, derr
+		}
+		return u, upload.Errorf(upload.ECONFLICT, "upload %s is %s and takes no more parts", id, u.Status)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("complete part %d of %s: %w", n, id, dbError(err))
+	}
+	return fromAttrs(out.Attributes)
+}

@@ -1,0 +1,118 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"atomuploads/upload"
+)
+
+// assetStep adds the YouTube video to the atom once per upload: the asset
+// lease makes one instance call, the record's flag makes it happen once,
+// and the atom API client adds nothing when the atom has the video already,
+// which covers an instance that died after the atom API took the asset and
+// before the flag was recorded. What it cannot cover is an addition still
+// in progress at the atom API when the next read comes; a failed call
+// therefore keeps the lease until it expires.
+//
+// A failed addition is tried again by an asset message after the poll
+// interval, until it lands or maxAttempts calls in a row have failed; then
+// the destination's error says so (the video itself is fine on YouTube).
+type assetStep struct {
+	store interface {
+		recordStore
+		holdingStore
+	}
+	atom   AtomAPI
+	leases *leases
+	sched  *scheduler
+	now    func() time.Time
+
+	pollInterval time.Duration
+	leaseTTL     time.Duration
+	maxAttempts  int
+}
+
+// errAssetBusy: another instance holds the asset lease.
+var errAssetBusy = errors.New("another instance is adding the asset")
+
+func (s *assetStep) run(ctx context.Context, j job) outcome {
+	log := j.log.With(zap.String("destination", string(upload.YouTube)))
+	err := s.add(ctx, log, j)
+	switch {
+	case err == nil:
+		return outcome{}
+	case errors.Is(err, errAssetBusy):
+		// Another instance is adding it, or died doing so: look again once
+		// its lease has run out.
+		return outcome{err: s.sched.schedule(ctx, Task{Kind: KindAsset, AtomID: j.task.AtomID, UploadID: j.task.UploadID, Attempt: j.task.Attempt}, s.leaseTTL+time.Second)}
+	}
+	failures := j.task.Attempt + 1
+	if failures > s.maxAttempts {
+		reason := fmt.Sprintf("the video is on YouTube, but the atom API did not take it as an asset after %d attempts: %s", failures-1, err)
+		if _, uerr := s.store.Update(ctx, j.task.AtomID, j.task.UploadID, upload.Settled(s.now, func(u *upload.Upload) error {
+			if d := u.Destination(upload.YouTube); d != nil && !d.AssetAdded {
+				d.Error = reason
+			}
+			return nil
+		})); uerr != nil {
+			return outcome{err: uerr}
+		}
+		log.Error("add asset to atom failed for good", zap.String("error", reason))
+		return outcome{}
+	}
+	if serr := s.sched.schedule(ctx, Task{Kind: KindAsset, AtomID: j.task.AtomID, UploadID: j.task.UploadID, Attempt: failures}, s.pollInterval); serr != nil {
+		return outcome{err: serr}
+	}
+	log.Warn("add asset to atom failed; trying again later", zap.Int("failures", failures), zap.Error(err))
+	return outcome{}
+}
+
+// add adds the asset under the asset lease. It reports nil when the atom
+// has the video or there is no atom API, and errAssetBusy when another
+// instance holds the lease.
+func (s *assetStep) add(ctx context.Context, log *zap.Logger, j job) error {
+	if d := j.upload.Destination(upload.YouTube); s.atom == nil || d == nil || d.VideoID == "" || d.AssetAdded {
+		return nil
+	}
+	err := s.leases.hold(ctx, j.task.AtomID, j.task.UploadID, upload.LeaseAsset, func(ctx context.Context, h *held) (ending, error) {
+		d := h.upload.Destination(upload.YouTube)
+		if d == nil || d.VideoID == "" || d.AssetAdded {
+			return release, nil
+		}
+		start := time.Now()
+		added, err := s.atom.AddAsset(ctx, h.lease.AtomID, d.URL())
+		if err != nil {
+			// An addition the atom API is still working on when the
+			// client gave up (a timeout, the end of the shutdown grace)
+			// gets the rest of the lease to land before any instance
+			// reads the atom again.
+			return keep, fmt.Errorf("add video %s to atom %s: %w", d.VideoID, h.lease.AtomID, err)
+		}
+		// The record must be written even if ctx ends: an asset added but
+		// not recorded would be added again.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+		defer cancel()
+		if _, err := s.store.UpdateHolding(bctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
+			d := u.Destination(upload.YouTube)
+			d.AssetAdded, d.Error = true, ""
+			return nil
+		})); err != nil {
+			return release, fmt.Errorf("record the asset of video %s: %w", d.VideoID, err)
+		}
+		msg := "asset added to atom"
+		if !added {
+			msg = "asset found on the atom already"
+		}
+		log.Info(msg, zap.String("videoId", d.VideoID), zap.Int64("durationMs", time.Since(start).Milliseconds()))
+		return release, nil
+	})
+	if errors.Is(err, upload.ErrLeaseHeld) {
+		return errAssetBusy
+	}
+	return err
+}

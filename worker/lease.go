@@ -1,0 +1,172 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"atomuploads/upload"
+)
+
+// leaseStore is what a lease needs of the table.
+type leaseStore interface {
+	Acquire(ctx context.Context, l upload.Lease) (u *upload.Upload, takenOver bool, err error)
+	Renew(ctx context.Context, l upload.Lease) error
+	Release(ctx context.Context, l upload.Lease) error
+	Abandon(ctx context.Context, l upload.Lease) error
+}
+
+// ending says how a turn at a lease ends.
+type ending int
+
+const (
+	// release: the holder vouches for the record; the next holder is not
+	// a takeover.
+	release ending = iota
+	// abandon: free at once, but the next holder counts as a takeover and
+	// checks what the record cannot know (what YouTube committed).
+	abandon
+	// keep: held until it expires, so that nobody takes over before then
+	// (a call the holder gave up on may still be landing).
+	keep
+)
+
+func (e ending) String() string {
+	switch e {
+	case release:
+		return "release"
+	case abandon:
+		return "abandon"
+	case keep:
+		return "keep"
+	}
+	return fmt.Sprintf("ending(%d)", int(e))
+}
+
+// leases runs turns at the leases of uploads: acquire, keep renewing at a
+// third of the TTL while the turn's function runs, and end the turn in one
+// of its three ways. Every use of a lease in the worker goes through it.
+type leases struct {
+	store leaseStore
+	owner string // this instance
+	ttl   time.Duration
+	turns atomic.Int64
+	log   *zap.Logger
+}
+
+// held is one turn at a lease.
+type held struct {
+	lease upload.Lease
+	// upload is the record as it was when the lease was acquired.
+	upload *upload.Upload
+	// takenOver: the lease was taken from a holder that did not release
+	// it (it expired, or was abandoned), so what that holder recorded may
+	// lag behind what it did.
+	takenOver bool
+	// ended is set when the turn's function let go of the lease itself
+	// (a conditional release that succeeded).
+	ended bool
+}
+
+// hold acquires the lease name of the upload and runs fn while renewing
+// it. fn's context is cancelled with upload.ErrLeaseLost as its cause when
+// the lease is lost, or could not be renewed for two thirds of its TTL (a
+// holder must stop before another may take over). fn says how the turn
+// ends; the ending is written even when ctx is over, within
+// bookkeepingTimeout. A lease held by another is upload.ErrLeaseHeld, and
+// fn does not run. hold returns fn's error.
+func (l *leases) hold(ctx context.Context, atomID, id string, name upload.LeaseName, fn func(ctx context.Context, h *held) (ending, error)) error {
+	lease := upload.Lease{AtomID: atomID, UploadID: id, Name: name, Owner: l.holder(), TTL: l.ttl}
+	u, takenOver, err := l.store.Acquire(ctx, lease)
+	if err != nil {
+		return err
+	}
+	h := &held{lease: lease, upload: u, takenOver: takenOver}
+	turnCtx, lose := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer recoverTo(l.log, "lease renewer", zap.String("atomId", atomID), zap.String("uploadId", id))
+		l.renew(turnCtx, lose, lease)
+	}()
+	end, err := fn(turnCtx, h)
+	lose(nil)
+	wg.Wait()
+	if h.ended {
+		return err
+	}
+	// Ending a lease that was lost meanwhile is harmless: every ending is
+	// conditional on the owner.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	var eerr error
+	switch end {
+	case release:
+		eerr = l.store.Release(bctx, lease)
+	case abandon:
+		eerr = l.store.Abandon(bctx, lease)
+	case keep:
+	}
+	if eerr != nil {
+		l.log.Warn("could not let go of the lease; it expires by itself", zap.String("atomId", atomID), zap.String("uploadId", id),
+			zap.String("lease", string(name)), zap.Stringer("ending", end), zap.Error(eerr))
+	}
+	return err
+}
+
+// holder names one turn of this instance at a lease: two goroutines of one
+// process must not both hold a lease, so the owner is unique per turn.
+func (l *leases) holder() string {
+	return fmt.Sprintf("%s#%d", l.owner, l.turns.Add(1))
+}
+
+// renew renews the lease at a third of its TTL until ctx ends. Losing it,
+// or failing to renew it for two thirds of its TTL, cancels the turn with
+// upload.ErrLeaseLost.
+func (l *leases) renew(ctx context.Context, lose context.CancelCauseFunc, lease upload.Lease) {
+	t := time.NewTicker(lease.TTL / 3)
+	defer t.Stop()
+	renewed := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			err := l.store.Renew(ctx, lease)
+			switch {
+			case err == nil:
+				renewed = time.Now()
+			case errors.Is(err, upload.ErrLeaseLost):
+				lose(upload.ErrLeaseLost)
+				return
+			case time.Since(renewed) >= lease.TTL*2/3:
+				lose(fmt.Errorf("%w: could not renew it for %s: %w", upload.ErrLeaseLost, time.Since(renewed).Round(time.Second), err))
+				return
+			case ctx.Err() == nil:
+				l.log.Warn("renew lease", zap.String("atomId", lease.AtomID), zap.String("uploadId", lease.UploadID),
+					zap.String("lease", string(lease.Name)), zap.Error(err))
+			}
+		}
+	}
+}
+
+// partReleaser releases a lease on condition that a part is missing.
+type partReleaser interface {
+	ReleaseIfMissing(ctx context.Context, l upload.Lease, n int) (bool, error)
+}
+
+// releaseIfMissing lets go of the lease only while part n is still
+// missing, and reports whether it did; the turn then ends released.
+func (h *held) releaseIfMissing(ctx context.Context, st partReleaser, n int) (bool, error) {
+	released, err := st.ReleaseIfMissing(ctx, h.lease, n)
+	if released {
+		h.ended = true
+	}
+	return released, err
+}

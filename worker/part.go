@@ -1,0 +1,103 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"go.uber.org/zap"
+
+	"atomuploads/upload"
+)
+
+// partStep handles a part object's arrival: it checks the object against
+// the plan, marks the part complete, and names what is due next: the relay
+// (the part may be the next YouTube needs) and, once every part is in, the
+// reassembly.
+type partStep struct {
+	store interface {
+		recordStore
+		CompletePart(ctx context.Context, atomID, id string, n int) (*upload.Upload, error)
+	}
+	s3 interface {
+		HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	}
+	bucket string
+	now    func() time.Time
+}
+
+func (s *partStep) run(ctx context.Context, j job) outcome {
+	u, n, log := j.upload, j.task.Part, j.log
+	p, ok := u.Part(n)
+	if !ok {
+		return s.reject(ctx, log, u, fmt.Sprintf("part %d is not in the plan: the file has %d parts (0–%d)", n, u.PartCount(), u.PartCount()-1))
+	}
+	head, err := s.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: strPtr(u.PartKey(n))})
+	if err != nil {
+		if isNotFound(err) {
+			log.Warn("ignored an event of a part that is no longer in S3")
+			return outcome{}
+		}
+		return outcome{err: fmt.Errorf("head part %d of %s: %w", n, u.ID, err)}
+	}
+	if size := deref(head.ContentLength); size != p.Size() {
+		return s.reject(ctx, log, u, fmt.Sprintf("part %d is %d bytes but the plan expects %d (bytes %d–%d of the file); start a new upload",
+			n, size, p.Size(), p.Start, p.End))
+	}
+	if !u.Completed[n] {
+		u, err = s.store.CompletePart(ctx, u.AtomID, u.ID, n)
+		if upload.ErrorCode(err) == upload.ECONFLICT {
+			log.Info("ignored a part of a finished upload")
+			return outcome{}
+		}
+		if err != nil {
+			return outcome{err: err}
+		}
+		log.Info("part complete", zap.Int64("bytes", p.Size()), zap.Int("complete", len(u.Completed)), zap.Int("parts", u.PartCount()))
+	}
+	// Reassembly and relay side by side: the last part must reach YouTube
+	// without waiting for the copy, and the copy (needed by the transcode)
+	// must not wait for a relay that may still have the whole file to send.
+	var then []Kind
+	if u.AllPartsComplete() && !u.Assembled {
+		then = append(then, KindReassemble)
+	}
+	if u.Destination(upload.YouTube) != nil {
+		then = append(then, KindRelay)
+	}
+	return outcome{then: then, record: u}
+}
+
+// reject fails the upload for bad input; the message is done.
+func (s *partStep) reject(ctx context.Context, log *zap.Logger, u *upload.Upload, reason string) outcome {
+	_, err := s.store.Update(ctx, u.AtomID, u.ID, upload.Settled(s.now, func(u *upload.Upload) error {
+		u.Fail(reason, s.now())
+		return nil
+	}))
+	if err != nil {
+		return outcome{err: err}
+	}
+	log.Error("upload failed", zap.String("status", string(upload.StatusFailed)), zap.String("error", reason))
+	return outcome{}
+}
+
+func strPtr(s string) *string { return &s }
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func isNotFound(err error) bool {
+	var (
+		nf *s3types.NotFound
+		nk *s3types.NoSuchKey
+	)
+	return errors.As(err, &nf) || errors.As(err, &nk)
+}

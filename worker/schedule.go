@@ -1,0 +1,35 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// maxDelay is SQS's longest message delay.
+const maxDelay = 15 * time.Minute
+
+// scheduler sends the service's own follow-up messages: work that is due
+// later, or that another instance may as well do. Steps schedule the next
+// step before they record the current one, so that a crash in between
+// leaves a duplicate (which the steps tolerate), never a gap.
+type scheduler struct {
+	queue    Sender
+	queueURL string
+}
+
+// schedule sends t to be handled after delay (at most SQS's 15 minutes).
+func (s *scheduler) schedule(ctx context.Context, t Task, delay time.Duration) error {
+	_, err := s.queue.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:     aws.String(s.queueURL),
+		MessageBody:  aws.String(t.body()),
+		DelaySeconds: int32(min(max(delay, 0), maxDelay) / time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("schedule %s of %s: %w", t.Kind, t.UploadID, err)
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"atomuploads/transcode"
+	"atomuploads/upload"
+)
+
+// transcodeStep starts the s3Bucket destination's transcode once the
+// original is assembled (KindFull) and follows the job (KindTranscodePoll),
+// starting it again when the backend lost it.
+type transcodeStep struct {
+	store recordStore
+	tc    Transcoder
+	sched *scheduler
+	now   func() time.Time
+
+	bucket       string
+	pollInterval time.Duration
+	maxAttempts  int // failed polls in a row before giving up
+	maxJobs      int // jobs started in all when jobs are lost
+}
+
+func (s *transcodeStep) run(ctx context.Context, j job) outcome {
+	log := j.log.With(zap.String("destination", string(upload.S3Bucket)))
+	u := j.upload
+	d := u.Destination(upload.S3Bucket)
+	if d == nil || s.tc == nil || d.Status.Terminal() {
+		return outcome{}
+	}
+	switch j.task.Kind {
+	case KindFull:
+		if d.JobID != "" {
+			// Started already; the event came again, perhaps because the
+			// process died before the first poll was sent: poll (duplicate
+			// poll chains are cut by polledRecently).
+			return outcome{err: s.sched.schedule(ctx, Task{Kind: KindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}, s.pollInterval)}
+		}
+		return s.start(ctx, log, u, 1)
+	case KindTranscodePoll:
+		return s.poll(ctx, log, j)
+	case KindPart, KindRelay, KindReassemble, KindYouTubePoll, KindAsset:
+	}
+	return outcome{err: fmt.Errorf("transcode step given a %s task", j.task.Kind)}
+}
+
+// start starts attempt n of the transcode. The token makes a retried start
+// return the same job, so a message delivered twice starts one job.
+func (s *transcodeStep) start(ctx context.Context, log *zap.Logger, u *upload.Upload, attempt int) outcome {
+	spec := transcode.Spec{
+		AtomID: u.AtomID, UploadID: u.ID,
+		SourceBucket: s.bucket, SourceKey: u.FullKey(),
+		Token: fmt.Sprintf("%s-%d", u.ID, attempt),
+	}
+	jobID, err := s.tc.Start(ctx, spec)
+	if upload.ErrorCode(err) == upload.EINVALID {
+		return failDestination(ctx, s.store, log, u, upload.S3Bucket, "transcode refused: "+upload.ErrorMessage(err), s.now)
+	}
+	if err != nil {
+		return outcome{err: err}
+	}
+	_, err = s.store.Update(ctx, u.AtomID, u.ID, upload.Settled(s.now, func(u *upload.Upload) error {
+		d := u.Destination(upload.S3Bucket)
+		if d == nil || d.Status.Terminal() || d.Attempt >= attempt {
+			return nil // recorded by another delivery of this message
+		}
+		d.JobID, d.Attempt, d.Progress = jobID, attempt, 0
+		return d.MoveTo(upload.DestTranscoding)
+	}))
+	if err != nil {
+		return outcome{err: err}
+	}
+	log.Info("transcode started", zap.String("jobId", jobID), zap.Int("attempt", attempt), zap.String("status", string(upload.DestTranscoding)))
+	// On an error the retried message sees the job and schedules the poll.
+	return outcome{err: s.sched.schedule(ctx, Task{Kind: KindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}, s.pollInterval)}
+}
+
+// poll follows the transcode job.
+func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcome {
+	u := j.upload
+	d := u.Destination(upload.S3Bucket)
+	if d.JobID == "" || polledRecently(d, s.pollInterval) {
+		return outcome{}
+	}
+	job, err := s.tc.Job(ctx, d.JobID)
+	if err != nil {
+		return pollLater(ctx, s.store, s.sched, log, j, upload.S3Bucket, err, s.pollInterval, s.maxAttempts, s.now)
+	}
+	switch job.State {
+	case transcode.StateError:
+		if job.Retryable && d.Attempt < s.maxJobs {
+			log.Warn("transcode job lost; starting it again", zap.String("jobId", d.JobID), zap.String("error", job.Error))
+			return s.start(ctx, log, u, d.Attempt+1)
+		}
+		return failDestination(ctx, s.store, log, u, upload.S3Bucket, "transcode failed: "+job.Error, s.now)
+	case transcode.StateComplete:
+	case transcode.StateSubmitted, transcode.StateProgressing:
+		if err := s.sched.schedule(ctx, Task{Kind: KindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}, s.pollInterval); err != nil {
+			return outcome{err: err}
+		}
+	}
+	u, err = s.store.Update(ctx, u.AtomID, u.ID, upload.Settled(s.now, func(u *upload.Upload) error {
+		d := u.Destination(upload.S3Bucket)
+		if d == nil || d.Status.Terminal() || d.JobID != job.ID {
+			return nil
+		}
+		d.PolledAt = s.now()
+		d.Progress = job.Percent
+		if job.State == transcode.StateComplete {
+			d.Outputs = job.Outputs
+			return d.MoveTo(upload.DestComplete)
+		}
+		return nil
+	}))
+	if err != nil {
+		return outcome{err: err}
+	}
+	if d := u.Destination(upload.S3Bucket); d.Status == upload.DestComplete {
+		log.Info("transcode complete", zap.String("jobId", d.JobID), zap.Strings("outputs", d.Outputs), zap.String("status", string(d.Status)))
+	}
+	return outcome{}
+}
+
+// polledRecently drops a duplicate poll chain: a message that was sent
+// twice would otherwise poll twice as often, forever. Polls schedule their
+// successor before they record the poll, so a crash or a failed write
+// leaves a duplicate chain, which this cuts, rather than no chain.
+func polledRecently(d *upload.Destination, interval time.Duration) bool {
+	return time.Since(d.PolledAt) < interval/2
+}
+
+// pollLater handles a failed poll: poll again later, or give up on the
+// destination after too many failures in a row.
+func pollLater(ctx context.Context, st recordStore, sched *scheduler, log *zap.Logger, j job, dest upload.DestinationType, cause error,
+	interval time.Duration, maxAttempts int, now func() time.Time,
+) outcome {
+	t := j.task
+	t.Attempt++
+	if t.Attempt > maxAttempts {
+		return failDestination(ctx, st, log, j.upload, dest,
+			fmt.Sprintf("could not get the %s state after %d attempts: %s", dest, t.Attempt-1, upload.ErrorMessage(cause)), now)
+	}
+	if err := sched.schedule(ctx, t, interval); err != nil {
+		return outcome{err: err}
+	}
+	log.Warn("poll failed; polling again later", zap.Int("failures", t.Attempt), zap.Error(cause))
+	return outcome{}
+}

@@ -1,0 +1,65 @@
+package worker
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"atomuploads/upload"
+)
+
+// youTubePollStep follows YouTube's processing of the uploaded video until
+// it ends, well or not.
+type youTubePollStep struct {
+	store recordStore
+	yt    interface {
+		Processing(ctx context.Context, videoID string) (upload.YouTubeProcessing, error)
+	}
+	sched        *scheduler
+	now          func() time.Time
+	pollInterval time.Duration
+	maxAttempts  int
+}
+
+func (s *youTubePollStep) run(ctx context.Context, j job) outcome {
+	log := j.log.With(zap.String("destination", string(upload.YouTube)))
+	u := j.upload
+	d := u.Destination(upload.YouTube)
+	switch {
+	case d == nil || s.yt == nil || d.VideoID == "":
+		return outcome{}
+	case d.Status.Terminal() || polledRecently(d, s.pollInterval):
+		return outcome{}
+	}
+	p, err := s.yt.Processing(ctx, d.VideoID)
+	if err != nil {
+		return pollLater(ctx, s.store, s.sched, log, j, upload.YouTube, err, s.pollInterval, s.maxAttempts, s.now)
+	}
+	if !p.Done() && !p.Failed() {
+		if err := s.sched.schedule(ctx, Task{Kind: KindYouTubePoll, AtomID: u.AtomID, UploadID: u.ID}, s.pollInterval); err != nil {
+			return outcome{err: err}
+		}
+	}
+	u, err = s.store.Update(ctx, u.AtomID, u.ID, upload.Settled(s.now, func(u *upload.Upload) error {
+		d := u.Destination(upload.YouTube)
+		if d == nil || d.Status.Terminal() {
+			return nil
+		}
+		d.PolledAt = s.now()
+		return d.ApplyProcessing(p)
+	}))
+	if err != nil {
+		return outcome{err: err}
+	}
+	d = u.Destination(upload.YouTube)
+	switch d.Status {
+	case upload.DestComplete:
+		log.Info("YouTube processing complete", zap.String("status", string(d.Status)), zap.String("videoId", d.VideoID))
+	case upload.DestFailed:
+		log.Error("destination failed", zap.String("status", string(d.Status)), zap.String("error", d.Error))
+	case upload.DestWaiting, upload.DestUpload, upload.DestTranscoding:
+		log.Debug("YouTube processing", zap.Float64("progress", d.Progress), zap.String("processingStatus", d.ProcessingStatus))
+	}
+	return outcome{}
+}
