@@ -21,6 +21,9 @@ import (
 // environment), and fails the test when there is none.
 func requireS3(t testing.TB) *s3.Client {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the local AWS stack; -short runs only the stack-free tests")
+	}
 	endpoint := os.Getenv("AWS_ENDPOINT_URL_S3")
 	if endpoint == "" {
 		t.Fatal("integration test needs the local stack: run ./scripts/test (AWS_ENDPOINT_URL_S3 is not set)")

@@ -44,9 +44,14 @@ type Options struct {
 
 // New creates fresh, uniquely named resources on the running local stack. It
 // fails the test when the stack is not running: integration tests need
-// scripts/test (or scripts/stack start) and are never skipped.
+// scripts/test (or scripts/stack start) and are never skipped there. Only
+// `go test -short`, the explicit request for the stack-free tests alone,
+// skips them.
 func New(tb testing.TB, opts ...Options) *Stack {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs the local AWS stack; -short runs only the stack-free tests")
+	}
 	if os.Getenv("ATOM_UPLOADS_STACK") == "" || os.Getenv("AWS_ENDPOINT_URL_S3") == "" {
 		tb.Fatal("this integration test needs the local AWS stack: run ./scripts/test " +
 			"(or start one with scripts/stack start DIR PORT and source DIR/env)")
