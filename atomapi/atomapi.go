@@ -39,13 +39,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 	"unicode"
 
+	"atomuploads/retry"
 	"atomuploads/upload"
 )
 
@@ -170,34 +170,29 @@ func (c *Client) AddAsset(ctx context.Context, atomID, videoURL string) (added b
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", op, err)
 	}
-	for attempt := 1; ; attempt++ {
+	policy := retry.Policy{Base: c.cfg.BaseDelay, Cap: maxDelay, Attempts: c.cfg.MaxAttempts}
+	attempts := 0
+	err = policy.Do(ctx, IsTemporary, func(ctx context.Context, attempt int) error {
+		attempts = attempt
 		has, err := c.hasAsset(ctx, atomURL, videoID)
-		if err == nil && has {
-			return false, nil
+		if err != nil || has {
+			return err
 		}
-		if err == nil {
-			_, err = c.do(ctx, http.MethodPost, assetsURL, body)
-			if err == nil {
-				return true, nil
-			}
+		if _, err := c.do(ctx, http.MethodPost, assetsURL, body); err != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			return false, fmt.Errorf("%s: %w", op, ctx.Err())
-		}
-		if !IsTemporary(err) {
-			return false, fmt.Errorf("%s: %w", op, err)
-		}
-		if attempt >= c.cfg.MaxAttempts {
-			return false, fmt.Errorf("%s (%d attempts): %w", op, attempt, err)
-		}
-		t := time.NewTimer(backoff(c.cfg.BaseDelay, attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false, fmt.Errorf("%s: %w (last error: %v)", op, ctx.Err(), err)
-		case <-t.C:
-		}
+		added = true
+		return nil
+	})
+	switch {
+	case err == nil:
+		return added, nil
+	case ctx.Err() != nil:
+		return false, fmt.Errorf("%s: %w (last error: %v)", op, ctx.Err(), err)
+	case IsTemporary(err) && attempts > 1:
+		return false, fmt.Errorf("%s (%d attempts): %w", op, attempts, err)
 	}
+	return false, fmt.Errorf("%s: %w", op, err)
 }
 
 // watchID returns the video id of a YouTube watch URL, or "".
@@ -314,11 +309,4 @@ func summary(body []byte) string {
 		s = string(r[:200]) + "…"
 	}
 	return s
-}
-
-// backoff returns the pause before retry number attempt (1-based): a random
-// duration between half and all of base × 2^(attempt-1), at most maxDelay.
-func backoff(base time.Duration, attempt int) time.Duration {
-	ceiling := min(base<<min(attempt-1, 20), maxDelay)
-	return ceiling/2 + rand.N(ceiling/2+1)
 }

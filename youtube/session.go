@@ -180,25 +180,25 @@ func (c *Client) Offset(ctx context.Context, session string, total int64) (Progr
 		req.Header.Set("Content-Range", fmt.Sprintf("bytes */%d", total))
 		return req, nil
 	}
-	for attempt := 1; ; attempt++ {
+	var (
+		p        Progress
+		attempts int
+	)
+	err = c.offsetRetry.Do(ctx, IsTemporary, func(ctx context.Context, attempt int) error {
+		attempts = attempt
 		a, err := c.exchange(ctx, true, true, build)
-		var p Progress
 		if err == nil {
 			p, err = progress(a, total)
 		}
-		if err == nil {
-			return p, nil
-		}
-		if ctx.Err() != nil || !IsTemporary(err) {
-			return Progress{}, fmt.Errorf("%s: %w", op, err)
-		}
-		if attempt >= c.maxAttempts {
-			return Progress{}, fmt.Errorf("%s (%d attempts): %w", op, attempt, err)
-		}
-		if serr := sleep(ctx, backoff(c.baseDelay, attempt)); serr != nil {
-			return Progress{}, fmt.Errorf("%s: %w (last error: %v)", op, serr, err)
-		}
+		return err
+	})
+	switch {
+	case err == nil:
+		return p, nil
+	case attempts > 1:
+		return Progress{}, fmt.Errorf("%s (%d attempts): %w", op, attempts, err)
 	}
+	return Progress{}, fmt.Errorf("%s: %w", op, err)
 }
 
 // Cancel abandons the session, best effort: DELETE <session URI>. A session

@@ -44,7 +44,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -55,6 +54,7 @@ import (
 	"google.golang.org/api/option"
 	yt "google.golang.org/api/youtube/v3"
 
+	"atomuploads/retry"
 	"atomuploads/upload"
 )
 
@@ -97,8 +97,7 @@ type Client struct {
 	svc         *yt.Service
 	tokens      *tokenCache
 	timeout     time.Duration
-	maxAttempts int
-	baseDelay   time.Duration
+	offsetRetry retry.Policy // Offset's retries of temporary failures
 }
 
 // New returns a Client that makes its HTTP requests with base's Transport
@@ -193,8 +192,7 @@ func New(cfg Config, base *http.Client) (*Client, error) {
 		svc:         svc,
 		tokens:      tokens,
 		timeout:     cfg.RequestTimeout,
-		maxAttempts: cfg.MaxAttempts,
-		baseDelay:   cfg.BaseDelay,
+		offsetRetry: retry.Policy{Base: cfg.BaseDelay, Cap: 32 * cfg.BaseDelay, Attempts: cfg.MaxAttempts},
 	}, nil
 }
 
@@ -270,26 +268,6 @@ func (c *Client) exchangeOnce(ctx context.Context, timed bool, build func(contex
 		return answer{}, transportError(ctx, err)
 	}
 	return answer{resp: resp, body: body}, nil
-}
-
-// backoff returns the pause before retry number attempt (1-based): a random
-// duration between half and all of a ceiling that doubles with each attempt,
-// from base up to 32 × base.
-func backoff(base time.Duration, attempt int) time.Duration {
-	ceiling := base << min(attempt-1, 5)
-	return ceiling/2 + rand.N(ceiling/2+1)
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // isStatus reports whether err is an *Error with the given HTTP status.
