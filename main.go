@@ -210,10 +210,11 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		DrainDelay:        min(2*time.Second, cfg.ShutdownGrace/5),
 	}, log)
 	sqsc := sqs.NewFromConfig(awsCfg)
+	owner := instanceID()
 	dispatcher := worker.New(worker.Config{
 		QueueURL:              cfg.Queue.URL,
 		Bucket:                cfg.Uploads.Bucket,
-		Owner:                 instanceID(),
+		Owner:                 owner,
 		LeaseTTL:              cfg.Worker.LeaseTTL,
 		PollInterval:          cfg.Worker.PollInterval,
 		ReassemblyParallelism: cfg.Worker.ReassemblyParallelism,
@@ -221,6 +222,9 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		MaxTranscodeAttempts:  cfg.Worker.MaxTranscodeAttempts,
 		MaxAttempts:           cfg.Worker.MaxAttempts,
 		MaxReceiveCount:       cfg.Worker.MaxReceiveCount,
+		DeadLetterURL:         cfg.Queue.DeadLetterURL,
+		RetryBackoff:          cfg.Worker.RetryBackoff,
+		MaxRetryDelay:         cfg.Worker.StrandedAfter / 2,
 	}, worker.Deps{Store: db, Queue: sqsc, S3: s3c, YouTube: yt, Transcoder: tc, AtomAPI: atom, Log: log})
 	pool := worker.NewPool(sqsc, worker.PoolConfig{
 		QueueURL:      cfg.Queue.URL,
@@ -230,13 +234,26 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		WaitTime:      cfg.Worker.ReceiveWait,
 	}, dispatcher, log)
 
+	sweeper := worker.NewSweeper(worker.SweepConfig{
+		Owner:         owner,
+		Interval:      cfg.Worker.SweepInterval,
+		LeaseTTL:      cfg.Worker.LeaseTTL,
+		QueueURL:      cfg.Queue.URL,
+		DeadLetterURL: cfg.Queue.DeadLetterURL,
+		StrandedAfter: cfg.Worker.StrandedAfter,
+		MaxChunkBytes: cfg.YouTube.MaxChunkBytes,
+		YouTube:       yt != nil,
+		Transcode:     tc != nil,
+		AtomAPI:       atom != nil,
+	}, db, sqsc, log)
+
 	// Work in flight gets the grace less a few seconds for the bookkeeping
 	// that hands back unfinished messages and lets go of leases; the API
 	// gets the whole grace. Transcodes in progress may finish within the
 	// work grace; then they are killed, reported lost, and restarted by
 	// another instance.
 	workGrace := max(cfg.ShutdownGrace-5*time.Second, time.Second)
-	parts := []part{{"worker pool", pool, workGrace}, {"API", httpServer, cfg.ShutdownGrace}}
+	parts := []part{{"worker pool", pool, workGrace}, {"sweeper", sweeper, workGrace}, {"API", httpServer, cfg.ShutdownGrace}}
 	if ffmpeg != nil {
 		parts = append([]part{{"ffmpeg runner", ffmpeg.Runner(), workGrace}}, parts...)
 	}

@@ -167,6 +167,9 @@ func serviceEnv(t testing.TB, st *stacktest.Stack, ytURL, atomURL string) map[st
 		"UPLOADS_WORKER_VISIBILITY_TIMEOUT":    "10s", // the production ratio: at least twice the lease
 		"UPLOADS_WORKER_LEASE_TTL":             "4s",
 		"UPLOADS_WORKER_POLL_INTERVAL":         "1s",
+		"UPLOADS_WORKER_RETRY_BACKOFF":         "200ms",
+		"UPLOADS_WORKER_STRANDED_AFTER":        "20s",
+		"UPLOADS_WORKER_SWEEP_INTERVAL":        "1s",
 		// kumo answers a long poll only when a message is sent, so a
 		// follow-up or redelivered message would wait for the end of a
 		// 20 s poll: short polls keep the tests off that wake-up.

@@ -100,8 +100,11 @@ type Worker struct {
 	ReassemblyParallelism int           `yaml:"reassemblyParallelism"`
 	PollInterval          time.Duration `yaml:"pollInterval"`
 	MaxAttempts           int           `yaml:"maxAttempts"`
+	RetryBackoff          time.Duration `yaml:"retryBackoff"`
 	MaxTranscodeAttempts  int           `yaml:"maxTranscodeAttempts"`
 	MaxReceiveCount       int           `yaml:"maxReceiveCount"`
+	StrandedAfter         time.Duration `yaml:"strandedAfter"`
+	SweepInterval         time.Duration `yaml:"sweepInterval"`
 }
 
 // YouTube configures the YouTube Data API client.

@@ -86,6 +86,14 @@ func (c Config) Validate() error {
 	if c.Worker.MaxAttempts < 1 || c.Worker.MaxAttempts > 1000 {
 		bad("worker.maxAttempts", "%d is outside 1–1000", c.Worker.MaxAttempts)
 	}
+	within("worker.retryBackoff", c.Worker.RetryBackoff, 100*time.Millisecond, 15*time.Minute)
+	within("worker.sweepInterval", c.Worker.SweepInterval, time.Second, time.Hour)
+	if c.Worker.StrandedAfter < 2*c.Worker.VisibilityTimeout || c.Worker.StrandedAfter < 2*c.Worker.PollInterval {
+		// Work whose message is merely in flight or waiting for its next
+		// poll must never look stranded.
+		bad("worker.strandedAfter", "%s must be at least twice worker.visibilityTimeout (%s) and twice worker.pollInterval (%s)",
+			c.Worker.StrandedAfter, c.Worker.VisibilityTimeout, c.Worker.PollInterval)
+	}
 	if c.Worker.MaxTranscodeAttempts < 1 || c.Worker.MaxTranscodeAttempts > 10 {
 		bad("worker.maxTranscodeAttempts", "%d is outside 1–10", c.Worker.MaxTranscodeAttempts)
 	}

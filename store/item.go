@@ -27,9 +27,17 @@ type item struct {
 	Bucket        string     `dynamodbav:"bucket"`
 	PartSize      int64      `dynamodbav:"partSize"`
 	Assembled     bool       `dynamodbav:"assembled"`
+	AssemblyID    string     `dynamodbav:"assemblyUploadId,omitempty"`
+	AssemblyDone  int        `dynamodbav:"assemblyCopied,omitempty"`
+	Advances      int64      `dynamodbav:"advances,omitempty"`
 	Destinations  []destItem `dynamodbav:"destinations"`
 	CompleteParts []int      `dynamodbav:"completeParts,numberset,omitempty"`
 	ExpiresAt     int64      `dynamodbav:"expiresAt,omitempty"`
+	// Live and ProgressAt are the keys of the sparse index of uploads
+	// that are not terminal (indexLive): Live is set only while the
+	// upload is not terminal, ProgressAt is the time of its last change.
+	Live       string `dynamodbav:"live,omitempty"`
+	ProgressAt int64  `dynamodbav:"progressAt,omitempty"`
 }
 
 type destItem struct {
@@ -55,6 +63,8 @@ type destItem struct {
 	Outputs []string `dynamodbav:"outputs,omitempty"`
 
 	PolledAt string `dynamodbav:"polledAt,omitempty"`
+	Advances int64  `dynamodbav:"advances,omitempty"`
+	RetryAt  string `dynamodbav:"retryAt,omitempty"`
 }
 
 const timeFormat = time.RFC3339Nano
@@ -76,20 +86,27 @@ func parseTime(s string) time.Time {
 
 func toItem(u *upload.Upload) item {
 	it := item{
-		AtomID:      u.AtomID,
-		UploadID:    u.ID,
-		Version:     u.Version,
-		Filename:    u.Filename,
-		Size:        u.Size,
-		ContentType: u.ContentType,
-		Status:      string(u.Status),
-		Error:       u.Error,
-		CreatedAt:   formatTime(u.CreatedAt),
-		UpdatedAt:   formatTime(u.UpdatedAt),
-		Region:      u.Region,
-		Bucket:      u.Bucket,
-		PartSize:    u.PartSize,
-		Assembled:   u.Assembled,
+		AtomID:       u.AtomID,
+		UploadID:     u.ID,
+		Version:      u.Version,
+		Filename:     u.Filename,
+		Size:         u.Size,
+		ContentType:  u.ContentType,
+		Status:       string(u.Status),
+		Error:        u.Error,
+		CreatedAt:    formatTime(u.CreatedAt),
+		UpdatedAt:    formatTime(u.UpdatedAt),
+		Region:       u.Region,
+		Bucket:       u.Bucket,
+		PartSize:     u.PartSize,
+		Assembled:    u.Assembled,
+		AssemblyID:   u.Assembly.UploadID,
+		AssemblyDone: u.Assembly.Copied,
+		Advances:     u.Advances,
+		ProgressAt:   u.UpdatedAt.UnixMilli(),
+	}
+	if !u.Status.Terminal() {
+		it.Live = liveValue
 	}
 	if parts := u.CompletedParts(); len(parts) > 0 {
 		it.CompleteParts = parts // an empty set is no attribute (DynamoDB has no empty sets)
@@ -109,6 +126,8 @@ func toItem(u *upload.Upload) item {
 			Attempt:          d.Attempt,
 			Outputs:          d.Outputs,
 			PolledAt:         formatTime(d.PolledAt),
+			Advances:         d.Advances,
+			RetryAt:          formatTime(d.RetryAt),
 		}
 		if m := d.Meta; m != nil {
 			di.Title, di.Description, di.Tags = m.Title, m.Description, m.Tags
@@ -138,8 +157,19 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 		Bucket:      it.Bucket,
 		PartSize:    it.PartSize,
 		Assembled:   it.Assembled,
+		Assembly:    upload.Assembly{UploadID: it.AssemblyID, Copied: it.AssemblyDone},
+		Advances:    it.Advances,
 		Version:     it.Version,
 		Completed:   make(map[int]bool, len(it.CompleteParts)),
+	}
+	for _, name := range upload.Leases {
+		_, le := leaseAttrs(name)
+		if ms, ok := numAttr(av[le]); ok && ms > 0 {
+			if u.Leases == nil {
+				u.Leases = map[upload.LeaseName]time.Time{}
+			}
+			u.Leases[name] = time.UnixMilli(ms).UTC()
+		}
 	}
 	sort.Ints(it.CompleteParts)
 	for _, n := range it.CompleteParts {
@@ -160,6 +190,8 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 			Attempt:          di.Attempt,
 			Outputs:          di.Outputs,
 			PolledAt:         parseTime(di.PolledAt),
+			Advances:         di.Advances,
+			RetryAt:          parseTime(di.RetryAt),
 		}
 		if d.Type == upload.YouTube {
 			d.Meta = &upload.YouTubeMetadata{

@@ -146,10 +146,22 @@ func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease) er
 		":updated": &types.AttributeValueMemberS{Value: it.UpdatedAt},
 		":dests":   dests,
 		":asm":     &types.AttributeValueMemberBOOL{Value: it.Assembled},
+		":asmid":   &types.AttributeValueMemberS{Value: it.AssemblyID},
+		":asmdone": num(int64(it.AssemblyDone)),
+		":adv":     num(it.Advances),
+		":pat":     num(s.now().UnixMilli()),
 		":v":       num(u.Version),
 		":nv":      num(u.Version + 1),
 	}
-	update := "SET #status = :status, #error = :error, updatedAt = :updated, destinations = :dests, assembled = :asm, version = :nv"
+	update := "SET #status = :status, #error = :error, updatedAt = :updated, destinations = :dests, assembled = :asm, " +
+		"assemblyUploadId = :asmid, assemblyCopied = :asmdone, advances = :adv, progressAt = :pat, version = :nv"
+	remove := ""
+	if it.Live != "" {
+		values[":live"] = &types.AttributeValueMemberS{Value: it.Live}
+		update += ", live = :live"
+	} else {
+		remove = " REMOVE live"
+	}
 	cond := "version = :v"
 	if h != nil {
 		names["#lo"], names["#le"] = leaseAttrs(h.Name)
@@ -159,6 +171,7 @@ func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease) er
 		update += ", #le = :exp"
 		cond += " AND #lo = :me AND #le > :now"
 	}
+	update += remove
 	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(s.table),
 		Key:                                 s.key(u.AtomID, u.ID),
@@ -191,11 +204,13 @@ func (s *Store) CompletePart(ctx context.Context, atomID, id string, n int) (*up
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(s.table),
 		Key:                      s.key(atomID, id),
-		UpdateExpression:         aws.String("ADD completeParts :n"),
+		UpdateExpression:         aws.String("ADD completeParts :n, advances :one SET progressAt = :now"),
 		ConditionExpression:      aws.String("attribute_exists(uploadId) AND NOT (#status IN (:cancelled, :failed))"),
 		ExpressionAttributeNames: map[string]string{"#status": "status"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":n":         &types.AttributeValueMemberNS{Value: []string{strconv.Itoa(n)}},
+			":one":       num(1),
+			":now":       num(s.now().UnixMilli()),
 			":cancelled": &types.AttributeValueMemberS{Value: string(upload.StatusCancelled)},
 			":failed":    &types.AttributeValueMemberS{Value: string(upload.StatusFailed)},
 		},

@@ -15,10 +15,23 @@
 //	             the resumable session), "assembly" (the one reassembler),
 //	             "asset" (the one atom API call)
 //	expiresAt    N   TTL attribute (unix seconds), createdAt + table.retention
+//	advances     N   the upload's steps forward (parts completed, reassembly
+//	             checkpoints); destinations[].advances likewise per destination:
+//	             a worker compares them to tell an attempt that progressed
+//	assemblyUploadId S, assemblyCopied N
+//	             the multipart copy of the original while it is under way
+//	live         S   "1" while the upload is not terminal, absent after: the
+//	             partition key of the sparse index live-progressAt
+//	progressAt   N   unix ms of the last change, or of the last retry
+//	             scheduled (Touch): the index's sort key
+//
+// Items with atomId "_sweeps" (upload.SweepAtom) are not uploads: each holds
+// the lease of one periodic sweep (the reconciler, the dead-letter reader).
 //
 // "One upload" is GetItem(atomId, uploadId) with a consistent read; "an
-// atom's uploads, newest first" is Query(atomId) with ScanIndexForward=false.
-// There is no index. Billing is on demand.
+// atom's uploads, newest first" is Query(atomId) with ScanIndexForward=false;
+// "the live uploads that have been quiet since t" is Query on the index
+// live-progressAt (keys only). Billing is on demand.
 //
 // Every write is conditional: create on attribute_not_exists, record updates
 // on the version read, part completion on the upload being alive, lease

@@ -220,6 +220,9 @@ func TestLeases(t *testing.T) {
 	if _, _, err := s.Acquire(c, lease(u, upload.LeaseAssembly, "b", ttl)); err != nil {
 		t.Errorf("leases are independent, b acquiring assembly: %v", err)
 	}
+	if got, err := s.Get(c, u.AtomID, u.ID); err != nil || !got.LeaseLive(upload.LeaseYouTube, time.Now()) || got.LeaseLive(upload.LeaseAsset, time.Now()) {
+		t.Errorf("record's leases %v (err %v), want youtube live and asset not", got.Leases, err)
+	}
 	h := lease(u, upload.LeaseYouTube, "a", ttl)
 	if _, err := s.UpdateHolding(c, h, func(u *upload.Upload) error {
 		return u.Destination(upload.YouTube).MoveTo(upload.DestUpload)

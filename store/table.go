@@ -11,12 +11,23 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// Attribute names of the key schema and the TTL.
+// Attribute names of the key schema, the TTL and the index of live uploads.
 const (
-	attrAtomID    = "atomId"    // partition key (S)
-	attrUploadID  = "uploadId"  // sort key (S): a ULID, so it sorts by creation time
-	attrExpiresAt = "expiresAt" // TTL (N, unix seconds)
+	attrAtomID     = "atomId"     // partition key (S)
+	attrUploadID   = "uploadId"   // sort key (S): a ULID, so it sorts by creation time
+	attrExpiresAt  = "expiresAt"  // TTL (N, unix seconds)
+	attrLive       = "live"       // indexLive partition key (S): set only while the upload is not terminal
+	attrProgressAt = "progressAt" // indexLive sort key (N, unix ms): the upload's last change
 )
+
+// indexLive is the sparse global secondary index of the uploads that are
+// not terminal, by their last change: the reconciler's query costs what the
+// live uploads cost, however many finished ones the table holds. Keys only:
+// the reconciler reads each candidate consistently from the table.
+const indexLive = "live-progressAt"
+
+// liveValue is the one value of attrLive.
+const liveValue = "1"
 
 // TableAPI is what CreateTable needs of DynamoDB.
 type TableAPI interface {
@@ -37,11 +48,21 @@ func CreateTable(ctx context.Context, db TableAPI, name string) error {
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(attrAtomID), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(attrUploadID), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(attrLive), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(attrProgressAt), AttributeType: types.ScalarAttributeTypeN},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(attrAtomID), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(attrUploadID), KeyType: types.KeyTypeRange},
 		},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName: aws.String(indexLive),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(attrLive), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(attrProgressAt), KeyType: types.KeyTypeRange},
+			},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+		}},
 	})
 	var inUse *types.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {

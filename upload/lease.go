@@ -18,7 +18,11 @@ const (
 	LeaseAsset LeaseName = "asset"
 )
 
-// Leases lists every lease name, for exhaustive checks.
+// LeaseSweep is the lease of a periodic sweep, held on the sweep's own item
+// rather than on an upload's (SweepLease).
+const LeaseSweep LeaseName = "sweep"
+
+// Leases lists every lease name of an upload, for exhaustive checks.
 var Leases = []LeaseName{LeaseYouTube, LeaseAssembly, LeaseAsset}
 
 // Lease is one holder's claim on a lease of an upload: which lease, of which
@@ -41,3 +45,15 @@ var (
 	// was taken over, or was released by someone who found it expired).
 	ErrLeaseLost = Errorf(ECONFLICT, "the lease was lost to another worker")
 )
+
+// SweepAtom is the partition of the items that hold the leases of the
+// periodic sweeps (the reconciler, the dead-letter reader, …), one item a
+// sweep with the sweep's name in place of an upload id. No atom can have
+// this id (atom ids start with a letter or digit), so no API call reaches
+// these items, and they are never live uploads.
+const SweepAtom = "_sweeps"
+
+// SweepLease is owner's claim on the lease of the named sweep.
+func SweepLease(sweep, owner string, ttl time.Duration) Lease {
+	return Lease{AtomID: SweepAtom, UploadID: sweep, Name: LeaseSweep, Owner: owner, TTL: ttl}
+}

@@ -90,7 +90,19 @@ type Destination struct {
 	// PolledAt is when the destination's remote state (YouTube processing,
 	// transcode job) was last asked for.
 	PolledAt time.Time
+
+	// Advances counts the destination's steps forward (a session started,
+	// bytes committed, a poll answered, a job started, the asset added). It
+	// only grows: a worker that compares it before and after an attempt
+	// knows whether the attempt made progress.
+	Advances int64
+	// RetryAt is when the destination's next attempt is due, while a
+	// delayed follow-up message waits to drive it; zero when none does.
+	RetryAt time.Time
 }
+
+// Advance counts one step forward of the destination.
+func (d *Destination) Advance() { d.Advances++ }
 
 // URL is the YouTube watch URL of the destination's video, if any.
 func (d *Destination) URL() string {
@@ -166,10 +178,44 @@ type Upload struct {
 	Completed map[int]bool
 	// Assembled is set once the full file exists at FullKey.
 	Assembled bool
+	// Assembly is the multipart copy that reassembles the original, while
+	// it is under way.
+	Assembly Assembly
+	// Advances counts the upload's own steps forward (parts completed,
+	// reassembly checkpoints); it only grows, like Destination.Advances.
+	Advances int64
+	// Leases holds the expiry of each lease some worker holds or held on
+	// the upload; a lease is live while its expiry is in the future.
+	Leases map[LeaseName]time.Time
 
 	// Version increments on every change of the record (not of Completed,
 	// which only ever grows); writers use it for optimistic locking.
 	Version int64
+}
+
+// Assembly is a multipart copy of the parts into the original, recorded
+// so that another worker can finish it after a crash instead of starting
+// again.
+type Assembly struct {
+	// UploadID is S3's id of the multipart upload of FullKey.
+	UploadID string
+	// Copied is how many parts had been copied at the last checkpoint.
+	Copied int
+}
+
+// LeaseLive reports whether some worker holds the named lease at now.
+func (u *Upload) LeaseLive(name LeaseName, now time.Time) bool {
+	return u.Leases[name].After(now)
+}
+
+// AnyLeaseLive reports whether some worker holds any lease of the upload.
+func (u *Upload) AnyLeaseLive(now time.Time) bool {
+	for _, exp := range u.Leases {
+		if exp.After(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // StartRequest is what a media tool asks for when it starts an upload.

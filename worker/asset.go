@@ -19,9 +19,9 @@ import (
 // in progress at the atom API when the next read comes; a failed call
 // therefore keeps the lease until it expires.
 //
-// A failed addition is tried again by an asset message after the poll
-// interval, until it lands or maxAttempts calls in a row have failed; then
-// the destination's error says so (the video itself is fine on YouTube).
+// A failed addition is retried like any failed work (Dispatcher.retryLater);
+// when it is given up, the destination's error says so (the video itself is
+// fine on YouTube).
 type assetStep struct {
 	store interface {
 		recordStore
@@ -32,9 +32,7 @@ type assetStep struct {
 	sched  *scheduler
 	now    func() time.Time
 
-	pollInterval time.Duration
-	leaseTTL     time.Duration
-	maxAttempts  int
+	leaseTTL time.Duration
 }
 
 // errAssetBusy: another instance holds the asset lease.
@@ -49,27 +47,11 @@ func (s *assetStep) run(ctx context.Context, j job) outcome {
 	case errors.Is(err, errAssetBusy):
 		// Another instance is adding it, or died doing so: look again once
 		// its lease has run out.
-		return outcome{err: s.sched.schedule(ctx, Task{Kind: KindAsset, AtomID: j.task.AtomID, UploadID: j.task.UploadID, Attempt: j.task.Attempt}, s.leaseTTL+time.Second)}
+		t := j.task
+		t.Kind = KindAsset
+		return outcome{err: s.sched.schedule(ctx, t, s.leaseTTL+time.Second)}
 	}
-	failures := j.task.Attempt + 1
-	if failures > s.maxAttempts {
-		reason := fmt.Sprintf("the video is on YouTube, but the atom API did not take it as an asset after %d attempts: %s", failures-1, err)
-		if _, uerr := s.store.Update(ctx, j.task.AtomID, j.task.UploadID, upload.Settled(s.now, func(u *upload.Upload) error {
-			if d := u.Destination(upload.YouTube); d != nil && !d.AssetAdded {
-				d.Error = reason
-			}
-			return nil
-		})); uerr != nil {
-			return outcome{err: uerr}
-		}
-		log.Error("add asset to atom failed for good", zap.String("error", reason))
-		return outcome{}
-	}
-	if serr := s.sched.schedule(ctx, Task{Kind: KindAsset, AtomID: j.task.AtomID, UploadID: j.task.UploadID, Attempt: failures}, s.pollInterval); serr != nil {
-		return outcome{err: serr}
-	}
-	log.Warn("add asset to atom failed; trying again later", zap.Int("failures", failures), zap.Error(err))
-	return outcome{}
+	return outcome{err: err}
 }
 
 // add adds the asset under the asset lease. It reports nil when the atom
@@ -100,6 +82,7 @@ func (s *assetStep) add(ctx context.Context, log *zap.Logger, j job) error {
 		if _, err := s.store.UpdateHolding(bctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
 			d := u.Destination(upload.YouTube)
 			d.AssetAdded, d.Error = true, ""
+			d.Advance()
 			return nil
 		})); err != nil {
 			return release, fmt.Errorf("record the asset of video %s: %w", d.VideoID, err)

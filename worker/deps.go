@@ -22,6 +22,8 @@ type Store interface {
 	CompletePart(ctx context.Context, atomID, id string, n int) (*upload.Upload, error)
 	UpdateHolding(ctx context.Context, l upload.Lease, fn func(*upload.Upload) error) (*upload.Upload, error)
 	ReleaseIfMissing(ctx context.Context, l upload.Lease, n int) (bool, error)
+	// Touch marks an upload as driven now (a retry is scheduled).
+	Touch(ctx context.Context, atomID, id string) error
 }
 
 // recordStore reads and changes records.
@@ -43,6 +45,7 @@ type S3API interface {
 	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, optFns ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
 	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+	ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 }
 
 // YouTube is the YouTube Data API as the relay and the processing

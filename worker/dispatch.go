@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"atomuploads/retry"
 	"atomuploads/upload"
 )
 
@@ -23,8 +24,11 @@ type Config struct {
 	ReassemblyParallelism int           // UploadPartCopy calls at once
 	MaxChunkBytes         int64         // largest YouTube PUT
 	MaxTranscodeAttempts  int           // lost transcode jobs are restarted up to this many times in all
-	MaxAttempts           int           // consecutive failed relay runs, polls or asset calls before giving up
-	MaxReceiveCount       int           // the queue's redrive maxReceiveCount: the last try fails the upload
+	MaxAttempts           int           // attempts in a row without progress before a piece of work is given up
+	MaxReceiveCount       int           // the queue's redrive maxReceiveCount (without a dead-letter reader, its last try fails the upload)
+	DeadLetterURL         string        // where given-up work goes (empty: it is failed and deleted)
+	RetryBackoff          time.Duration // first pause before a failed attempt's retry; it doubles, up to MaxRetryDelay
+	MaxRetryDelay         time.Duration // longest such pause (at most SQS's 15 minutes)
 }
 
 // Dispatcher handles the queue's messages: it parses each into a Task,
@@ -32,9 +36,14 @@ type Config struct {
 // the steps that step names as due next.
 type Dispatcher struct {
 	cfg   Config
-	store recordStore
+	store interface {
+		recordStore
+		Touch(ctx context.Context, atomID, id string) error
+	}
 	log   *zap.Logger
 	now   func() time.Time
+	sched *scheduler
+	retry retry.Policy // pauses before the retries of failed attempts
 
 	part        *partStep
 	relay       *relayStep
@@ -56,11 +65,12 @@ type job struct {
 	msg    Message
 	upload *upload.Upload
 	log    *zap.Logger
+	// fresh: the work comes straight from an S3 event received for the
+	// first time. Only such work may be dropped when another worker holds
+	// its lease (that worker sees the part); the service's own messages
+	// are continuations nobody else may be driving, and are never dropped.
+	fresh bool
 }
-
-// redelivered reports whether the message came before: its first handler
-// may have died holding a lease.
-func (j job) redelivered() bool { return j.msg.ReceiveCount > 1 }
 
 // outcome is what a step made of a job.
 type outcome struct {
@@ -76,27 +86,28 @@ type outcome struct {
 
 // New returns the Dispatcher, the Handler of the worker pool.
 func New(cfg Config, d Deps) *Dispatcher {
-	sched := &scheduler{queue: d.Queue, queueURL: cfg.QueueURL}
+	sched := &scheduler{queue: d.Queue, queueURL: cfg.QueueURL, deadLetterURL: cfg.DeadLetterURL}
 	ls := &leases{store: d.Store, owner: cfg.Owner, ttl: cfg.LeaseTTL, log: d.Log}
 	now := time.Now
+	if cfg.MaxRetryDelay <= 0 || cfg.MaxRetryDelay > maxDelay {
+		cfg.MaxRetryDelay = maxDelay
+	}
 	return &Dispatcher{
-		cfg: cfg, store: d.Store, log: d.Log, now: now,
-		part: &partStep{store: d.Store, s3: d.S3, bucket: cfg.Bucket, now: now},
+		cfg: cfg, store: d.Store, log: d.Log, now: now, sched: sched,
+		retry: retry.Policy{Base: cfg.RetryBackoff, Cap: cfg.MaxRetryDelay},
+		part:  &partStep{store: d.Store, s3: d.S3, bucket: cfg.Bucket, now: now},
 		relay: &relayStep{
 			store: d.Store, s3: d.S3, yt: d.YouTube, leases: ls, sched: sched, now: now,
 			bucket: cfg.Bucket, maxChunkBytes: cfg.MaxChunkBytes, leaseTTL: cfg.LeaseTTL,
-			pollInterval: cfg.PollInterval, maxAttempts: cfg.MaxAttempts,
+			pollInterval: cfg.PollInterval,
 		},
 		reassemble: &reassembleStep{store: d.Store, s3: d.S3, leases: ls, now: now, bucket: cfg.Bucket, parallelism: cfg.ReassemblyParallelism},
 		transcode: &transcodeStep{
 			store: d.Store, tc: d.Transcoder, sched: sched, now: now, bucket: cfg.Bucket,
-			pollInterval: cfg.PollInterval, maxAttempts: cfg.MaxAttempts, maxJobs: cfg.MaxTranscodeAttempts,
+			pollInterval: cfg.PollInterval, maxJobs: cfg.MaxTranscodeAttempts,
 		},
-		youTubePoll: &youTubePollStep{store: d.Store, yt: d.YouTube, sched: sched, now: now, pollInterval: cfg.PollInterval, maxAttempts: cfg.MaxAttempts},
-		asset: &assetStep{
-			store: d.Store, atom: d.AtomAPI, leases: ls, sched: sched, now: now,
-			pollInterval: cfg.PollInterval, leaseTTL: cfg.LeaseTTL, maxAttempts: cfg.MaxAttempts,
-		},
+		youTubePoll: &youTubePollStep{store: d.Store, yt: d.YouTube, sched: sched, now: now, pollInterval: cfg.PollInterval},
+		asset:       &assetStep{store: d.Store, atom: d.AtomAPI, leases: ls, sched: sched, now: now, leaseTTL: cfg.LeaseTTL},
 	}
 }
 
@@ -139,7 +150,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m Message) Result {
 	case msg.test:
 		d.log.Info("ignored s3:TestEvent", zap.String("messageId", m.ID))
 	case msg.task != nil:
-		res = d.task(ctx, m, *msg.task)
+		res = d.start(ctx, m, *msg.task, d.log.With(zap.String("messageId", m.ID)), false)
 	default:
 		for _, r := range msg.s3 {
 			// On an error, retry the whole message: records done are idempotent.
@@ -148,32 +159,25 @@ func (d *Dispatcher) Handle(ctx context.Context, m Message) Result {
 			}
 		}
 	}
-	if res.Err != nil && ctx.Err() == nil && d.cfg.MaxReceiveCount > 0 && m.ReceiveCount >= d.cfg.MaxReceiveCount {
-		d.giveUp(ctx, m, msg, res.Err)
+	if res.Err != nil && ctx.Err() == nil && d.cfg.DeadLetterURL == "" && d.cfg.MaxReceiveCount > 0 && m.ReceiveCount >= d.cfg.MaxReceiveCount {
+		d.lastTry(ctx, m, msg, res.Err)
 	}
 	return res
 }
 
-// giveUp fails the uploads of a message on its last try: the redrive
-// policy is about to move it to the dead-letter queue, and the upload must
-// not look as if it were still being worked on.
-func (d *Dispatcher) giveUp(ctx context.Context, m Message, msg message, cause error) {
-	detail := cause.Error()
-	if len(detail) > 300 {
-		detail = detail[:300] + "…"
-	}
-	reason := fmt.Sprintf("the service gave up after %d attempts (%s); its message is in the dead-letter queue", m.ReceiveCount, detail)
-	for _, k := range msg.uploads() {
-		log := d.log.With(zap.String("messageId", m.ID), zap.String("atomId", k.AtomID), zap.String("uploadId", k.UploadID))
-		_, err := d.store.Update(ctx, k.AtomID, k.UploadID, upload.Settled(d.now, func(u *upload.Upload) error {
-			u.Fail(reason, d.now())
-			return nil
-		}))
-		if err != nil {
+// lastTry fails the uploads of a message on its last try when no
+// dead-letter reader will: the redrive policy is about to move it to the
+// dead-letter queue, and the upload must not look as if it were still
+// being worked on.
+func (d *Dispatcher) lastTry(ctx context.Context, m Message, msg message, err error) {
+	reason := fmt.Sprintf("gave up after %d attempts without progress: %s", m.ReceiveCount, cause(err))
+	for _, t := range msg.tasks() {
+		log := d.log.With(zap.String("messageId", m.ID), zap.String("atomId", t.AtomID), zap.String("uploadId", t.UploadID))
+		if _, err := d.store.Update(ctx, t.AtomID, t.UploadID, giveUpChange(t.Kind, reason, d.now)); err != nil {
 			log.Error("could not mark the upload failed", zap.Error(err))
 			continue
 		}
-		log.Error("upload failed", zap.String("status", string(upload.StatusFailed)), zap.String("error", reason))
+		log.Error("gave up", zap.String("kind", string(t.Kind)), zap.String("error", reason))
 	}
 }
 
@@ -194,28 +198,21 @@ func (d *Dispatcher) record(ctx context.Context, m Message, r s3Record) Result {
 		log.Warn("ignored an event of another bucket")
 		return Result{}
 	}
-	k, err := upload.ParseKey(key)
-	if err != nil {
-		log.Warn("ignored a key outside the upload layout", zap.String("reason", upload.ErrorMessage(err)))
+	t, ok := taskOfKey(key)
+	if !ok {
+		log.Warn("ignored a key outside the upload layout", zap.String("reason", upload.ErrorMessage(parseKeyErr(key))))
 		return Result{}
 	}
-	t := Task{Kind: KindFull, AtomID: k.AtomID, UploadID: k.UploadID}
-	if k.Kind == upload.KeyPart {
-		t.Kind, t.Part = KindPart, k.Part
-		log = log.With(zap.Int("part", k.Part))
-	}
-	return d.start(ctx, m, t, log)
+	return d.start(ctx, m, t, log, true)
 }
 
-// task handles one of the service's own messages.
-func (d *Dispatcher) task(ctx context.Context, m Message, t Task) Result {
-	log := d.log.With(zap.String("messageId", m.ID))
-	return d.start(ctx, m, t, log)
-}
-
-// start reads the task's record and runs its step.
-func (d *Dispatcher) start(ctx context.Context, m Message, t Task, log *zap.Logger) Result {
+// start reads the task's record and runs its step; a message that came
+// again is first moved onto a fresh one (rehome).
+func (d *Dispatcher) start(ctx context.Context, m Message, t Task, log *zap.Logger, event bool) Result {
 	log = log.With(zap.String("atomId", t.AtomID), zap.String("uploadId", t.UploadID))
+	if t.Kind == KindPart {
+		log = log.With(zap.Int("part", t.Part))
+	}
 	u, err := d.store.Get(ctx, t.AtomID, t.UploadID)
 	switch {
 	case upload.ErrorCode(err) == upload.ENOTFOUND:
@@ -227,14 +224,27 @@ func (d *Dispatcher) start(ctx context.Context, m Message, t Task, log *zap.Logg
 		log.Info("ignored an event of a finished upload", zap.String("status", string(u.Status)))
 		return Result{}
 	}
-	return d.run(ctx, job{task: t, msg: m, upload: u, log: log})
+	j := job{task: t, msg: m, upload: u, log: log, fresh: event && m.ReceiveCount <= 1}
+	if m.ReceiveCount > 1 {
+		return d.rehome(ctx, j)
+	}
+	return d.run(ctx, j)
 }
 
 // run runs the job's step, then the steps it names as due, side by side.
+// A step that fails is retried on a message of its own (retryLater); one
+// stopped by the shutdown is handed over on one (handBack). The job's
+// message is done once each step has succeeded or has its message.
 func (d *Dispatcher) run(ctx context.Context, j job) Result {
 	out := d.step(j.task.Kind).run(ctx, j)
-	if out.err != nil || len(out.then) == 0 {
-		return Result{Err: out.err}
+	if out.err != nil {
+		if ctx.Err() != nil {
+			return d.handBack(ctx, j)
+		}
+		return d.retryLater(ctx, j, out.err)
+	}
+	if len(out.then) == 0 {
+		return Result{}
 	}
 	var g errgroup.Group
 	for _, k := range out.then {
@@ -243,6 +253,7 @@ func (d *Dispatcher) run(ctx context.Context, j job) Result {
 		if out.record != nil {
 			next.upload = out.record
 		}
+		next.log = j.log.With(zap.String("step", string(k)))
 		g.Go(func() (err error) {
 			defer recoverInto(&err, d.log, "step "+string(k), zap.String("atomId", next.task.AtomID), zap.String("uploadId", next.task.UploadID))
 			return d.run(ctx, next).Err
@@ -251,6 +262,124 @@ func (d *Dispatcher) run(ctx context.Context, j job) Result {
 	if err := g.Wait(); err != nil {
 		// The work done is durable; the retried message finds it.
 		return Result{Err: err}
+	}
+	return Result{}
+}
+
+// continuation is the job's task on a fresh message: attempts so far
+// without progress, and the upload's progress now as its mark.
+func (d *Dispatcher) continuation(j job, fresh *upload.Upload, failures int, why string) Task {
+	t := j.task
+	t.Attempt, t.Cause = failures, why
+	t.Mark, t.Marked = markOf(fresh, t.Kind), true
+	return t
+}
+
+// progressed reads the upload again and reports whether it moved past the
+// job's record (or its message's mark) as far as the job's kind goes.
+func (d *Dispatcher) progressed(ctx context.Context, j job) (*upload.Upload, bool) {
+	fresh, err := d.store.Get(ctx, j.task.AtomID, j.task.UploadID)
+	if err != nil {
+		return j.upload, false
+	}
+	before := markOf(j.upload, j.task.Kind)
+	if j.task.Marked {
+		before = min(before, j.task.Mark)
+	}
+	return fresh, markOf(fresh, j.task.Kind) > before
+}
+
+// retryLater puts a failed attempt's work on a message of its own, after
+// the retry policy's pause. Attempts that made progress do not count;
+// after MaxAttempts in a row that made none, the work is given up.
+func (d *Dispatcher) retryLater(ctx context.Context, j job, err error) Result {
+	fresh, progressed := d.progressed(ctx, j)
+	failures := j.task.Attempt + 1
+	if progressed {
+		failures = 0
+	}
+	why := cause(err)
+	if failures >= d.cfg.MaxAttempts {
+		return d.giveUp(ctx, j, fresh, failures, why)
+	}
+	t := d.continuation(j, fresh, failures, why)
+	delay := d.retry.Delay(max(failures, 1))
+	if serr := d.sched.schedule(ctx, t, delay); serr != nil {
+		return Result{Err: errors.Join(err, serr)}
+	}
+	// The upload has a driver until the message is due: keep it out of
+	// the reconciler's sight till then.
+	if terr := d.store.Touch(ctx, j.task.AtomID, j.task.UploadID); terr != nil {
+		j.log.Warn("touch upload", zap.Error(terr))
+	}
+	j.log.Warn("attempt failed; it is retried later", zap.String("kind", string(j.task.Kind)), zap.Int("failures", failures),
+		zap.Bool("progressed", progressed), zap.Duration("retryIn", delay), zap.String("cause", why), zap.Error(err))
+	return Result{}
+}
+
+// handBack hands the work of a job stopped by the shutdown over to any
+// instance at once, on a fresh message: a hand-back is not a failure, and
+// costs the work nothing.
+func (d *Dispatcher) handBack(ctx context.Context, j job) Result {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	fresh, progressed := d.progressed(bctx, j)
+	failures := j.task.Attempt
+	if progressed {
+		failures = 0
+	}
+	t := d.continuation(j, fresh, failures, j.task.Cause)
+	if err := d.sched.schedule(bctx, t, 0); err != nil {
+		return Result{Err: err} // the pool hands the message itself back
+	}
+	j.log.Info("handed back", zap.String("kind", string(j.task.Kind)), zap.Int("failures", failures), zap.Bool("progressed", progressed))
+	return Result{}
+}
+
+// rehome moves a message that came again onto a fresh one, without doing
+// its work: its last handler stopped before it finished (killed, out of
+// memory, or its message's visibility ran out), which counts as an attempt
+// unless the work progressed since the message was sent. The fresh message
+// starts SQS's receive count again, so interruptions of work that keeps
+// progressing never send it to the dead-letter queue.
+func (d *Dispatcher) rehome(ctx context.Context, j job) Result {
+	now := markOf(j.upload, j.task.Kind)
+	progressed := j.task.Marked && now > j.task.Mark
+	failures := j.task.Attempt + j.msg.ReceiveCount - 1
+	if progressed {
+		failures = 0
+	}
+	why := j.task.Cause
+	if why == "" {
+		why = "the worker handling it stopped before it finished (killed, or out of memory)"
+	}
+	if failures >= d.cfg.MaxAttempts {
+		return d.giveUp(ctx, j, j.upload, failures, why)
+	}
+	t := d.continuation(j, j.upload, failures, j.task.Cause)
+	if err := d.sched.schedule(ctx, t, 0); err != nil {
+		return Result{Err: err}
+	}
+	j.log.Info("continuing on a fresh message", zap.String("kind", string(j.task.Kind)), zap.Int("receiveCount", j.msg.ReceiveCount),
+		zap.Int("failures", failures), zap.Bool("progressed", progressed))
+	return Result{}
+}
+
+// giveUp ends work that made no progress for MaxAttempts attempts in a
+// row: the record says why, in domain words, and the work's message goes
+// to the dead-letter queue (when there is one), where ops can see it and
+// redrive it once the cause is fixed.
+func (d *Dispatcher) giveUp(ctx context.Context, j job, fresh *upload.Upload, failures int, why string) Result {
+	reason := fmt.Sprintf("gave up after %d attempts without progress: %s", failures, why)
+	if _, err := d.store.Update(ctx, j.task.AtomID, j.task.UploadID, giveUpChange(j.task.Kind, reason, d.now)); err != nil {
+		return Result{Err: err}
+	}
+	j.log.Error("gave up", zap.String("kind", string(j.task.Kind)), zap.Int("failures", failures), zap.String("error", reason))
+	if d.cfg.DeadLetterURL != "" {
+		t := d.continuation(j, fresh, failures, why)
+		if err := d.sched.deadLetter(ctx, t); err != nil {
+			j.log.Warn("could not put the given-up work in the dead-letter queue", zap.Error(err))
+		}
 	}
 	return Result{}
 }

@@ -135,6 +135,9 @@ func (e *env) config(owner string) worker.Config {
 		MaxTranscodeAttempts:  3,
 		MaxAttempts:           20,
 		MaxReceiveCount:       5,
+		DeadLetterURL:         e.st.DLQURL,
+		RetryBackoff:          100 * time.Millisecond,
+		MaxRetryDelay:         2 * time.Second,
 	}
 }
 

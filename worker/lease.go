@@ -93,7 +93,7 @@ func (l *leases) hold(ctx context.Context, atomID, id string, name upload.LeaseN
 	go func() {
 		defer wg.Done()
 		defer recoverTo(l.log, "lease renewer", zap.String("atomId", atomID), zap.String("uploadId", id))
-		l.renew(turnCtx, lose, lease)
+		renewLease(turnCtx, lose, l.store, lease, l.log)
 	}()
 	end, err := fn(turnCtx, h)
 	lose(nil)
@@ -126,10 +126,12 @@ func (l *leases) holder() string {
 	return fmt.Sprintf("%s#%d", l.owner, l.turns.Add(1))
 }
 
-// renew renews the lease at a third of its TTL until ctx ends. Losing it,
-// or failing to renew it for two thirds of its TTL, cancels the turn with
-// upload.ErrLeaseLost.
-func (l *leases) renew(ctx context.Context, lose context.CancelCauseFunc, lease upload.Lease) {
+// renewLease renews the lease at a third of its TTL until ctx ends.
+// Losing it, or failing to renew it for two thirds of its TTL, cancels the
+// turn with upload.ErrLeaseLost.
+func renewLease(ctx context.Context, lose context.CancelCauseFunc, st interface {
+	Renew(ctx context.Context, l upload.Lease) error
+}, lease upload.Lease, log *zap.Logger) {
 	t := time.NewTicker(lease.TTL / 3)
 	defer t.Stop()
 	renewed := time.Now()
@@ -138,7 +140,7 @@ func (l *leases) renew(ctx context.Context, lose context.CancelCauseFunc, lease 
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			err := l.store.Renew(ctx, lease)
+			err := st.Renew(ctx, lease)
 			switch {
 			case err == nil:
 				renewed = time.Now()
@@ -149,7 +151,7 @@ func (l *leases) renew(ctx context.Context, lose context.CancelCauseFunc, lease 
 				lose(fmt.Errorf("%w: could not renew it for %s: %w", upload.ErrLeaseLost, time.Since(renewed).Round(time.Second), err))
 				return
 			case ctx.Err() == nil:
-				l.log.Warn("renew lease", zap.String("atomId", lease.AtomID), zap.String("uploadId", lease.UploadID),
+				log.Warn("renew lease", zap.String("atomId", lease.AtomID), zap.String("uploadId", lease.UploadID),
 					zap.String("lease", string(lease.Name)), zap.Error(err))
 			}
 		}

@@ -15,12 +15,13 @@ import (
 // Task of one Kind, and every Kind has exactly one step.
 type Kind string
 
-// Kinds of work. S3 events become KindPart and KindFull; the rest are the
-// service's own messages, which it sends itself on the same queue as
-// {"atomUploads": {"kind": …, "atomId": …, "uploadId": …}}.
+// Kinds of work. S3 events become KindPart and KindFull; every kind can
+// also be one of the service's own messages, which it sends itself on the
+// same queue as {"atomUploads": {"kind": …, "atomId": …, "uploadId": …}}
+// (KindFull as "transcode").
 const (
 	KindPart          Kind = "part"          // a part object was created: check and mark it complete
-	KindFull          Kind = "full"          // the original was assembled: start its transcode
+	KindFull          Kind = "transcode"     // the original was assembled: start its transcode
 	KindRelay         Kind = "relay"         // relay the parts that are in S3 to YouTube
 	KindReassemble    Kind = "reassemble"    // join the parts into the original
 	KindTranscodePoll Kind = "transcodePoll" // ask the transcoder how the job goes
@@ -29,7 +30,7 @@ const (
 )
 
 // ownKinds are the kinds the service sends itself.
-var ownKinds = []Kind{KindRelay, KindReassemble, KindTranscodePoll, KindYouTubePoll, KindAsset}
+var ownKinds = []Kind{KindPart, KindFull, KindRelay, KindReassemble, KindTranscodePoll, KindYouTubePoll, KindAsset}
 
 // Task is one unit of work of one upload.
 type Task struct {
@@ -38,9 +39,16 @@ type Task struct {
 	UploadID string
 	// Part is the part number of a KindPart task.
 	Part int
-	// Attempt counts the attempts of this work that failed in a row, for
-	// the service's own messages (0 for a first try).
+	// Attempt counts the attempts of this work so far that made no
+	// progress (0 for a first try, and after any attempt that did).
 	Attempt int
+	// Mark is the upload's progress (markOf) when the message was sent,
+	// if Marked (S3's events and plain follow-ups carry none): an attempt
+	// that ended after the upload moved past it made progress.
+	Mark   int64
+	Marked bool
+	// Cause is why the last attempt failed, in domain words.
+	Cause string
 }
 
 // ownMessage is a message the service sends itself on the same queue.
@@ -52,12 +60,22 @@ type ownTask struct {
 	Kind     Kind   `json:"kind"`
 	AtomID   string `json:"atomId"`
 	UploadID string `json:"uploadId"`
+	Part     *int   `json:"part,omitempty"`
 	Attempt  int    `json:"failures,omitempty"`
+	Mark     *int64 `json:"mark,omitempty"`
+	Cause    string `json:"cause,omitempty"`
 }
 
-// body is the task as a message body; only own kinds have one.
+// body is the task as a message body.
 func (t Task) body() string {
-	b, err := json.Marshal(ownMessage{AtomUploads: &ownTask{Kind: t.Kind, AtomID: t.AtomID, UploadID: t.UploadID, Attempt: t.Attempt}})
+	o := &ownTask{Kind: t.Kind, AtomID: t.AtomID, UploadID: t.UploadID, Attempt: t.Attempt, Cause: t.Cause}
+	if t.Kind == KindPart {
+		o.Part = &t.Part
+	}
+	if t.Marked {
+		o.Mark = &t.Mark
+	}
+	b, err := json.Marshal(ownMessage{AtomUploads: o})
 	if err != nil {
 		panic(fmt.Sprintf("encode task: %v", err)) // strings and ints always encode
 	}
@@ -124,8 +142,17 @@ func parse(body string) (message, error) {
 			return message{}, fmt.Errorf("atomUploads %s message with atomId %q and uploadId %q", t.Kind, t.AtomID, t.UploadID)
 		case t.Attempt < 0:
 			return message{}, fmt.Errorf("atomUploads %s message with %d failures", t.Kind, t.Attempt)
+		case t.Kind == KindPart && (t.Part == nil || *t.Part < 0):
+			return message{}, fmt.Errorf("atomUploads part message without a part number")
 		}
-		return message{task: &Task{Kind: t.Kind, AtomID: t.AtomID, UploadID: t.UploadID, Attempt: t.Attempt}}, nil
+		task := &Task{Kind: t.Kind, AtomID: t.AtomID, UploadID: t.UploadID, Attempt: t.Attempt, Cause: t.Cause}
+		if t.Part != nil {
+			task.Part = *t.Part
+		}
+		if t.Mark != nil {
+			task.Mark, task.Marked = *t.Mark, true
+		}
+		return message{task: task}, nil
 	}
 	var ev s3Event
 	if err := json.Unmarshal([]byte(body), &ev); err != nil {
@@ -140,24 +167,6 @@ func parse(body string) (message, error) {
 	return message{}, fmt.Errorf("neither an S3 event nor an atomUploads message (keys %s)", keys(probe))
 }
 
-// uploads are the uploads a message is about.
-func (m message) uploads() []upload.Key {
-	if m.task != nil {
-		return []upload.Key{{AtomID: m.task.AtomID, UploadID: m.task.UploadID}}
-	}
-	var out []upload.Key
-	for _, r := range m.s3 {
-		key, err := r.Key()
-		if err != nil {
-			continue
-		}
-		if k, err := upload.ParseKey(key); err == nil {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 func keys(m map[string]json.RawMessage) string {
 	k := make([]string, 0, len(m))
 	for key := range m {
@@ -165,4 +174,40 @@ func keys(m map[string]json.RawMessage) string {
 	}
 	slices.Sort(k)
 	return strings.Join(k, ", ")
+}
+
+// taskOfKey is the task of an S3 event's key, if the key is of an upload.
+func taskOfKey(key string) (Task, bool) {
+	k, err := upload.ParseKey(key)
+	if err != nil {
+		return Task{}, false
+	}
+	t := Task{Kind: KindFull, AtomID: k.AtomID, UploadID: k.UploadID}
+	if k.Kind == upload.KeyPart {
+		t.Kind, t.Part = KindPart, k.Part
+	}
+	return t, true
+}
+
+func parseKeyErr(key string) error {
+	_, err := upload.ParseKey(key)
+	return err
+}
+
+// tasks are the tasks a message carries.
+func (m message) tasks() []Task {
+	if m.task != nil {
+		return []Task{*m.task}
+	}
+	var out []Task
+	for _, r := range m.s3 {
+		key, err := r.Key()
+		if err != nil {
+			continue
+		}
+		if t, ok := taskOfKey(key); ok {
+			out = append(out, t)
+		}
+	}
+	return out
 }

@@ -23,14 +23,20 @@ type copier interface {
 	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
 	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, optFns ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
-	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+	ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 }
+
+// checkpointEvery is how often a reassembly records how far it got.
+const checkpointEvery = 5 * time.Second
 
 // reassembleStep joins the parts into uploads/<atom>/<upload>/full with a
 // multipart copy, once: the assembly lease makes one instance do it, and
-// the record's assembled flag makes it happen once. A holder that dies
-// leaves its message on the queue; the message comes back after the
-// lease has expired and the copy starts again. A failed copy is aborted.
+// the record's assembled flag makes it happen once. The multipart upload's
+// id is recorded as soon as it exists, and how many parts are copied at
+// checkpoints: a holder that dies leaves its message on the queue, and
+// whoever takes the work over next asks S3 which parts are in (ListParts)
+// and copies only the rest. Each checkpoint is progress, so interruptions
+// of a long reassembly do not use up its attempts.
 type reassembleStep struct {
 	store       holdingStore
 	s3          copier
@@ -57,46 +63,55 @@ func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *hel
 		return nil
 	}
 	start := time.Now()
-	// Settle moves the upload to processing now that every part is in.
-	if _, err := s.store.UpdateHolding(ctx, h.lease, upload.Settled(s.now, func(*upload.Upload) error { return nil })); err != nil {
-		return err
-	}
 	full := u.FullKey()
-	mpu, err := s.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-		Bucket:      aws.String(s.bucket),
-		Key:         aws.String(full),
-		ContentType: aws.String(u.ContentType),
-	})
-	if err != nil {
-		return fmt.Errorf("start multipart copy of %s: %w", u.ID, err)
+	done := map[int32]s3types.CompletedPart{}
+	mpu := u.Assembly.UploadID
+	if mpu != "" {
+		var err error
+		if done, err = s.copied(ctx, full, mpu); err != nil {
+			return err
+		}
+		if done == nil {
+			mpu = "" // gone (aborted by a lifecycle rule): start again
+		} else {
+			log.Info("resuming the reassembly", zap.Int("copied", len(done)), zap.Int("parts", u.PartCount()))
+		}
 	}
-	completed, err := s.copyParts(ctx, log, u, mpu.UploadId)
-	if err == nil {
-		_, err = s.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-			Bucket:          aws.String(s.bucket),
-			Key:             aws.String(full),
-			UploadId:        mpu.UploadId,
-			MultipartUpload: &s3types.CompletedMultipartUpload{Parts: completed},
+	if mpu == "" {
+		out, err := s.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+			Bucket:      aws.String(s.bucket),
+			Key:         aws.String(full),
+			ContentType: aws.String(u.ContentType),
 		})
 		if err != nil {
-			err = fmt.Errorf("complete multipart copy of %s: %w", u.ID, err)
+			return fmt.Errorf("start multipart copy of %s: %w", u.ID, err)
 		}
+		mpu = aws.ToString(out.UploadId)
+		done = map[int32]s3types.CompletedPart{}
 	}
-	if err != nil {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*bookkeepingTimeout)
-		defer cancel()
-		if _, aerr := s.s3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-			Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: mpu.UploadId,
-		}); aerr != nil {
-			err = errors.Join(err, fmt.Errorf("abort multipart copy: %w", aerr))
-		}
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			err = errors.Join(err, cause)
-		}
+	// Settle moves the upload to processing now that every part is in.
+	if err := s.checkpoint(ctx, h, upload.Assembly{UploadID: mpu, Copied: len(done)}); err != nil {
 		return err
 	}
+	if err := s.copyParts(ctx, log, h, mpu, done); err != nil {
+		return err
+	}
+	completed := make([]s3types.CompletedPart, 0, len(done))
+	for _, p := range done {
+		completed = append(completed, p)
+	}
+	sort.Slice(completed, func(i, j int) bool { return *completed[i].PartNumber < *completed[j].PartNumber })
+	if _, err := s.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket:          aws.String(s.bucket),
+		Key:             aws.String(full),
+		UploadId:        aws.String(mpu),
+		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: completed},
+	}); err != nil {
+		return fmt.Errorf("complete multipart copy of %s: %w", u.ID, err)
+	}
 	if _, err := s.store.UpdateHolding(ctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
-		u.Assembled = true
+		u.Assembled, u.Assembly = true, upload.Assembly{}
+		u.Advances++
 		return nil
 	})); err != nil {
 		return err
@@ -106,37 +121,89 @@ func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *hel
 	return nil
 }
 
-// copyParts copies every part into the multipart upload, a bounded number
-// at a time, and returns the completed parts in order.
-func (s *reassembleStep) copyParts(ctx context.Context, log *zap.Logger, u *upload.Upload, uploadID *string) ([]s3types.CompletedPart, error) {
+// checkpoint records the multipart copy and how far it got, which is
+// progress of the upload.
+func (s *reassembleStep) checkpoint(ctx context.Context, h *held, a upload.Assembly) error {
+	_, err := s.store.UpdateHolding(ctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
+		if u.Assembly != a {
+			u.Assembly = a
+			u.Advances++
+		}
+		return nil
+	}))
+	return err
+}
+
+// copied lists the parts the multipart upload has already, or nil when S3
+// no longer knows it.
+func (s *reassembleStep) copied(ctx context.Context, key, mpu string) (map[int32]s3types.CompletedPart, error) {
+	done := map[int32]s3types.CompletedPart{}
+	var marker *string
+	for {
+		out, err := s.s3.ListParts(ctx, &s3.ListPartsInput{
+			Bucket: aws.String(s.bucket), Key: aws.String(key), UploadId: aws.String(mpu), PartNumberMarker: marker,
+		})
+		var nsu *s3types.NoSuchUpload
+		if errors.As(err, &nsu) || isNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list the parts copied into %s: %w", key, err)
+		}
+		for _, p := range out.Parts {
+			n := aws.ToInt32(p.PartNumber)
+			done[n] = s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: p.ETag}
+		}
+		if !aws.ToBool(out.IsTruncated) || out.NextPartNumberMarker == nil {
+			return done, nil
+		}
+		marker = out.NextPartNumberMarker
+	}
+}
+
+// copyParts copies every part that is not in done into the multipart
+// upload, a bounded number at a time, adding each to done, and records a
+// checkpoint every few seconds.
+func (s *reassembleStep) copyParts(ctx context.Context, log *zap.Logger, h *held, mpu string, done map[int32]s3types.CompletedPart) error {
+	u := h.upload
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.parallelism)
 	var mu sync.Mutex
-	var done []s3types.CompletedPart
+	last := time.Now()
+	var todo []upload.Part
 	for _, p := range u.Parts() {
+		if _, ok := done[int32(p.Number+1)]; !ok {
+			todo = append(todo, p)
+		}
+	}
+	for _, p := range todo {
+		n := int32(p.Number + 1)
 		g.Go(func() (err error) {
 			defer recoverInto(&err, log, "part copy", zap.Int("part", p.Number))
 			out, err := s.s3.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
 				Bucket:     aws.String(s.bucket),
 				Key:        aws.String(u.FullKey()),
-				UploadId:   uploadID,
-				PartNumber: aws.Int32(int32(p.Number + 1)),
+				UploadId:   aws.String(mpu),
+				PartNumber: aws.Int32(n),
 				CopySource: aws.String(url.PathEscape(s.bucket) + "/" + escapeKey(u.PartKey(p.Number))),
 			})
 			if err != nil {
 				return fmt.Errorf("copy part %d of %s: %w", p.Number, u.ID, err)
 			}
 			mu.Lock()
-			defer mu.Unlock()
-			done = append(done, s3types.CompletedPart{PartNumber: aws.Int32(int32(p.Number + 1)), ETag: out.CopyPartResult.ETag})
+			done[n] = s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.CopyPartResult.ETag}
+			copied, due := len(done), time.Since(last) >= checkpointEvery
+			if due {
+				last = time.Now()
+			}
+			mu.Unlock()
+			if due {
+				return s.checkpoint(gctx, h, upload.Assembly{UploadID: mpu, Copied: copied})
+			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	sort.Slice(done, func(i, j int) bool { return *done[i].PartNumber < *done[j].PartNumber })
-	return done, nil
+	return g.Wait()
 }
 
 // escapeKey URL-encodes a key for x-amz-copy-source, keeping '/'.

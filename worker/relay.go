@@ -18,9 +18,6 @@ var (
 	// relayStepRetry paces a turn's own retries of a failed YouTube or S3
 	// call before the turn hands over to a later relay message.
 	relayStepRetry = retry.Policy{Base: 500 * time.Millisecond, Cap: 8 * time.Second, Attempts: 6}
-	// relayLaterRetry is the delay of that later relay message, by the
-	// number of turns that failed in a row.
-	relayLaterRetry = retry.Policy{Base: 30 * time.Second, Cap: maxDelay}
 )
 
 // relayStore is what the relay needs of the table.
@@ -38,11 +35,11 @@ type relayStore interface {
 // lease only while that part is still missing (held.releaseIfMissing), and
 // lets go of the in-process lock only if no other goroutine asked for it
 // meanwhile (keyedLocks), so a part completed during a turn is always
-// relayed. A message that finds the lease held elsewhere is dropped,
-// because the holder will see its part, unless it is a redelivery: its
-// first handler may have died holding the lease, so it comes back once that
-// lease has expired (the pool's visibility outlasts twice the lease for the
-// same reason).
+// relayed. Work from a part's S3 event that finds the lease held elsewhere
+// is dropped, because the holder will see its part. Any other work (the
+// service's own messages: retries, hand-backs, re-homed redeliveries,
+// re-drives) may be the only driver left: the holder may have died holding
+// the lease, so it comes back once that lease has expired.
 type relayStep struct {
 	store  relayStore
 	s3     partsGetter
@@ -56,7 +53,6 @@ type relayStep struct {
 	maxChunkBytes int64
 	leaseTTL      time.Duration
 	pollInterval  time.Duration
-	maxAttempts   int
 }
 
 func (s *relayStep) run(ctx context.Context, j job) outcome {
@@ -99,7 +95,7 @@ func (s *relayStep) relay(ctx context.Context, j job) outcome {
 		if !s.locks.unlockUnlessFlagged(id) {
 			return out
 		}
-		j.task.Attempt, j.msg.ReceiveCount = 0, 1
+		j.task.Attempt, j.fresh = 0, true
 	}
 }
 
@@ -121,8 +117,10 @@ func (s *relayStep) turn(ctx context.Context, j job) outcome {
 		return release, nil
 	})
 	if errors.Is(err, upload.ErrLeaseHeld) {
-		if j.redelivered() {
-			if err := s.sched.schedule(ctx, Task{Kind: KindRelay, AtomID: atomID, UploadID: id, Attempt: j.task.Attempt}, s.leaseTTL+time.Second); err != nil {
+		if !j.fresh {
+			t := j.task
+			t.Kind = KindRelay
+			if err := s.sched.schedule(ctx, t, s.leaseTTL+time.Second); err != nil {
 				return outcome{err: err}
 			}
 		}
@@ -130,8 +128,9 @@ func (s *relayStep) turn(ctx context.Context, j job) outcome {
 	}
 	var tmp *temporaryError
 	switch {
-	case errors.As(err, &tmp) && ctx.Err() == nil:
-		return s.later(ctx, r, j.task.Attempt+1, tmp.err)
+	case errors.As(err, &tmp):
+		r.log.Warn("relay paused; it resumes later", zap.Error(tmp.err))
+		return outcome{err: tmp.err}
 	case err != nil:
 		return outcome{err: err}
 	}
@@ -143,21 +142,6 @@ func (s *relayStep) turn(ctx context.Context, j job) outcome {
 		return outcome{err: err}
 	}
 	return outcome{then: []Kind{KindAsset}, record: r.u}
-}
-
-// later schedules another turn after a backoff, or fails the destination
-// once YouTube has refused for too long.
-func (s *relayStep) later(ctx context.Context, r *relayRun, failures int, cause error) outcome {
-	if failures > s.maxAttempts {
-		reason := fmt.Sprintf("YouTube did not take the upload after %d attempts: %v", failures, cause)
-		return failDestination(ctx, s.store, r.log, r.u, upload.YouTube, reason, s.now)
-	}
-	delay := relayLaterRetry.Delay(failures)
-	if err := s.sched.schedule(ctx, Task{Kind: KindRelay, AtomID: r.u.AtomID, UploadID: r.u.ID, Attempt: failures}, delay); err != nil {
-		return outcome{err: err}
-	}
-	r.log.Warn("relay paused; it resumes later", zap.Int("failures", failures), zap.Duration("retryIn", delay), zap.Error(cause))
-	return outcome{}
 }
 
 // temporaryError is a failure that retrying later may cure.
@@ -255,6 +239,7 @@ func (r *relayRun) startSession(ctx context.Context) error {
 	}
 	if err := r.update(ctx, func(d *upload.Destination) {
 		d.Session, d.UploadedBytes, d.Progress = session, 0, 0
+		d.Advance()
 		_ = d.MoveTo(upload.DestUpload)
 	}); err != nil {
 		return err
@@ -379,6 +364,9 @@ func (r *relayRun) releaseUnlessNextArrived(ctx context.Context) (bool, error) {
 func (r *relayRun) committed(ctx context.Context, p youtube.Progress) error {
 	size := r.u.Size
 	err := r.update(ctx, func(d *upload.Destination) {
+		if p.Committed > d.UploadedBytes || p.Done {
+			d.Advance()
+		}
 		d.UploadedBytes = p.Committed
 		d.Progress = float64(p.Committed) / float64(size) * 100
 		_ = d.MoveTo(upload.DestUpload)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
 
 	"atomuploads/devstack/stacktest"
 	"atomuploads/upload"
@@ -177,19 +178,22 @@ func TestAssetIsAddedOnceTheAtomAPIRecovers(t *testing.T) {
 	}
 }
 
-// copyRefused refuses every UploadPartCopy, as S3 does without permission.
+// copyRefused refuses every UploadPartCopy, as S3 does without permission
+// (the SDK's error shape: an operation error around S3's API error).
 type copyRefused struct{ worker.S3API }
 
 func (copyRefused) UploadPartCopy(context.Context, *s3.UploadPartCopyInput, ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error) {
-	return nil, errors.New("AccessDenied: the task role may not read the parts")
+	return nil, &smithy.OperationError{ServiceID: "S3", OperationName: "UploadPartCopy",
+		Err: &smithy.GenericAPIError{Code: "AccessDenied", Message: "the task role may not read the parts"}}
 }
 
-// TestLastTryFailsTheUploadReadably: a message that fails on every try ends
-// in the DLQ, and its upload says why instead of staying "processing".
+// TestLastTryFailsTheUploadReadably: work that fails on every try without
+// progress ends in the DLQ, and its upload says why instead of staying
+// "processing".
 func TestLastTryFailsTheUploadReadably(t *testing.T) {
 	e := newEnv(t, stacktest.Options{MaxReceiveCount: 2})
 	cfg := e.config("worker-a")
-	cfg.MaxReceiveCount = 2
+	cfg.MaxAttempts = 2
 	deps := e.deps(e.store, nil, nil)
 	deps.S3 = copyRefused{e.st.S3}
 	e.runSteps(t, worker.New(cfg, deps), 5*time.Second)
@@ -198,7 +202,7 @@ func TestLastTryFailsTheUploadReadably(t *testing.T) {
 	e.putPart(t, u, file, 0)
 	waitFor(t, 60*time.Second, "the upload to fail", func() bool { return e.get(t, u).Status == upload.StatusFailed })
 	got := e.get(t, u)
-	if !strings.Contains(got.Error, "gave up after 2 attempts") || !strings.Contains(got.Error, "AccessDenied") {
+	if !strings.Contains(got.Error, "gave up after 2 attempts without progress") || !strings.Contains(got.Error, "S3 refused: AccessDenied") {
 		t.Errorf("error = %q, want it to say the service gave up and why", got.Error)
 	}
 	waitFor(t, 30*time.Second, "the message in the DLQ", func() bool { return e.queueDepth(t, e.st.DLQURL) == 1 })

@@ -17,8 +17,9 @@ const maxDelay = 15 * time.Minute
 // step before they record the current one, so that a crash in between
 // leaves a duplicate (which the steps tolerate), never a gap.
 type scheduler struct {
-	queue    Sender
-	queueURL string
+	queue         Sender
+	queueURL      string
+	deadLetterURL string
 }
 
 // schedule sends t to be handled after delay (at most SQS's 15 minutes).
@@ -30,6 +31,18 @@ func (s *scheduler) schedule(ctx context.Context, t Task, delay time.Duration) e
 	})
 	if err != nil {
 		return fmt.Errorf("schedule %s of %s: %w", t.Kind, t.UploadID, err)
+	}
+	return nil
+}
+
+// deadLetter puts t on the dead-letter queue, for ops.
+func (s *scheduler) deadLetter(ctx context.Context, t Task) error {
+	_, err := s.queue.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:    aws.String(s.deadLetterURL),
+		MessageBody: aws.String(t.body()),
+	})
+	if err != nil {
+		return fmt.Errorf("dead-letter %s of %s: %w", t.Kind, t.UploadID, err)
 	}
 	return nil
 }

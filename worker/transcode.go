@@ -22,7 +22,6 @@ type transcodeStep struct {
 
 	bucket       string
 	pollInterval time.Duration
-	maxAttempts  int // failed polls in a row before giving up
 	maxJobs      int // jobs started in all when jobs are lost
 }
 
@@ -70,6 +69,7 @@ func (s *transcodeStep) start(ctx context.Context, log *zap.Logger, u *upload.Up
 			return nil // recorded by another delivery of this message
 		}
 		d.JobID, d.Attempt, d.Progress = jobID, attempt, 0
+		d.Advance()
 		return d.MoveTo(upload.DestTranscoding)
 	}))
 	if err != nil {
@@ -89,7 +89,7 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 	}
 	job, err := s.tc.Job(ctx, d.JobID)
 	if err != nil {
-		return pollLater(ctx, s.store, s.sched, log, j, upload.S3Bucket, err, s.pollInterval, s.maxAttempts, s.now)
+		return outcome{err: fmt.Errorf("ask the transcoder about job %s: %w", d.JobID, err)}
 	}
 	switch job.State {
 	case transcode.StateError:
@@ -111,6 +111,7 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 		}
 		d.PolledAt = s.now()
 		d.Progress = job.Percent
+		d.Advance()
 		if job.State == transcode.StateComplete {
 			d.Outputs = job.Outputs
 			return d.MoveTo(upload.DestComplete)
@@ -132,22 +133,4 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 // leaves a duplicate chain, which this cuts, rather than no chain.
 func polledRecently(d *upload.Destination, interval time.Duration) bool {
 	return time.Since(d.PolledAt) < interval/2
-}
-
-// pollLater handles a failed poll: poll again later, or give up on the
-// destination after too many failures in a row.
-func pollLater(ctx context.Context, st recordStore, sched *scheduler, log *zap.Logger, j job, dest upload.DestinationType, cause error,
-	interval time.Duration, maxAttempts int, now func() time.Time,
-) outcome {
-	t := j.task
-	t.Attempt++
-	if t.Attempt > maxAttempts {
-		return failDestination(ctx, st, log, j.upload, dest,
-			fmt.Sprintf("could not get the %s state after %d attempts: %s", dest, t.Attempt-1, upload.ErrorMessage(cause)), now)
-	}
-	if err := sched.schedule(ctx, t, interval); err != nil {
-		return outcome{err: err}
-	}
-	log.Warn("poll failed; polling again later", zap.Int("failures", t.Attempt), zap.Error(cause))
-	return outcome{}
 }

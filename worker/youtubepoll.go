@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,7 +20,6 @@ type youTubePollStep struct {
 	sched        *scheduler
 	now          func() time.Time
 	pollInterval time.Duration
-	maxAttempts  int
 }
 
 func (s *youTubePollStep) run(ctx context.Context, j job) outcome {
@@ -34,7 +34,7 @@ func (s *youTubePollStep) run(ctx context.Context, j job) outcome {
 	}
 	p, err := s.yt.Processing(ctx, d.VideoID)
 	if err != nil {
-		return pollLater(ctx, s.store, s.sched, log, j, upload.YouTube, err, s.pollInterval, s.maxAttempts, s.now)
+		return outcome{err: fmt.Errorf("ask YouTube how video %s is processed: %w", d.VideoID, err)}
 	}
 	if !p.Done() && !p.Failed() {
 		if err := s.sched.schedule(ctx, Task{Kind: KindYouTubePoll, AtomID: u.AtomID, UploadID: u.ID}, s.pollInterval); err != nil {
@@ -47,6 +47,7 @@ func (s *youTubePollStep) run(ctx context.Context, j job) outcome {
 			return nil
 		}
 		d.PolledAt = s.now()
+		d.Advance()
 		return d.ApplyProcessing(p)
 	}))
 	if err != nil {
