@@ -126,7 +126,7 @@ func killRun(t *testing.T, run int) error {
 		"destinations": []map[string]any{{"type": "youtube", "title": fmt.Sprintf("Kill run %d", run)}},
 	})
 	if err != nil || code != http.StatusCreated {
-		return fmt.Errorf("start upload: %d %v", code, err)
+		return fmt.Errorf("start upload: %d %w", code, err)
 	}
 	putDone := make(chan error, 1)
 	go func() { putDone <- browserPut(ctx, st, rec, file, mrand.Perm(len(rec.Parts))) }()

@@ -355,8 +355,14 @@ func healthcheck(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	client := &http.Client{Timeout: *timeout}
-	res, err := client.Get(*url)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, http.NoBody)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		return 2
+	}
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "healthcheck:", err)
 		return 1

@@ -68,10 +68,10 @@ func freeAddr(t testing.TB) string {
 
 // startService starts the service with the given UPLOADS_ settings on top
 // of the test's environment (the local stack's AWS_ variables).
-func startService(t testing.TB, env map[string]string, args ...string) *service {
+func startService(t testing.TB, env map[string]string) *service {
 	t.Helper()
 	s := &service{out: &lockedBuffer{}, done: make(chan struct{}), addr: env["UPLOADS_HTTP_ADDR"]}
-	s.cmd = exec.Command(os.Args[0], args...)
+	s.cmd = exec.Command(os.Args[0])
 	s.cmd.Env = append(os.Environ(), "ATOM_UPLOADS_RUN_MAIN=1")
 	for k, v := range env {
 		s.cmd.Env = append(s.cmd.Env, k+"="+v)

@@ -48,7 +48,9 @@ type harness struct {
 	refreshes atomic.Int64
 }
 
-func newHarness(t testing.TB, youTube bool) *harness {
+// newHarness serves the API (with YouTube destinations switched off, as
+// the client tests need no YouTube) on the test's stack.
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	st := stacktest.New(t)
 	log, _ := stacktest.NewLogger(t)
@@ -60,7 +62,7 @@ func newHarness(t testing.TB, youTube bool) *harness {
 		PartSize:       testPartSize,
 		MaxBodyBytes:   64 << 10,
 		RequestTimeout: 10 * time.Second,
-		YouTube:        youTube,
+		YouTube:        false,
 		Transcode:      true,
 	}, s, credentials.NewIssuer(st.STS, "arn:aws:iam::000000000000:role/upload", st.Bucket, time.Hour), nil, log)
 	h := &harness{st: st, store: s}
@@ -205,7 +207,7 @@ func checkAllParts(t testing.TB, h *harness, id string, want [32]byte) {
 }
 
 func TestUploadPutsEveryPartWithTemporaryCredentials(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	path, sum := writeFile(t, testSize)
 	rec := newS3Recorder()
 	var stdout, stderr bytes.Buffer
@@ -257,7 +259,7 @@ func TestUploadPutsEveryPartWithTemporaryCredentials(t *testing.T) {
 }
 
 func TestResumePutsOnlyMissingParts(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	path, sum := writeFile(t, testSize)
 
 	// First run: Ctrl-C once the first part is in.
@@ -304,7 +306,7 @@ func TestResumePutsOnlyMissingParts(t *testing.T) {
 }
 
 func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	path, sum := writeFile(t, testSize)
 	f, err := os.Open(path)
 	if err != nil {
@@ -331,7 +333,7 @@ func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 }
 
 func TestRefusedCredentialsAreRefreshedAndPartRetried(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t)
 	path, sum := writeFile(t, testSize)
 	f, err := os.Open(path)
 	if err != nil {
@@ -369,7 +371,7 @@ func TestRefusedCredentialsAreRefreshedAndPartRetried(t *testing.T) {
 }
 
 func TestStartErrorShowsAPIMessage(t *testing.T) {
-	h := newHarness(t, false) // YouTube off
+	h := newHarness(t)
 	path, _ := writeFile(t, 1024)
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), append(h.baseArgs(), "--youtube-title", "A clip", path), &stdout, &stderr, options{getenv: noEnv})

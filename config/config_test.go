@@ -163,7 +163,6 @@ func TestConfigYAMLDocumentsEveryKey(t *testing.T) {
 		for _, part := range strings.Split(key, ".") {
 			m, ok := node.(map[string]any)
 			if !ok {
-				node = nil
 				break
 			}
 			node, ok = m[part]

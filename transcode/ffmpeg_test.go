@@ -75,7 +75,9 @@ func (e *ffEnv) transcoder(t testing.TB, change func(*FFmpegConfig)) *FFmpeg {
 	return f
 }
 
-func (e *ffEnv) spec(atomID, uploadID, token string) Spec {
+// spec is the transcode of upload uploadID of the test atom.
+func (e *ffEnv) spec(uploadID, token string) Spec {
+	const atomID = "a"
 	return Spec{AtomID: atomID, UploadID: uploadID, SourceBucket: e.src, SourceKey: upload.FullKey(atomID, uploadID), Token: token}
 }
 
@@ -191,7 +193,7 @@ func TestFFmpegTranscodesRenditionsAndPoster(t *testing.T) {
 	execs := countExecs(f)
 	run(t, f)
 
-	id, err := f.Start(context.Background(), e.spec("a", "u", "u-1"))
+	id, err := f.Start(context.Background(), e.spec("u", "u-1"))
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -269,7 +271,7 @@ func TestFFmpegInputWithoutAudio(t *testing.T) {
 	f := e.transcoder(t, func(c *FFmpegConfig) { c.Renditions = testRenditions[1:] })
 	run(t, f)
 
-	id, err := f.Start(context.Background(), e.spec("a", "silent", "silent-1"))
+	id, err := f.Start(context.Background(), e.spec("silent", "silent-1"))
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -313,7 +315,7 @@ func TestFFmpegBadInputFailsForGood(t *testing.T) {
 			if tt.body != nil {
 				putObject(t, e.s3, e.src, upload.FullKey("a", tt.name), tt.body)
 			}
-			id, err := f.Start(context.Background(), e.spec("a", tt.name, tt.name+"-1"))
+			id, err := f.Start(context.Background(), e.spec(tt.name, tt.name+"-1"))
 			if err != nil {
 				t.Fatalf("Start: %v", err)
 			}
@@ -343,7 +345,7 @@ func TestFFmpegStartIsIdempotentAcrossInstances(t *testing.T) {
 	b := e.transcoder(t, func(c *FFmpegConfig) { c.Renditions = testRenditions[1:] })
 	execsA, execsB := countExecs(a), countExecs(b)
 	ctx := context.Background()
-	spec := e.spec("a", "u", "u-7")
+	spec := e.spec("u", "u-7")
 
 	var ids []string
 	for _, f := range []*FFmpeg{a, a, b} {
@@ -386,7 +388,7 @@ func TestFFmpegQueuesJobsBeyondConcurrency(t *testing.T) {
 	var ids []string
 	for _, u := range []string{"u1", "u2", "u3"} {
 		putObject(t, e.s3, e.src, upload.FullKey("a", u), video)
-		id, err := f.Start(ctx, e.spec("a", u, u+"-1"))
+		id, err := f.Start(ctx, e.spec(u, u+"-1"))
 		if err != nil {
 			t.Fatalf("Start: %v", err)
 		}
@@ -428,7 +430,7 @@ func TestFFmpegLostJobs(t *testing.T) {
 
 	t.Run("stale heartbeat", func(t *testing.T) {
 		owner := e.transcoder(t, nil) // never runs: as if it died
-		id, err := owner.Start(ctx, e.spec("a", "stale", "stale-1"))
+		id, err := owner.Start(ctx, e.spec("stale", "stale-1"))
 		if err != nil {
 			t.Fatalf("Start: %v", err)
 		}
@@ -449,7 +451,7 @@ func TestFFmpegLostJobs(t *testing.T) {
 
 	t.Run("waiting when Run stops", func(t *testing.T) {
 		f := e.transcoder(t, nil)
-		id, err := f.Start(ctx, e.spec("a", "waiting", "waiting-1"))
+		id, err := f.Start(ctx, e.spec("waiting", "waiting-1"))
 		if err != nil {
 			t.Fatalf("Start: %v", err)
 		}
@@ -462,7 +464,7 @@ func TestFFmpegLostJobs(t *testing.T) {
 		if err != nil || job.State != StateError || !job.Retryable || job.Error != errLost {
 			t.Errorf("Job = %+v, %v; want a retryable %q error", job, err, errLost)
 		}
-		_, err = f.Start(ctx, e.spec("a", "late", "late-1"))
+		_, err = f.Start(ctx, e.spec("late", "late-1"))
 		if upload.ErrorCode(err) != upload.EUNAVAILABLE {
 			t.Errorf("Start after Run = %v, want an %s error", err, upload.EUNAVAILABLE)
 		}
@@ -479,7 +481,7 @@ func TestFFmpegLostJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 		f := e.transcoder(t, func(c *FFmpegConfig) { c.FFmpegPath = script })
-		id, err := f.Start(ctx, e.spec("a", "running", "running-1"))
+		id, err := f.Start(ctx, e.spec("running", "running-1"))
 		if err != nil {
 			t.Fatalf("Start: %v", err)
 		}
@@ -587,7 +589,7 @@ func TestFFmpegHeartbeatKeepsWaitingJobsAlive(t *testing.T) {
 	var beat atomic.Int64 // seconds the clock has been moved on
 	f.now = func() time.Time { return time.Now().Add(time.Duration(beat.Load()) * time.Second) }
 	ctx := context.Background()
-	id, err := f.Start(ctx, e.spec("a", "u", "u-1"))
+	id, err := f.Start(ctx, e.spec("u", "u-1"))
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}

@@ -58,7 +58,7 @@ func TestErrorCodeAndMessage(t *testing.T) {
 		{name: "first domain error in the chain wins", err: fmt.Errorf("%w: %w", upload.Errorf(upload.ECONFLICT, "changed"), domain), wantCode: upload.ECONFLICT, wantMsg: "changed"},
 		{name: "non-domain error", err: infra, wantCode: upload.EINTERNAL, wantMsg: "internal error"},
 		{name: "wrapped non-domain error", err: fmt.Errorf("put item: %w", infra), wantCode: upload.EINTERNAL, wantMsg: "internal error"},
-		{name: "domain error as a value wrapped by a plain error", err: fmt.Errorf("plain %v", domain), wantCode: upload.EINTERNAL, wantMsg: "internal error"},
+		{name: "domain error as a value wrapped by a plain error", err: fmt.Errorf("plain %v", domain), wantCode: upload.EINTERNAL, wantMsg: "internal error"}, //nolint:errorlint // the point: a domain error flattened to text is no longer one
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

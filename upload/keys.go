@@ -10,7 +10,7 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
-// S3 key layout:
+// KeyPrefix is the prefix of every key of the S3 key layout:
 //
 //	uploads/<atomId>/<uploadId>/parts/<n>   part n, put by the browser
 //	uploads/<atomId>/<uploadId>/full        the reassembled original
@@ -38,14 +38,14 @@ func NewID(now time.Time, entropy io.Reader) (string, error) {
 	return id.String(), nil
 }
 
-// UploadPrefix is the S3 prefix of everything of one upload.
-func UploadPrefix(atomID, uploadID string) string {
+// Prefix is the S3 prefix of everything of one upload.
+func Prefix(atomID, uploadID string) string {
 	return KeyPrefix + atomID + "/" + uploadID + "/"
 }
 
 // PartsPrefix is the S3 prefix under which the browser may write parts.
 func PartsPrefix(atomID, uploadID string) string {
-	return UploadPrefix(atomID, uploadID) + "parts/"
+	return Prefix(atomID, uploadID) + "parts/"
 }
 
 // PartKey is the S3 key of part n.
@@ -55,7 +55,7 @@ func PartKey(atomID, uploadID string, n int) string {
 
 // FullKey is the S3 key of the reassembled file.
 func FullKey(atomID, uploadID string) string {
-	return UploadPrefix(atomID, uploadID) + "full"
+	return Prefix(atomID, uploadID) + "full"
 }
 
 // PartKey is the S3 key of part n of this upload.

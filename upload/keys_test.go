@@ -95,8 +95,8 @@ func TestKeyBuildersRoundTrip(t *testing.T) {
 			t.Parallel()
 			u := &upload.Upload{AtomID: tt.atom, ID: tt.id}
 			prefix := "uploads/" + tt.atom + "/" + tt.id + "/"
-			if got := upload.UploadPrefix(tt.atom, tt.id); got != prefix {
-				t.Errorf("UploadPrefix() = %q, want %q", got, prefix)
+			if got := upload.Prefix(tt.atom, tt.id); got != prefix {
+				t.Errorf("Prefix() = %q, want %q", got, prefix)
 			}
 			if got := upload.PartsPrefix(tt.atom, tt.id); got != prefix+"parts/" {
 				t.Errorf("PartsPrefix() = %q, want %q", got, prefix+"parts/")
@@ -213,7 +213,7 @@ func TestNewID(t *testing.T) {
 			t.Errorf("NewID() = %q, which ValidUploadID refuses", id)
 		}
 	}
-	if !(first < second) {
+	if first >= second {
 		t.Errorf("NewID(earlier) = %q, NewID(later) = %q, want the earlier id to sort first", first, second)
 	}
 

@@ -136,9 +136,10 @@ func (d *Destination) MoveTo(to DestinationStatus) error {
 			d.Status = to
 			switch to {
 			case DestComplete:
-				d.Progress = 100
+				d.Progress, d.Error = 100, ""
 			case DestFailed:
-			default:
+				// Fail gives the reason; a bare move keeps the one there is.
+			case DestWaiting, DestUpload, DestTranscoding:
 				d.Error = ""
 			}
 			return nil

@@ -127,10 +127,8 @@ func TestDestinationMoveTo(t *testing.T) {
 							if d.Error != before.Error {
 								t.Errorf("MoveTo(%s) from %s error = %q, want %q", to, from, d.Error, before.Error)
 							}
-						case upload.DestComplete:
-							// The package keeps Error on a move to complete (only
-							// waiting/upload/transcoding clear it); see the report.
-						default:
+						case upload.DestComplete, upload.DestWaiting, upload.DestUpload, upload.DestTranscoding:
+							// The contract: an error only when failed.
 							if d.Error != "" {
 								t.Errorf("MoveTo(%s) from %s error = %q, want it cleared", to, from, d.Error)
 							}

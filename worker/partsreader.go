@@ -25,7 +25,7 @@ type partsGetter interface {
 type partsReader struct {
 	// ctx bounds the GETs that Read starts: an io.Reader has no context
 	// of its own, and this one lives only as long as one PutChunk.
-	ctx    context.Context
+	ctx    context.Context //nolint:containedctx // an io.Reader has no context of its own: this one bounds the GETs Read starts
 	s3     partsGetter
 	bucket string
 	u      *upload.Upload

@@ -306,10 +306,10 @@ func (s *source) Read(p []byte) (int, error) {
 	k, err := s.r.Read(p)
 	s.read += int64(k)
 	switch {
-	case err == io.EOF && s.read < s.n:
+	case errors.Is(err, io.EOF) && s.read < s.n:
 		err = fmt.Errorf("the reader ended after %d of %d bytes: %w", s.read, s.n, io.ErrUnexpectedEOF)
 		s.setErr(err)
-	case err != nil && err != io.EOF:
+	case err != nil && !errors.Is(err, io.EOF):
 		s.setErr(err)
 	}
 	return k, err

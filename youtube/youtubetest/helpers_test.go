@@ -214,10 +214,10 @@ func (f *fixture) upload(t testing.TB, data []byte, chunkSize int64) (string, in
 		end := min(off+chunkSize, total)
 		requests++
 		r := f.chunk(t, uri, data, off, end)
-		switch {
-		case r.status == http.StatusOK:
+		switch r.status {
+		case http.StatusOK:
 			return videoID(t, r), requests
-		case r.status == http.StatusServiceUnavailable:
+		case http.StatusServiceUnavailable:
 			q := f.put(t, uri, fmt.Sprintf("bytes */%d", total), nil)
 			if off = committed(t, q); off < 0 {
 				t.Fatalf("status query after 503: status %d, want 308", q.status)

@@ -48,7 +48,10 @@ type flags struct {
 	only          string
 }
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is main, returning the exit code so that deferred calls run.
+func run() int {
 	var f flags
 	flag.Int64Var(&f.pipelinedSize, "a-size", 512<<20, "(a) file size in bytes")
 	flag.Float64Var(&f.browserRate, "a-browser-rate", 50, "(a) the browser's upload rate in MB/s")
@@ -65,23 +68,23 @@ func main() {
 		pf, err := os.Create(*cpuProfile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+			return 1
 		}
 		if err := pprof.StartCPUProfile(pf); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+			return 1
 		}
 		defer pprof.StopCPUProfile()
 	}
 	if f.service == "" {
 		fmt.Fprintln(os.Stderr, "bench: -service PATH is required (scripts/bench builds it)")
-		os.Exit(2)
+		return 2
 	}
 	ctx := context.Background()
 	b, err := newBench(ctx, f)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		return 1
 	}
 	defer b.close()
 	rows, err := b.run(ctx)
@@ -90,9 +93,9 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		pprof.StopCPUProfile()
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 type bench struct {

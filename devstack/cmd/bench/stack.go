@@ -104,7 +104,7 @@ func (b *bench) worker(r devstack.Resources, c devstack.Created, db *store.Store
 // videoDone waits until the stand-in has a video with the title.
 func (b *bench) videoDone(ctx context.Context, title string, timeout time.Duration) (youtubetest.Video, time.Time, error) {
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
 		for _, v := range b.yt.Videos() {
 			if v.Title == title {
 				return v, time.Now(), nil
@@ -119,7 +119,7 @@ func mb(n int64) string { return strconv.FormatInt(n>>20, 10) + " MiB" }
 
 // sequentialParts reads an upload's parts from S3, one after the other.
 type sequentialParts struct {
-	ctx    context.Context // bounds the GETs Read starts; io.Reader has no context
+	ctx    context.Context //nolint:containedctx // an io.Reader has no context of its own: this one bounds the GETs Read starts
 	s3     *s3.Client
 	bucket string
 	u      *upload.Upload

@@ -60,7 +60,7 @@ func (b *bench) relayThroughput(ctx context.Context) (string, error) {
 		mu   sync.Mutex
 		sink = sha256.New()
 	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		_, _ = io.Copy(sink, r.Body)

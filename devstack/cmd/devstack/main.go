@@ -23,10 +23,13 @@ import (
 	"atomuploads/youtube/youtubetest"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is main, returning the exit code so that deferred calls run.
+func run() int {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: devstack setup|serve [flags]")
-		os.Exit(2)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -41,8 +44,9 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devstack:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 func setup(ctx context.Context, args []string) error {
