@@ -188,7 +188,7 @@ func (c *Client) AddAsset(ctx context.Context, atomID, videoURL string) (added b
 	case err == nil:
 		return added, nil
 	case ctx.Err() != nil:
-		return false, fmt.Errorf("%s: %w (last error: %w)", op, ctx.Err(), err)
+		return false, fmt.Errorf("%s: %w (last error: %s)", op, ctx.Err(), err.Error())
 	case IsTemporary(err) && attempts > 1:
 		return false, fmt.Errorf("%s (%d attempts): %w", op, attempts, err)
 	}
