@@ -60,6 +60,12 @@ func TestNewRejects(t *testing.T) {
 		{name: "filename with NUL", change: func(r *upload.StartRequest) { r.Filename = "clip\x00.mp4" }, want: []string{"filename must not contain control characters"}},
 		{name: "filename with DEL", change: func(r *upload.StartRequest) { r.Filename = "clip\x7f.mp4" }, want: []string{"filename must not contain control characters"}},
 		{name: "filename with C1 control", change: func(r *upload.StartRequest) { r.Filename = "clip\u0085.mp4" }, want: []string{"filename must not contain control characters"}},
+		{name: "filename with a bidi override", change: func(r *upload.StartRequest) { r.Filename = "clip\u202Egpj.mp4" }, want: []string{"filename must not contain invisible formatting characters"}},
+		{name: "filename with a zero-width space", change: func(r *upload.StartRequest) { r.Filename = "cl\u200Bip.mp4" }, want: []string{"filename must not contain invisible formatting characters"}},
+		{name: "filename with a byte order mark", change: func(r *upload.StartRequest) { r.Filename = "\uFEFFclip.mp4" }, want: []string{"filename must not contain invisible formatting characters"}},
+		{name: "filename with a replacement character", change: func(r *upload.StartRequest) { r.Filename = "clip\uFFFD.mp4" }, want: []string{"filename must be valid UTF-8"}},
+		{name: "contentType with a NUL in a parameter", change: func(r *upload.StartRequest) { r.ContentType = "video/mp4;a=\"\u0000\"" }, want: []string{"contentType must not contain control characters"}},
+		{name: "contentType with a newline", change: func(r *upload.StartRequest) { r.ContentType = "video/mp4\r\nX-Evil: 1" }, want: []string{"contentType must not contain control characters"}},
 
 		// contentType
 		{name: "contentType not a media type", change: func(r *upload.StartRequest) { r.ContentType = "video/" }, want: []string{`contentType "video/" is not a media type`}},
@@ -73,7 +79,7 @@ func TestNewRejects(t *testing.T) {
 		// size
 		{name: "size zero", change: func(r *upload.StartRequest) { r.Size = 0 }, want: []string{"size must be at least 1 byte, got 0"}},
 		{name: "size negative", change: func(r *upload.StartRequest) { r.Size = -5 }, want: []string{"size must be at least 1 byte, got -5"}},
-		{name: "size over the maximum", change: func(r *upload.StartRequest) { r.Size = upload.MaxFileSize + 1 }, want: []string{"size 274877906945 is above YouTube's limit of 274877906944 bytes (256 GB)"}},
+		{name: "size over the maximum", change: func(r *upload.StartRequest) { r.Size = upload.MaxFileSize + 1 }, want: []string{"size 256000000001 is above YouTube's limit of 256 GB (256000000000 bytes)"}},
 
 		// destinations
 		{name: "no destinations", change: func(r *upload.StartRequest) { r.Destinations = nil }, want: []string{"destinations must name at least one of youtube, s3Bucket"}},
@@ -100,6 +106,21 @@ func TestNewRejects(t *testing.T) {
 			m.Title = ""
 			r.Destinations = youtubeOnly(m)
 		}, want: []string{"destinations[0].title is required for a youtube destination"}},
+		{name: "title with a newline", change: func(r *upload.StartRequest) {
+			m := validMeta()
+			m.Title = "A clip\nwith a second line"
+			r.Destinations = youtubeOnly(m)
+		}, want: []string{"destinations[0].title must not contain control or invisible formatting characters"}},
+		{name: "description with a NUL", change: func(r *upload.StartRequest) {
+			m := validMeta()
+			m.Description = "text\x00more"
+			r.Destinations = youtubeOnly(m)
+		}, want: []string{"destinations[0].description must not contain control characters other than line breaks and tabs"}},
+		{name: "tag with a control character", change: func(r *upload.StartRequest) {
+			m := validMeta()
+			m.Tags = []string{"news\x1b[31m"}
+			r.Destinations = youtubeOnly(m)
+		}, want: []string{"destinations[0].tags[0] must be non-empty and must not contain <, >, ',' or control characters"}},
 		{name: "title blank", change: func(r *upload.StartRequest) {
 			m := validMeta()
 			m.Title = " \t "
@@ -134,7 +155,7 @@ func TestNewRejects(t *testing.T) {
 			m := validMeta()
 			m.Tags = []string{"news", ""}
 			r.Destinations = youtubeOnly(m)
-		}, want: []string{"destinations[0].tags[1] must be non-empty and must not contain <, > or ','"}},
+		}, want: []string{"destinations[0].tags[1] must be non-empty and must not contain <, >, ',' or control characters"}},
 		{name: "tag blank", change: func(r *upload.StartRequest) {
 			m := validMeta()
 			m.Tags = []string{"  "}
@@ -144,7 +165,7 @@ func TestNewRejects(t *testing.T) {
 			m := validMeta()
 			m.Tags = []string{"news,sport"}
 			r.Destinations = youtubeOnly(m)
-		}, want: []string{"destinations[0].tags[0] must be non-empty and must not contain <, > or ','"}},
+		}, want: []string{"destinations[0].tags[0] must be non-empty and must not contain <, >, ',' or control characters"}},
 		{name: "tag with < >", change: func(r *upload.StartRequest) {
 			m := validMeta()
 			m.Tags = []string{"ok", "<x>"}
@@ -276,8 +297,12 @@ func TestNewAccepts(t *testing.T) {
 			want: func(u *upload.Upload) { u.ContentType = "application/octet-stream" }},
 		{name: "contentType octet-stream", change: func(r *upload.StartRequest) { r.ContentType = "application/octet-stream" },
 			want: func(u *upload.Upload) { u.ContentType = "application/octet-stream" }},
-		{name: "contentType with parameters kept as sent", change: func(r *upload.StartRequest) { r.ContentType = "video/mp4; codecs=avc1" },
+		{name: "contentType with parameters in canonical form", change: func(r *upload.StartRequest) { r.ContentType = "Video/MP4;  Codecs=avc1" },
 			want: func(u *upload.Upload) { u.ContentType = "video/mp4; codecs=avc1" }},
+		{name: "contentType parameter quoted as needed", change: func(r *upload.StartRequest) { r.ContentType = `video/mp4; codecs="avc1.64001F, mp4a.40.2"` },
+			want: func(u *upload.Upload) { u.ContentType = `video/mp4; codecs="avc1.64001F, mp4a.40.2"` }},
+		{name: "description with line breaks and tabs", change: func(r *upload.StartRequest) { r.Destinations[0].YouTube.Description = "line one\r\n\tline two" },
+			want: func(u *upload.Upload) { u.Destinations[0].Meta.Description = "line one\r\n\tline two" }},
 		{name: "filename of 255 bytes", change: func(r *upload.StartRequest) { r.Filename = strings.Repeat("a", 251) + ".mov" },
 			want: func(u *upload.Upload) { u.Filename = strings.Repeat("a", 251) + ".mov" }},
 		{name: "filename with spaces and accents", change: func(r *upload.StartRequest) { r.Filename = "Fête de la musique (final).mp4" },
@@ -285,7 +310,7 @@ func TestNewAccepts(t *testing.T) {
 		{name: "one byte", change: func(r *upload.StartRequest) { r.Size = 1 },
 			want: func(u *upload.Upload) { u.Size = 1 }},
 		{name: "the maximum size grows the part", change: func(r *upload.StartRequest) { r.Size = upload.MaxFileSize },
-			want: func(u *upload.Upload) { u.Size, u.PartSize = upload.MaxFileSize, 105*upload.ChunkAlign }},
+			want: func(u *upload.Upload) { u.Size, u.PartSize = upload.MaxFileSize, 98*upload.ChunkAlign }},
 		{name: "s3Bucket only", change: func(r *upload.StartRequest) { r.Destinations = r.Destinations[1:] },
 			want: func(u *upload.Upload) { u.Destinations = u.Destinations[1:] }},
 		{name: "youtube only, privacy defaults to private", change: func(r *upload.StartRequest) {

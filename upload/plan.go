@@ -18,8 +18,9 @@ const (
 	MaxPartSize = 5 * GiB
 	// MaxParts is S3's maximum number of parts in a multipart upload.
 	MaxParts = 10000
-	// MaxFileSize is YouTube's ceiling for one video file (256 GB).
-	MaxFileSize = 256 * GiB
+	// MaxFileSize is YouTube's documented ceiling for one video file:
+	// 256 GB, decimal.
+	MaxFileSize = 256_000_000_000
 	// DefaultPartSize is used when the configuration does not say.
 	DefaultPartSize = 8 * MiB
 )
@@ -43,7 +44,7 @@ func PartSize(size, preferred int64) (int64, error) {
 		return 0, Errorf(EINVALID, "size must be at least 1 byte, got %d", size)
 	}
 	if size > MaxFileSize {
-		return 0, Errorf(EINVALID, "size %d is above YouTube's limit of %d bytes (256 GB)", size, MaxFileSize)
+		return 0, Errorf(EINVALID, "size %d is above YouTube's limit of 256 GB (%d bytes)", size, int64(MaxFileSize))
 	}
 	ps := max(roundUp(preferred, ChunkAlign), MinPartSize)
 	if need := ceilDiv(size, MaxParts); ps < need {

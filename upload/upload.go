@@ -288,28 +288,56 @@ func checkFilename(name string) []string {
 		return []string{"filename is required"}
 	case len(name) > MaxFilenameBytes:
 		return []string{fmt.Sprintf("filename must be at most %d bytes, got %d", MaxFilenameBytes, len(name))}
-	case !utf8.ValidString(name):
+	case !utf8.ValidString(name) || strings.ContainsRune(name, utf8.RuneError):
 		return []string{"filename must be valid UTF-8"}
 	case strings.ContainsAny(name, "/\\"):
 		return []string{"filename must not contain '/' or '\\'"}
 	case strings.IndexFunc(name, unicode.IsControl) >= 0:
 		return []string{"filename must not contain control characters"}
+	case strings.IndexFunc(name, isFormat) >= 0:
+		return []string{"filename must not contain invisible formatting characters (bidi overrides, zero-width characters, byte order marks)"}
 	}
 	return nil
 }
 
+// isFormat reports Unicode format characters (category Cf): bidi
+// controls that reorder how a name is shown, zero-width joiners and
+// spaces, the byte order mark. None belongs in a file name.
+func isFormat(r rune) bool { return unicode.Is(unicode.Cf, r) }
+
+// hasControl reports control characters other than the line breaks and
+// tabs that allow (a description's).
+func hasControl(s, allow string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) && !strings.ContainsRune(allow, r) }) >= 0
+}
+
+// checkContentType accepts video/* and application/octet-stream and
+// returns the canonical form (lower-case type, parameters quoted as
+// needed): the value goes into S3 and YouTube headers as it is stored.
 func checkContentType(ct string) (string, []string) {
 	if ct == "" {
 		return "application/octet-stream", nil
 	}
-	mt, _, err := mime.ParseMediaType(ct)
+	if hasControl(ct, "") || !utf8.ValidString(ct) {
+		return "", []string{"contentType must not contain control characters"}
+	}
+	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return "", []string{fmt.Sprintf("contentType %q is not a media type", ct)}
 	}
 	if !strings.HasPrefix(mt, "video/") && mt != "application/octet-stream" {
 		return "", []string{fmt.Sprintf("contentType %q must be video/* or application/octet-stream", ct)}
 	}
-	return ct, nil
+	for k, v := range params {
+		if hasControl(k+v, "") {
+			return "", []string{"contentType must not contain control characters"}
+		}
+	}
+	canonical := mime.FormatMediaType(mt, params)
+	if canonical == "" {
+		return "", []string{fmt.Sprintf("contentType %q has parameters that cannot be written back as a header", ct)}
+	}
+	return canonical, nil
 }
 
 var privacy = map[string]bool{"private": true, "unlisted": true, "public": true}
@@ -361,17 +389,23 @@ func checkYouTube(at string, m YouTubeMetadata) (YouTubeMetadata, []string) {
 	if strings.ContainsAny(m.Title, "<>") {
 		problems = append(problems, at+".title must not contain < or >")
 	}
+	if strings.TrimSpace(m.Title) != "" && (hasControl(m.Title, "") || strings.IndexFunc(m.Title, isFormat) >= 0) {
+		problems = append(problems, at+".title must not contain control or invisible formatting characters")
+	}
 	if len(m.Description) > MaxDescriptionBytes {
 		problems = append(problems, fmt.Sprintf("%s.description must be at most %d bytes, got %d", at, MaxDescriptionBytes, len(m.Description)))
 	}
 	if strings.ContainsAny(m.Description, "<>") {
 		problems = append(problems, at+".description must not contain < or >")
 	}
+	if hasControl(m.Description, "\n\r\t") {
+		problems = append(problems, at+".description must not contain control characters other than line breaks and tabs")
+	}
 	total := 0
 	for j, tag := range m.Tags {
 		total += utf8.RuneCountInString(tag)
-		if strings.TrimSpace(tag) == "" || strings.ContainsAny(tag, "<>,") {
-			problems = append(problems, fmt.Sprintf("%s.tags[%d] must be non-empty and must not contain <, > or ','", at, j))
+		if strings.TrimSpace(tag) == "" || strings.ContainsAny(tag, "<>,") || hasControl(tag, "") {
+			problems = append(problems, fmt.Sprintf("%s.tags[%d] must be non-empty and must not contain <, >, ',' or control characters", at, j))
 		}
 	}
 	if total > MaxTagsRunes {

@@ -21,7 +21,7 @@
 // the last. These are:
 //
 //   - at initiation: an X-Upload-Content-Length that is not a length of 1
-//     byte to 256 GiB (MaxFileSize), a Content-Type other than
+//     byte to 256 GB (MaxFileSize), a Content-Type other than
 //     application/json, a body that is not a JSON video resource;
 //   - on a session: a malformed Content-Range (a request without one sends
 //     the whole file, so it needs a body), a total that differs from the
@@ -97,8 +97,8 @@ const (
 	// ChunkAlign is the resumable protocol's granularity: every chunk but
 	// the last must be a multiple of 256 KiB.
 	ChunkAlign = 256 << 10
-	// MaxFileSize is YouTube's limit for one file, 256 GiB.
-	MaxFileSize = 256 << 30
+	// MaxFileSize is YouTube's documented limit for one file, 256 GB.
+	MaxFileSize = 256_000_000_000
 	// MaxTitleRunes is YouTube's limit for a title.
 	MaxTitleRunes = 100
 )

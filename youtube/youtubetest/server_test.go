@@ -149,7 +149,7 @@ func TestInitiate(t *testing.T) {
 	}{
 		{name: "valid", query: base, length: "1000", body: metaJSON, wantStatus: 200},
 		{name: "length unknown (Go client library)", query: base, body: metaJSON, wantStatus: 200},
-		{name: "256 GiB", query: base, length: fmt.Sprint(int64(MaxFileSize)), body: metaJSON, wantStatus: 200},
+		{name: "256 GB", query: base, length: fmt.Sprint(int64(MaxFileSize)), body: metaJSON, wantStatus: 200},
 		{name: "above 256 GiB", query: base, length: fmt.Sprint(int64(MaxFileSize) + 1), body: metaJSON, wantStatus: 400, wantReason: "invalidValue", wantViolation: true},
 		{name: "zero length", query: base, length: "0", body: metaJSON, wantStatus: 400, wantReason: "invalidValue", wantViolation: true},
 		{name: "negative length", query: base, length: "-5", body: metaJSON, wantStatus: 400, wantReason: "invalidValue", wantViolation: true},
