@@ -65,6 +65,9 @@ type job struct {
 	msg    Message
 	upload *upload.Upload
 	log    *zap.Logger
+	// base is log without the task's own fields (its part), for the
+	// steps the task's step names as due next.
+	base *zap.Logger
 	// fresh: the work comes straight from an S3 event received for the
 	// first time. Only such work may be dropped when another worker holds
 	// its lease (that worker sees the part); the service's own messages
@@ -210,6 +213,7 @@ func (d *Dispatcher) record(ctx context.Context, m Message, r s3Record) Result {
 // again is first moved onto a fresh one (rehome).
 func (d *Dispatcher) start(ctx context.Context, m Message, t Task, log *zap.Logger, event bool) Result {
 	log = log.With(zap.String("atomId", t.AtomID), zap.String("uploadId", t.UploadID))
+	base := log
 	if t.Kind == KindPart {
 		log = log.With(zap.Int("part", t.Part))
 	}
@@ -224,7 +228,7 @@ func (d *Dispatcher) start(ctx context.Context, m Message, t Task, log *zap.Logg
 		log.Info("ignored an event of a finished upload", zap.String("status", string(u.Status)))
 		return Result{}
 	}
-	j := job{task: t, msg: m, upload: u, log: log, fresh: event && m.ReceiveCount <= 1}
+	j := job{task: t, msg: m, upload: u, log: log, base: base, fresh: event && m.ReceiveCount <= 1}
 	if m.ReceiveCount > 1 {
 		return d.rehome(ctx, j)
 	}
@@ -253,7 +257,7 @@ func (d *Dispatcher) run(ctx context.Context, j job) Result {
 		if out.record != nil {
 			next.upload = out.record
 		}
-		next.log = j.log.With(zap.String("step", string(k)))
+		next.log = j.base.With(zap.String("step", string(k)))
 		g.Go(func() (err error) {
 			defer recoverInto(&err, d.log, "step "+string(k), zap.String("atomId", next.task.AtomID), zap.String("uploadId", next.task.UploadID))
 			return d.run(ctx, next).Err

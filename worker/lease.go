@@ -95,9 +95,12 @@ func (l *leases) hold(ctx context.Context, atomID, id string, name upload.LeaseN
 		defer recoverTo(l.log, "lease renewer", zap.String("atomId", atomID), zap.String("uploadId", id))
 		renewLease(turnCtx, lose, l.store, lease, l.log)
 	}()
+	// Deferred, so that a panic in fn stops the renewer too: the lease
+	// then expires instead of being renewed for as long as ctx lives.
+	stopRenewing := func() { lose(nil); wg.Wait() }
+	defer stopRenewing()
 	end, err := fn(turnCtx, h)
-	lose(nil)
-	wg.Wait()
+	stopRenewing()
 	if h.ended {
 		return err
 	}

@@ -31,17 +31,22 @@ type partStep struct {
 
 func (s *partStep) run(ctx context.Context, j job) outcome {
 	u, n, log := j.upload, j.task.Part, j.log
-	p, ok := u.Part(n)
-	if !ok {
-		return s.reject(ctx, log, u, fmt.Sprintf("part %d is not in the plan: the file has %d parts (0–%d)", n, u.PartCount(), u.PartCount()-1))
-	}
+	// An event is a hint, not a fact: only the object in S3, as S3 says it
+	// is now, counts.
 	head, err := s.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: strPtr(u.PartKey(n))})
 	if err != nil {
 		if isNotFound(err) {
-			log.Warn("ignored an event of a part that is no longer in S3")
+			log.Warn("ignored an event of a part that is not in S3")
 			return outcome{}
 		}
 		return outcome{err: fmt.Errorf("head part %d of %s: %w", n, u.ID, err)}
+	}
+	p, ok := u.Part(n)
+	if !ok {
+		// The browser's credentials can write any key under parts/: a
+		// stray object is the browser's mistake, not the upload's end.
+		log.Warn("ignored an object outside the plan", zap.Int("parts", u.PartCount()), zap.Int64("bytes", deref(head.ContentLength)))
+		return outcome{}
 	}
 	if size := deref(head.ContentLength); size != p.Size() {
 		return s.reject(ctx, log, u, fmt.Sprintf("part %d is %d bytes but the plan expects %d (bytes %d–%d of the file); start a new upload",

@@ -247,13 +247,15 @@ func (p *Pool) handle(ctx context.Context, m types.Message) {
 // run runs the handler; a panic is logged once, with its stack, and the
 // message is retried like any failure.
 func (p *Pool) run(ctx context.Context, msg Message) (res Result) {
+	var panicked error
+	// Deferred in this order: recoverInto (which must be the deferred
+	// call itself for recover to work) runs first, then the result is set.
 	defer func() {
-		var err error
-		recoverInto(&err, p.log, "message handler", zap.String("messageId", msg.ID), zap.Int("receiveCount", msg.ReceiveCount))
-		if err != nil {
-			res = Result{Err: err}
+		if panicked != nil {
+			res = Result{Err: panicked}
 		}
 	}()
+	defer recoverInto(&panicked, p.log, "message handler", zap.String("messageId", msg.ID), zap.Int("receiveCount", msg.ReceiveCount))
 	return p.handler.Handle(ctx, msg)
 }
 

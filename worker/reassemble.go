@@ -47,20 +47,28 @@ type reassembleStep struct {
 }
 
 func (s *reassembleStep) run(ctx context.Context, j job) outcome {
+	var after *upload.Upload
 	err := s.leases.hold(ctx, j.task.AtomID, j.task.UploadID, upload.LeaseAssembly, func(ctx context.Context, h *held) (ending, error) {
-		return release, s.reassemble(ctx, j.log, h)
+		var err error
+		after, err = s.reassemble(ctx, j.log, h)
+		return release, err
 	})
 	if errors.Is(err, upload.ErrLeaseHeld) {
 		j.log.Info("reassembly is under way elsewhere")
 		return outcome{}
 	}
-	return outcome{err: err}
+	if err != nil || !assembled(after) {
+		return outcome{err: err}
+	}
+	// The transcode starts from here, not from S3's event of the original,
+	// which may come before the record says it is assembled.
+	return outcome{then: []Kind{KindFull}, record: after}
 }
 
-func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *held) error {
+func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *held) (*upload.Upload, error) {
 	u := h.upload
 	if u.Assembled || u.Status.Terminal() || !u.AllPartsComplete() {
-		return nil
+		return u, nil
 	}
 	start := time.Now()
 	full := u.FullKey()
@@ -69,7 +77,7 @@ func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *hel
 	if mpu != "" {
 		var err error
 		if done, err = s.copied(ctx, full, mpu); err != nil {
-			return err
+			return nil, err
 		}
 		if done == nil {
 			mpu = "" // gone (aborted by a lifecycle rule): start again
@@ -84,17 +92,17 @@ func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *hel
 			ContentType: aws.String(u.ContentType),
 		})
 		if err != nil {
-			return fmt.Errorf("start multipart copy of %s: %w", u.ID, err)
+			return nil, fmt.Errorf("start multipart copy of %s: %w", u.ID, err)
 		}
 		mpu = aws.ToString(out.UploadId)
 		done = map[int32]s3types.CompletedPart{}
 	}
 	// Settle moves the upload to processing now that every part is in.
 	if err := s.checkpoint(ctx, h, upload.Assembly{UploadID: mpu, Copied: len(done)}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.copyParts(ctx, log, h, mpu, done); err != nil {
-		return err
+		return nil, err
 	}
 	completed := make([]s3types.CompletedPart, 0, len(done))
 	for _, p := range done {
@@ -107,19 +115,23 @@ func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *hel
 		UploadId:        aws.String(mpu),
 		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: completed},
 	}); err != nil {
-		return fmt.Errorf("complete multipart copy of %s: %w", u.ID, err)
+		return nil, fmt.Errorf("complete multipart copy of %s: %w", u.ID, err)
 	}
-	if _, err := s.store.UpdateHolding(ctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
+	after, err := s.store.UpdateHolding(ctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
 		u.Assembled, u.Assembly = true, upload.Assembly{}
 		u.Advances++
 		return nil
-	})); err != nil {
-		return err
+	}))
+	if err != nil {
+		return nil, err
 	}
 	log.Info("reassembled", zap.String("key", full), zap.Int64("bytes", u.Size), zap.Int("parts", u.PartCount()),
 		zap.Int64("durationMs", time.Since(start).Milliseconds()))
-	return nil
+	return after, nil
 }
+
+// assembled reports whether the job's upload has its original now.
+func assembled(u *upload.Upload) bool { return u != nil && u.Assembled }
 
 // checkpoint records the multipart copy and how far it got, which is
 // progress of the upload.

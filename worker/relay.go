@@ -74,7 +74,7 @@ func (s *relayStep) run(ctx context.Context, j job) outcome {
 			return outcome{err: err}
 		}
 	}
-	if d.VideoID != "" && !d.AssetAdded {
+	if d.VideoID != "" && !d.AssetAdded && d.Status != upload.DestFailed {
 		out.then = []Kind{KindAsset}
 	}
 	return out
@@ -203,7 +203,11 @@ func (r *relayRun) run(ctx context.Context) error {
 			}
 		}
 		if step == nil {
-			retries = 0
+			if r.u.Destination(upload.YouTube).Advances > d.Advances {
+				// Only a step forward clears the retries: a sync that
+				// answers while every chunk fails must not loop for ever.
+				retries = 0
+			}
 			continue
 		}
 		var perm *permanentError

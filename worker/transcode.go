@@ -34,6 +34,13 @@ func (s *transcodeStep) run(ctx context.Context, j job) outcome {
 	}
 	switch j.task.Kind {
 	case KindFull:
+		if !u.Assembled {
+			// Only a reassembly writes the original, and it records that it
+			// did before it starts the transcode: anything else at …/full
+			// (a forged or early event) is not the upload's file.
+			log.Warn("ignored an original the record does not know as assembled")
+			return outcome{}
+		}
 		if d.JobID != "" {
 			// Started already; the event came again, perhaps because the
 			// process died before the first poll was sent: poll (duplicate
