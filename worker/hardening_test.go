@@ -37,7 +37,7 @@ func TestForgedEventsChangeNothing(t *testing.T) {
 	e := newEnv(t)
 	ff := e.startFFmpeg(t)
 	e.startWorker(t, workerOpts{tc: ff})
-	video, _ := testVideo(t)
+	video := testVideo(t)
 	h := sha256.Sum256(video)
 	sum := hex.EncodeToString(h[:])
 	u := e.newUpload(t, int64(len(video)))

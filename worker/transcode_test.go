@@ -25,7 +25,7 @@ import (
 
 // testVideo makes a 3 s H.264/AAC video with ffmpeg's lavfi sources; the
 // noise makes it about 11 MB, so it is sent in three parts.
-func testVideo(t testing.TB) ([]byte, string) {
+func testVideo(t testing.TB) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "source.mp4")
 	out, err := exec.Command("ffmpeg", "-v", "error", "-y",
@@ -40,7 +40,7 @@ func testVideo(t testing.TB) ([]byte, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, path
+	return b
 }
 
 // startFFmpeg runs the ffmpeg transcoder (one 144p rendition and a poster)
@@ -120,7 +120,7 @@ func (e *env) sendFullEvent(t testing.TB, u *upload.Upload) {
 
 func TestVideoThroughTheWholeS3BucketPipeline(t *testing.T) {
 	e := newEnv(t)
-	video, _ := testVideo(t)
+	video := testVideo(t)
 	ff := e.startFFmpeg(t)
 	e.startWorker(t, workerOpts{tc: ff})
 	u := e.newUpload(t, int64(len(video)))
