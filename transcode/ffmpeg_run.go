@@ -183,7 +183,8 @@ func (f *FFmpeg) download(ctx context.Context, bucket, key, path string) (int64,
 
 // mediaInfo is what ffprobe tells about the input.
 type mediaInfo struct {
-	Duration float64 // seconds; 0 when unknown
+	Format   inputFormat // the accepted demuxer that reads it
+	Duration float64     // seconds; 0 when unknown
 }
 
 func (f *FFmpeg) command(ctx context.Context, path string, args ...string) *exec.Cmd {
@@ -193,10 +194,13 @@ func (f *FFmpeg) command(ctx context.Context, path string, args ...string) *exec
 	return cmd
 }
 
-// probe checks that the input has a video stream and reads its duration.
+// probe checks that the input is in an accepted container (inputFormats)
+// and has a video stream, and reads its demuxer and duration. ffprobe may
+// open only the input file, with only the accepted demuxers.
 func (f *FFmpeg) probe(ctx context.Context, input string) (mediaInfo, error) {
-	cmd := f.command(ctx, f.cfg.FFprobePath, "-v", "error",
-		"-show_entries", "format=duration:stream=codec_type", "-of", "json", input)
+	args := append([]string{"-v", "error"}, inputArgs(input, inputFormat{})...)
+	args = append(args, "-show_entries", "format=format_name,duration:stream=codec_type", "-of", "json")
+	cmd := f.command(ctx, f.cfg.FFprobePath, args...)
 	var stdout strings.Builder
 	stderr := &tailBuffer{max: 4096}
 	cmd.Stdout = &stdout
@@ -209,18 +213,31 @@ func (f *FFmpeg) probe(ctx context.Context, input string) (mediaInfo, error) {
 		if !errors.As(err, &exit) {
 			return mediaInfo{}, &jobError{reason: "cannot run ffprobe", retryable: true, cause: err}
 		}
-		return mediaInfo{}, badInput("input is not a video: ffprobe: %s", toolMessage(stderr.String(), input, true))
+		// A demuxer outside the whitelist, or a list that no accepted
+		// demuxer reads: ffprobe's words go to the log only.
+		what := lookalikeOf(input)
+		if what != "" || strings.Contains(stderr.String(), "not on whitelist") {
+			return mediaInfo{}, notAContainer(what, fmt.Errorf("ffprobe: %s", strings.TrimSpace(stderr.String())))
+		}
+		return mediaInfo{}, badInput("input is not a video: ffprobe: %s", toolMessage(stderr.String(), inputURL(input), true))
 	}
 	var probe struct {
 		Streams []struct {
 			CodecType string `json:"codec_type"`
 		} `json:"streams"`
 		Format struct {
-			Duration string `json:"duration"`
+			FormatName string `json:"format_name"`
+			Duration   string `json:"duration"`
 		} `json:"format"`
 	}
 	if err := json.Unmarshal([]byte(stdout.String()), &probe); err != nil {
 		return mediaInfo{}, badInput("input is not a video: ffprobe output is unreadable")
+	}
+	// The whitelist already kept ffprobe to these demuxers; this check does
+	// not depend on it.
+	format, ok := acceptedFormat(probe.Format.FormatName)
+	if !ok {
+		return mediaInfo{}, notAContainer(lookalikeOf(input), fmt.Errorf("ffprobe found the format %q", probe.Format.FormatName))
 	}
 	hasVideo := false
 	for _, s := range probe.Streams {
@@ -233,14 +250,17 @@ func (f *FFmpeg) probe(ctx context.Context, input string) (mediaInfo, error) {
 	if err != nil || d < 0 {
 		d = 0
 	}
-	return mediaInfo{Duration: d}, nil
+	return mediaInfo{Format: format, Duration: d}, nil
 }
 
-// ffmpegArgs builds one ffmpeg run that writes every rendition and the
-// poster into dir, and returns the output file names in order.
+// ffmpegArgs builds one ffmpeg run that reads the input with the demuxer
+// ffprobe found (and no other, from no other file) and writes every
+// rendition and the poster into dir, and returns the output file names in
+// order.
 func (f *FFmpeg) ffmpegArgs(input, dir string, info mediaInfo) ([]string, []string) {
 	args := []string{"-nostdin", "-hide_banner", "-loglevel", "error", "-nostats",
-		"-progress", "pipe:1", "-y", "-i", input}
+		"-progress", "pipe:1", "-y"}
+	args = append(args, inputArgs(input, info.Format)...)
 	var names []string
 	tallest := 0
 	for _, r := range f.cfg.Renditions {
@@ -271,6 +291,10 @@ func (f *FFmpeg) ffmpegArgs(input, dir string, info mediaInfo) ([]string, []stri
 // encode runs ffmpeg, reporting progress (0..99) as it goes, and returns the
 // names of the files it wrote in dir.
 func (f *FFmpeg) encode(ctx context.Context, input, dir string, info mediaInfo, progress func(float64)) ([]string, error) {
+	if _, ok := acceptedFormat(info.Format.name); !ok {
+		// Never let ffmpeg choose the demuxer.
+		return nil, notAContainer("", fmt.Errorf("no accepted demuxer for the input: %q", info.Format.name))
+	}
 	args, names := f.ffmpegArgs(input, dir, info)
 	cmd := f.command(ctx, f.cfg.FFmpegPath, args...)
 	stderr := &tailBuffer{max: 4096}
@@ -287,7 +311,7 @@ func (f *FFmpeg) encode(ctx context.Context, input, dir string, info mediaInfo, 
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, badInput("ffmpeg failed: %s", toolMessage(stderr.String(), input, false))
+		return nil, badInput("ffmpeg failed: %s", toolMessage(stderr.String(), inputURL(input), false))
 	}
 	for _, name := range names {
 		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() == 0 {

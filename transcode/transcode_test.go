@@ -90,13 +90,15 @@ func TestFFmpegDefaults(t *testing.T) {
 
 func TestFFmpegArgs(t *testing.T) {
 	f := &FFmpeg{cfg: FFmpegConfig{Preset: "veryfast", Renditions: testRenditions}}
-	args, names := f.ffmpegArgs("/tmp/j/input", "/tmp/j", mediaInfo{Duration: 120})
+	mkv, _ := acceptedFormat("matroska,webm")
+	args, names := f.ffmpegArgs("/tmp/j/input", "/tmp/j", mediaInfo{Format: mkv, Duration: 120})
 	if want := []string{"240p.mp4", "144p.mp4", "poster.jpg"}; !slices.Equal(names, want) {
 		t.Errorf("names = %v, want %v", names, want)
 	}
 	line := strings.Join(args, " ")
 	for _, want := range []string{
-		"-progress pipe:1 -y -i /tmp/j/input",
+		// One input, from this file only, read by the probed demuxer only.
+		"-progress pipe:1 -y -protocol_whitelist file -format_whitelist " + formatWhitelist + " -f matroska -i file:/tmp/j/input -map ",
 		"-map 0:v:0 -map 0:a:0? -vf scale=-2:240 -c:v libx264 -preset veryfast -crf 23 -maxrate 400000 -bufsize 800000 -pix_fmt yuv420p -c:a aac -b:a 64000 -ac 2 -movflags +faststart /tmp/j/240p.mp4",
 		"-vf scale=-2:144 ",
 		"-map 0:v:0 -ss 12.000 -vf scale=-2:240 -frames:v 1 -update 1 -q:v 3 /tmp/j/poster.jpg",
@@ -104,6 +106,15 @@ func TestFFmpegArgs(t *testing.T) {
 		if !strings.Contains(line, want) {
 			t.Errorf("ffmpeg args lack %q:\n%s", want, line)
 		}
+	}
+	if n := strings.Count(line, " -i "); n != 1 {
+		t.Errorf("ffmpeg args have %d inputs, want 1:\n%s", n, line)
+	}
+	mov, _ := acceptedFormat("mov,mp4,m4a,3gp,3g2,mj2")
+	args, _ = f.ffmpegArgs("/tmp/j/input", "/tmp/j", mediaInfo{Format: mov, Duration: 120})
+	// QuickTime's references to other files stay off.
+	if line, want := strings.Join(args, " "), " -f mov -enable_drefs 0 -use_absolute_path 0 -i file:/tmp/j/input "; !strings.Contains(line, want) {
+		t.Errorf("ffmpeg args lack %q:\n%s", want, line)
 	}
 }
 
