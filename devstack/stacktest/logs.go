@@ -24,6 +24,14 @@ func NewLogger(tb testing.TB) (*zap.Logger, *Logs) {
 	tb.Helper()
 	l := &Logs{}
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(l), zap.DebugLevel))
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			// The last lines of what the service did, for whoever reads
+			// the failure (CI's tail shows them).
+			lines := strings.Split(strings.TrimSpace(l.String()), "\n")
+			tb.Logf("the last %d of %d log lines:\n%s", min(len(lines), 150), len(lines), strings.Join(lines[max(len(lines)-150, 0):], "\n"))
+		}
+	})
 	return log, l
 }
 
