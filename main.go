@@ -225,6 +225,14 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		DeadLetterURL:         cfg.Queue.DeadLetterURL,
 		RetryBackoff:          cfg.Worker.RetryBackoff,
 		MaxRetryDelay:         cfg.Worker.StrandedAfter / 2,
+		Park: worker.ParkConfig{
+			DailyUploadLimit:   cfg.YouTube.DailyUploadLimit,
+			UploadLimitRetry:   cfg.YouTube.UploadLimitRetry,
+			UploadLimitHorizon: cfg.YouTube.UploadLimitHorizon,
+			CredentialsRetry:   cfg.YouTube.CredentialsRetry,
+			Jitter:             cfg.YouTube.ParkJitter,
+			MaxHop:             min(15*time.Minute, cfg.Worker.StrandedAfter/2),
+		},
 	}, worker.Deps{Store: db, Queue: sqsc, S3: s3c, YouTube: yt, Transcoder: tc, AtomAPI: atom, Log: log})
 	pool := worker.NewPool(sqsc, worker.PoolConfig{
 		QueueURL:      cfg.Queue.URL,

@@ -109,14 +109,19 @@ type Worker struct {
 
 // YouTube configures the YouTube Data API client.
 type YouTube struct {
-	Enabled        bool          `yaml:"enabled"`
-	APIBaseURL     string        `yaml:"apiBaseUrl"`
-	TokenURL       string        `yaml:"tokenUrl"`
-	ClientID       string        `yaml:"clientId"`
-	ClientSecret   Secret        `yaml:"clientSecret"`
-	RefreshToken   Secret        `yaml:"refreshToken"`
-	MaxChunkBytes  int64         `yaml:"maxChunkBytes"`
-	RequestTimeout time.Duration `yaml:"requestTimeout"`
+	Enabled            bool          `yaml:"enabled"`
+	APIBaseURL         string        `yaml:"apiBaseUrl"`
+	TokenURL           string        `yaml:"tokenUrl"`
+	ClientID           string        `yaml:"clientId"`
+	ClientSecret       Secret        `yaml:"clientSecret"`
+	RefreshToken       Secret        `yaml:"refreshToken"`
+	MaxChunkBytes      int64         `yaml:"maxChunkBytes"`
+	RequestTimeout     time.Duration `yaml:"requestTimeout"`
+	DailyUploadLimit   int           `yaml:"dailyUploadLimit"`
+	UploadLimitRetry   time.Duration `yaml:"uploadLimitRetry"`
+	UploadLimitHorizon time.Duration `yaml:"uploadLimitHorizon"`
+	CredentialsRetry   time.Duration `yaml:"credentialsRetry"`
+	ParkJitter         time.Duration `yaml:"parkJitter"`
 }
 
 // AtomAPI configures the media tool's atom API, which receives the YouTube

@@ -119,6 +119,13 @@ func (c Config) Validate() error {
 			bad("youtube.maxChunkBytes", "%d must be a positive multiple of 262144 (256 KiB)", n)
 		}
 		within("youtube.requestTimeout", c.YouTube.RequestTimeout, time.Second, 10*time.Minute)
+		if c.YouTube.DailyUploadLimit < 0 {
+			bad("youtube.dailyUploadLimit", "%d must not be negative (0 is no limit)", c.YouTube.DailyUploadLimit)
+		}
+		within("youtube.uploadLimitRetry", c.YouTube.UploadLimitRetry, time.Second, 7*24*time.Hour)
+		within("youtube.uploadLimitHorizon", c.YouTube.UploadLimitHorizon, time.Second, 30*24*time.Hour)
+		within("youtube.credentialsRetry", c.YouTube.CredentialsRetry, time.Second, 24*time.Hour)
+		within("youtube.parkJitter", c.YouTube.ParkJitter, 0, time.Hour)
 	}
 	urlOK("atomApi.baseUrl", c.AtomAPI.BaseURL, false)
 	if c.AtomAPI.BaseURL != "" && c.AtomAPI.HMACSecret == "" && c.AtomAPI.Token == "" {

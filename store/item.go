@@ -65,6 +65,11 @@ type destItem struct {
 	PolledAt string `dynamodbav:"polledAt,omitempty"`
 	Advances int64  `dynamodbav:"advances,omitempty"`
 	RetryAt  string `dynamodbav:"retryAt,omitempty"`
+
+	TimeLeftMs  int64  `dynamodbav:"processingTimeLeftMs,omitempty"`
+	WaitingFor  string `dynamodbav:"waitingFor,omitempty"`
+	ResumeAt    string `dynamodbav:"resumeAt,omitempty"`
+	ParkedSince string `dynamodbav:"parkedSince,omitempty"`
 }
 
 const timeFormat = time.RFC3339Nano
@@ -128,6 +133,10 @@ func toItem(u *upload.Upload) item {
 			PolledAt:         formatTime(d.PolledAt),
 			Advances:         d.Advances,
 			RetryAt:          formatTime(d.RetryAt),
+			TimeLeftMs:       d.ProcessingTimeLeftMs,
+			WaitingFor:       d.WaitingFor,
+			ResumeAt:         formatTime(d.ResumeAt),
+			ParkedSince:      formatTime(d.ParkedSince),
 		}
 		if m := d.Meta; m != nil {
 			di.Title, di.Description, di.Tags = m.Title, m.Description, m.Tags
@@ -177,21 +186,25 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 	}
 	for _, di := range it.Destinations {
 		d := upload.Destination{
-			Type:             upload.DestinationType(di.Type),
-			Status:           upload.DestinationStatus(di.Status),
-			Progress:         di.Progress,
-			Error:            di.Error,
-			Session:          di.Session,
-			UploadedBytes:    di.UploadedBytes,
-			VideoID:          di.VideoID,
-			ProcessingStatus: di.ProcessingStatus,
-			AssetAdded:       di.AssetAdded,
-			JobID:            di.JobID,
-			Attempt:          di.Attempt,
-			Outputs:          di.Outputs,
-			PolledAt:         parseTime(di.PolledAt),
-			Advances:         di.Advances,
-			RetryAt:          parseTime(di.RetryAt),
+			Type:                 upload.DestinationType(di.Type),
+			Status:               upload.DestinationStatus(di.Status),
+			Progress:             di.Progress,
+			Error:                di.Error,
+			Session:              di.Session,
+			UploadedBytes:        di.UploadedBytes,
+			VideoID:              di.VideoID,
+			ProcessingStatus:     di.ProcessingStatus,
+			AssetAdded:           di.AssetAdded,
+			JobID:                di.JobID,
+			Attempt:              di.Attempt,
+			Outputs:              di.Outputs,
+			PolledAt:             parseTime(di.PolledAt),
+			Advances:             di.Advances,
+			RetryAt:              parseTime(di.RetryAt),
+			ProcessingTimeLeftMs: di.TimeLeftMs,
+			WaitingFor:           di.WaitingFor,
+			ResumeAt:             parseTime(di.ResumeAt),
+			ParkedSince:          parseTime(di.ParkedSince),
 		}
 		if d.Type == upload.YouTube {
 			d.Meta = &upload.YouTubeMetadata{

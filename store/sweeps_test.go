@@ -113,3 +113,33 @@ func TestSweepLeases(t *testing.T) {
 		t.Errorf("Quiet = %v, want no sweep item among the live uploads", got)
 	}
 }
+
+// TestAdmitCountsUpToTheLimit: a counter admits its limit and no more,
+// however many ask at once; another counter is independent.
+func TestAdmitCountsUpToTheLimit(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	const limit, askers = 3, 8
+	admitted := make(chan bool, askers)
+	for range askers {
+		go func() {
+			ok, err := s.Admit(c, "youtubeSessions-2026-11-29", limit)
+			if err != nil {
+				t.Error(err)
+			}
+			admitted <- ok
+		}()
+	}
+	n := 0
+	for range askers {
+		if <-admitted {
+			n++
+		}
+	}
+	if n != limit {
+		t.Errorf("%d admitted, want %d", n, limit)
+	}
+	if ok, err := s.Admit(c, "youtubeSessions-2026-11-30", limit); err != nil || !ok {
+		t.Errorf("the next day's counter: %v, %v; want admitted", ok, err)
+	}
+}

@@ -80,7 +80,10 @@ type Destination struct {
 	UploadedBytes    int64  // bytes YouTube has committed
 	VideoID          string
 	ProcessingStatus string
-	AssetAdded       bool // the atom API has the video as an asset
+	// ProcessingTimeLeftMs is YouTube's estimate of the processing time
+	// left, while it processes.
+	ProcessingTimeLeftMs int64
+	AssetAdded           bool // the atom API has the video as an asset
 
 	// s3Bucket destination.
 	JobID   string
@@ -99,6 +102,39 @@ type Destination struct {
 	// RetryAt is when the destination's next attempt is due, while a
 	// delayed follow-up message waits to drive it; zero when none does.
 	RetryAt time.Time
+
+	// WaitingFor says what a parked destination waits for (one of the
+	// Wait… values), empty when it is not parked; ResumeAt is when it
+	// tries again, ParkedSince when it began to wait.
+	WaitingFor  string
+	ResumeAt    time.Time
+	ParkedSince time.Time
+}
+
+// What a parked destination waits for.
+const (
+	WaitYouTubeQuota       = "youtubeQuota"       // the project's daily YouTube quota, reset at midnight Pacific
+	WaitYouTubeUploadLimit = "youtubeUploadLimit" // the channel's upload limit, which can last days
+	WaitYouTubeCredentials = "youtubeCredentials" // someone to fix the YouTube credentials
+)
+
+// Park records that the destination waits for something until resumeAt,
+// keeping its status and progress: nothing is lost while it waits.
+func (d *Destination) Park(waitingFor string, resumeAt, now time.Time) {
+	if d.WaitingFor == "" {
+		d.ParkedSince = now.UTC()
+	}
+	d.WaitingFor, d.ResumeAt = waitingFor, resumeAt.UTC()
+}
+
+// Unpark records that the destination no longer waits.
+func (d *Destination) Unpark() {
+	d.WaitingFor, d.ResumeAt, d.ParkedSince = "", time.Time{}, time.Time{}
+}
+
+// Parked reports whether the destination waits at now.
+func (d *Destination) Parked(now time.Time) bool {
+	return d.WaitingFor != "" && now.Before(d.ResumeAt)
 }
 
 // Advance counts one step forward of the destination.
@@ -551,4 +587,55 @@ func (u *Upload) Settle(now time.Time) {
 		return
 	}
 	u.Status = StatusComplete
+}
+
+// Retry restarts every failed destination from where it failed: a YouTube
+// relay from the committed offset of its session (a video YouTube failed
+// or rejected is uploaded again, from byte 0 in a new session), a
+// transcode with a new job, an asset call given up. The upload goes back
+// to uploading or processing. It is ECONFLICT, with the reason, when
+// nothing can be retried: the upload was cancelled, or nothing failed.
+func (u *Upload) Retry(now time.Time) error {
+	if u.Status == StatusCancelled {
+		return Errorf(ECONFLICT, "upload %s was cancelled: start a new upload", u.ID)
+	}
+	retried := 0
+	for i := range u.Destinations {
+		d := &u.Destinations[i]
+		switch {
+		case d.Status == DestFailed && d.Type == YouTube:
+			if d.VideoID != "" {
+				// YouTube has a video it failed or rejected: send the
+				// file again.
+				d.VideoID, d.Session, d.UploadedBytes, d.ProcessingStatus, d.ProcessingTimeLeftMs = "", "", 0, "", 0
+			}
+			d.Status, d.Error = DestWaiting, ""
+			if d.Session != "" {
+				d.Status = DestUpload
+			}
+			d.Progress = 0
+			if u.Size > 0 {
+				d.Progress = float64(d.UploadedBytes) / float64(u.Size) * 100
+			}
+			d.Unpark()
+			retried++
+		case d.Status == DestFailed && d.Type == S3Bucket:
+			// A new job: Attempt goes on counting, so its token is new.
+			d.Status, d.Error, d.JobID, d.Progress, d.Outputs = DestWaiting, "", "", 0, nil
+			retried++
+		case d.Type == YouTube && d.Status == DestComplete && !d.AssetAdded && d.Error != "":
+			d.Error = "" // the asset call is tried again
+			retried++
+		}
+	}
+	if retried == 0 {
+		return Errorf(ECONFLICT, "upload %s has nothing to retry: no destination failed", u.ID)
+	}
+	u.Error = ""
+	u.Status = StatusUploading
+	if u.AllPartsComplete() {
+		u.Status = StatusProcessing
+	}
+	u.UpdatedAt = now.UTC()
+	return nil
 }

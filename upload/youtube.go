@@ -20,11 +20,15 @@ type YouTubeProcessing struct {
 	FailureReason string
 	// RejectionReason is status.rejectionReason when YouTube rejected it.
 	RejectionReason string
+	// TimeLeftMs is processingDetails.processingProgress.timeLeftMs:
+	// YouTube's estimate of the processing time left, while it processes.
+	TimeLeftMs int64
 }
 
-// Done reports whether YouTube has finished processing the video well.
+// Done reports whether YouTube has finished processing the video well: a
+// rejected video's processing may have succeeded, but it is not done well.
 func (p YouTubeProcessing) Done() bool {
-	return p.ProcessingStatus == "succeeded" || p.UploadStatus == "processed"
+	return !p.Failed() && (p.ProcessingStatus == "succeeded" || p.UploadStatus == "processed")
 }
 
 // Failed reports whether YouTube will not publish the video.
@@ -38,17 +42,50 @@ func (p YouTubeProcessing) Failed() bool {
 	return false
 }
 
-// Failure is the readable reason of a failed processing.
+// rejections say status.rejectionReason in words.
+var rejections = map[string]string{
+	"duplicate":                "as a duplicate of one already on the channel",
+	"copyright":                "for copyright infringement",
+	"claim":                    "because of a copyright claim",
+	"length":                   "because it is longer than the channel may upload",
+	"inappropriate":            "as inappropriate",
+	"termsOfUse":               "for breaking YouTube's terms of use",
+	"trademark":                "for trademark infringement",
+	"uploaderAccountClosed":    "because the channel's account is closed",
+	"uploaderAccountSuspended": "because the channel's account is suspended",
+	"legal":                    "for legal reasons",
+}
+
+// failures say status.failureReason (and processingFailureReason) in words.
+var failures = map[string]string{
+	"codec":           "it uses a codec YouTube does not support",
+	"conversion":      "YouTube could not convert it",
+	"emptyFile":       "the file is empty",
+	"invalidFile":     "the file is not a video YouTube can read",
+	"tooSmall":        "the file is too small to be a video",
+	"uploadAborted":   "the upload was aborted",
+	"transcodeFailed": "YouTube could not transcode it",
+	"streamingFailed": "YouTube could not stream it",
+	"other":           "YouTube did not say why",
+}
+
+// Failure is the readable reason of a failed processing, in plain words.
 func (p YouTubeProcessing) Failure() string {
 	switch {
 	case p.RejectionReason != "":
-		return "YouTube rejected the video: " + p.RejectionReason
+		if w, ok := rejections[p.RejectionReason]; ok {
+			return "YouTube rejected the video " + w
+		}
+		return fmt.Sprintf("YouTube rejected the video (reason %q)", p.RejectionReason)
 	case p.FailureReason != "":
-		return "YouTube could not process the video: " + p.FailureReason
+		if w, ok := failures[p.FailureReason]; ok {
+			return "YouTube could not process the video: " + w
+		}
+		return fmt.Sprintf("YouTube could not process the video (reason %q)", p.FailureReason)
 	case p.UploadStatus == "deleted":
 		return "the video was deleted on YouTube"
 	}
-	return fmt.Sprintf("YouTube processing %s (upload status %s)", p.ProcessingStatus, p.UploadStatus)
+	return fmt.Sprintf("YouTube stopped processing the video (%s)", p.ProcessingStatus)
 }
 
 // ApplyProcessing records a processing answer on a YouTube destination
@@ -59,6 +96,7 @@ func (d *Destination) ApplyProcessing(p YouTubeProcessing) error {
 		return nil
 	}
 	d.ProcessingStatus = p.ProcessingStatus
+	d.ProcessingTimeLeftMs = p.TimeLeftMs
 	if p.PartsTotal > 0 {
 		d.Progress = float64(p.PartsProcessed) / float64(p.PartsTotal) * 100
 	}

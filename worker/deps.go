@@ -24,6 +24,8 @@ type Store interface {
 	ReleaseIfMissing(ctx context.Context, l upload.Lease, n int) (bool, error)
 	// Touch marks an upload as driven now (a retry is scheduled).
 	Touch(ctx context.Context, atomID, id string) error
+	// Admit counts one more under a counter while it is below limit.
+	Admit(ctx context.Context, counter string, limit int) (bool, error)
 }
 
 // recordStore reads and changes records.

@@ -29,6 +29,9 @@ type Config struct {
 	DeadLetterURL         string        // where given-up work goes (empty: it is failed and deleted)
 	RetryBackoff          time.Duration // first pause before a failed attempt's retry; it doubles, up to MaxRetryDelay
 	MaxRetryDelay         time.Duration // longest such pause (at most SQS's 15 minutes)
+	Park                  ParkConfig    // how YouTube's quota, upload limit and credential refusals park the relay
+	// Now is the clock; time.Now when nil (tests move it forward).
+	Now func() time.Time
 }
 
 // Dispatcher handles the queue's messages: it parses each into a Task,
@@ -51,7 +54,12 @@ type Dispatcher struct {
 	transcode   *transcodeStep
 	youTubePoll *youTubePollStep
 	asset       *assetStep
+	creds       *credentialsGate
 }
+
+// YouTubeCredentialsRefused reports since when YouTube has refused the
+// service's credentials, if it does (for the health check).
+func (d *Dispatcher) YouTubeCredentialsRefused() (time.Time, bool) { return d.creds.Broken() }
 
 // step is one concern of an upload's work.
 type step interface {
@@ -91,16 +99,23 @@ type outcome struct {
 func New(cfg Config, d Deps) *Dispatcher {
 	sched := &scheduler{queue: d.Queue, queueURL: cfg.QueueURL, deadLetterURL: cfg.DeadLetterURL}
 	ls := &leases{store: d.Store, owner: cfg.Owner, ttl: cfg.LeaseTTL, log: d.Log}
-	now := time.Now
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
 	if cfg.MaxRetryDelay <= 0 || cfg.MaxRetryDelay > maxDelay {
 		cfg.MaxRetryDelay = maxDelay
 	}
+	if cfg.Park.MaxHop <= 0 || cfg.Park.MaxHop > maxDelay {
+		cfg.Park.MaxHop = maxDelay
+	}
+	creds := &credentialsGate{retry: cfg.Park.CredentialsRetry, log: d.Log}
 	return &Dispatcher{
 		cfg: cfg, store: d.Store, log: d.Log, now: now, sched: sched,
 		retry: retry.Policy{Base: cfg.RetryBackoff, Cap: cfg.MaxRetryDelay},
 		part:  &partStep{store: d.Store, s3: d.S3, bucket: cfg.Bucket, now: now},
 		relay: &relayStep{
-			store: d.Store, s3: d.S3, yt: d.YouTube, leases: ls, sched: sched, now: now,
+			store: d.Store, s3: d.S3, yt: d.YouTube, leases: ls, sched: sched, now: now, creds: creds, park: cfg.Park,
 			bucket: cfg.Bucket, maxChunkBytes: cfg.MaxChunkBytes, leaseTTL: cfg.LeaseTTL,
 			pollInterval: cfg.PollInterval,
 		},
@@ -109,7 +124,8 @@ func New(cfg Config, d Deps) *Dispatcher {
 			store: d.Store, tc: d.Transcoder, sched: sched, now: now, bucket: cfg.Bucket,
 			pollInterval: cfg.PollInterval, maxJobs: cfg.MaxTranscodeAttempts,
 		},
-		youTubePoll: &youTubePollStep{store: d.Store, yt: d.YouTube, sched: sched, now: now, pollInterval: cfg.PollInterval},
+		youTubePoll: &youTubePollStep{store: d.Store, yt: d.YouTube, sched: sched, now: now, pollInterval: cfg.PollInterval, creds: creds, park: cfg.Park},
+		creds:       creds,
 		asset:       &assetStep{store: d.Store, atom: d.AtomAPI, leases: ls, sched: sched, now: now, leaseTTL: cfg.LeaseTTL},
 	}
 }

@@ -79,6 +79,9 @@ func (r *reconciler) due(u *upload.Upload, now time.Time) []Kind {
 	if d := u.Destination(upload.YouTube); d != nil && r.youtube {
 		switch {
 		case d.Status.Terminal():
+		case d.Parked(now):
+			// Waiting for YouTube (quota, upload limit, credentials): its
+			// hops drive it, and it is not due before it resumes.
 		case d.VideoID == "" && !u.LeaseLive(upload.LeaseYouTube, now) &&
 			(d.UploadedBytes >= u.Size || available(u, d.UploadedBytes, r.maxChunkBytes) > 0):
 			due = append(due, KindRelay)
@@ -109,4 +112,30 @@ func destinationOf(k Kind) upload.DestinationType {
 	case KindPart, KindReassemble:
 	}
 	return ""
+}
+
+// Driver sends the messages that drive an upload's due work at once: the
+// API's retry uses it, so that a retried upload does not wait for the
+// reconciler.
+type Driver struct{ r *reconciler }
+
+// NewDriver returns a Driver that sends to cfg.QueueURL.
+func NewDriver(cfg SweepConfig, queue Sender, log *zap.Logger) *Driver {
+	return &Driver{r: &reconciler{
+		sched: &scheduler{queue: queue, queueURL: cfg.QueueURL}, log: log, now: time.Now,
+		maxChunkBytes: cfg.MaxChunkBytes, youtube: cfg.YouTube, transcode: cfg.Transcode, atomAPI: cfg.AtomAPI,
+	}}
+}
+
+// Drive sends a message for each piece of the upload's work that is due
+// now and whose lease nobody holds.
+func (d *Driver) Drive(ctx context.Context, u *upload.Upload) error {
+	for _, k := range d.r.due(u, d.r.now()) {
+		t := Task{Kind: k, AtomID: u.AtomID, UploadID: u.ID, Mark: markOf(u, k), Marked: true}
+		if err := d.r.sched.schedule(ctx, t, 0); err != nil {
+			return err
+		}
+		d.r.log.Info("driven", zap.String("atomId", u.AtomID), zap.String("uploadId", u.ID), zap.String("kind", string(k)))
+	}
+	return nil
 }

@@ -25,6 +25,8 @@ type relayStore interface {
 	recordStore
 	holdingStore
 	partReleaser
+	Touch(ctx context.Context, atomID, id string) error
+	Admit(ctx context.Context, counter string, limit int) (bool, error)
 }
 
 // relayStep streams the upload's parts to its YouTube resumable session,
@@ -49,6 +51,9 @@ type relayStep struct {
 	locks  keyedLocks
 	now    func() time.Time
 
+	creds *credentialsGate
+	park  ParkConfig
+
 	bucket        string
 	maxChunkBytes int64
 	leaseTTL      time.Duration
@@ -62,6 +67,13 @@ func (s *relayStep) run(ctx context.Context, j job) outcome {
 	case d == nil || s.yt == nil || u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed:
 		return outcome{}
 	case d.VideoID == "" && !d.Status.Terminal():
+		now := s.now()
+		if stillParked(d, now) {
+			return s.hop(ctx, j, d.ResumeAt)
+		}
+		if until, parked := s.creds.parkedUntil(now); parked {
+			return s.parkWithout(ctx, j, upload.WaitYouTubeCredentials, until)
+		}
 		return s.relay(ctx, j)
 	}
 	// The video is on YouTube: this is a message that came again, perhaps
@@ -126,8 +138,15 @@ func (s *relayStep) turn(ctx context.Context, j job) outcome {
 		}
 		return outcome{}
 	}
-	var tmp *temporaryError
+	var (
+		tmp *temporaryError
+		pe  *parkError
+	)
 	switch {
+	case errors.As(err, &pe) && ctx.Err() == nil:
+		r.log.Warn("relay parked", zap.String("waitingFor", pe.waitingFor), zap.Time("resumeAt", pe.resumeAt),
+			zap.Int64("bytes", r.u.Destination(upload.YouTube).UploadedBytes), zap.String("cause", cause(pe.cause)))
+		return s.hop(ctx, j, pe.resumeAt)
 	case errors.As(err, &tmp):
 		r.log.Warn("relay paused; it resumes later", zap.Error(tmp.err))
 		return outcome{err: tmp.err}
@@ -144,6 +163,69 @@ func (s *relayStep) turn(ctx context.Context, j job) outcome {
 	return outcome{then: []Kind{KindAsset}, record: r.u}
 }
 
+// hop keeps parked work driven: a relay message due at resumeAt, or after
+// the longest hop when that is further off (SQS delays are 15 minutes at
+// most), which keeps the upload out of the reconciler's sight meanwhile.
+func (s *relayStep) hop(ctx context.Context, j job, resumeAt time.Time) outcome {
+	t := j.task
+	t.Kind = KindRelay
+	if err := s.sched.schedule(ctx, t, hop(s.now(), resumeAt, s.park.MaxHop)); err != nil {
+		return outcome{err: err}
+	}
+	if err := s.store.Touch(ctx, j.task.AtomID, j.task.UploadID); err != nil {
+		j.log.Warn("touch upload", zap.Error(err))
+	}
+	return outcome{}
+}
+
+// parkWithout parks the destination without having called YouTube (the
+// process knows the answer already), then hops.
+func (s *relayStep) parkWithout(ctx context.Context, j job, waitingFor string, resumeAt time.Time) outcome {
+	now := s.now()
+	if _, err := s.store.Update(ctx, j.task.AtomID, j.task.UploadID, upload.Settled(s.now, func(u *upload.Upload) error {
+		if d := u.Destination(upload.YouTube); d != nil && !d.Status.Terminal() && d.WaitingFor != waitingFor {
+			d.Park(waitingFor, resumeAt, now)
+		}
+		return nil
+	})); err != nil {
+		return outcome{err: err}
+	}
+	return s.hop(ctx, j, resumeAt)
+}
+
+// classify turns what YouTube refused into what the relay does about it:
+// retry (temporary), park (quota, the channel's upload limit, refused
+// credentials), or fail with a readable reason (the request is wrong, or
+// refused for good).
+func (s *relayStep) classify(err error, d *upload.Destination) error {
+	var ye *youtube.Error
+	if !errors.As(err, &ye) {
+		return err
+	}
+	now := s.now()
+	switch ye.Class() {
+	case youtube.ClassTemporary:
+		return err
+	case youtube.ClassQuota:
+		return &parkError{upload.WaitYouTubeQuota, nextQuotaReset(now).Add(jitter(s.park.Jitter)), err}
+	case youtube.ClassUploadLimit:
+		if !d.ParkedSince.IsZero() && d.WaitingFor == upload.WaitYouTubeUploadLimit && now.Sub(d.ParkedSince) >= s.park.UploadLimitHorizon {
+			return &permanentError{reason: fmt.Sprintf("YouTube's upload limit for the channel did not lift within %s", s.park.UploadLimitHorizon)}
+		}
+		return &parkError{upload.WaitYouTubeUploadLimit, now.Add(s.park.UploadLimitRetry + jitter(s.park.Jitter)), err}
+	case youtube.ClassCredentials:
+		return &parkError{upload.WaitYouTubeCredentials, s.creds.refused(now, err), err}
+	case youtube.ClassRequest:
+		return &permanentError{reason: fmt.Sprintf("YouTube refused the video's %s (%s): correct it and upload again", ye.Field(), ye.Reason)}
+	case youtube.ClassRefused:
+	}
+	what := ye.Reason
+	if what == "" {
+		what = fmt.Sprintf("answer %d", ye.Status)
+	}
+	return &permanentError{reason: fmt.Sprintf("YouTube refused the upload (%s)", what)}
+}
+
 // temporaryError is a failure that retrying later may cure.
 type temporaryError struct{ err error }
 
@@ -154,15 +236,6 @@ func (e *temporaryError) Unwrap() error { return e.err }
 type permanentError struct{ reason string }
 
 func (e *permanentError) Error() string { return e.reason }
-
-// classify wraps a YouTube error that retrying cannot cure.
-func classify(err error) error {
-	var ye *youtube.Error
-	if errors.As(err, &ye) && !ye.Temporary {
-		return &permanentError{reason: "YouTube refused the upload: " + ye.Error()}
-	}
-	return err
-}
 
 // relayRun is one holder's turn at the upload.
 type relayRun struct {
@@ -210,12 +283,21 @@ func (r *relayRun) run(ctx context.Context) error {
 			}
 			continue
 		}
-		var perm *permanentError
+		var (
+			perm *permanentError
+			pe   *parkError
+		)
 		switch {
 		case errors.Is(step, upload.ErrLeaseLost):
 			return step // another writer has the upload: not one more byte from here
 		case errors.As(step, &perm):
 			return r.fail(ctx, perm.reason)
+		case errors.As(step, &pe):
+			now := r.s.now()
+			if err := r.update(ctx, func(d *upload.Destination) { d.Park(pe.waitingFor, pe.resumeAt, now) }); err != nil {
+				return err
+			}
+			return pe
 		case errors.Is(step, youtube.ErrSessionGone):
 			r.log.Warn("YouTube session gone; starting a new one from byte 0", zap.Int64("bytes", d.UploadedBytes))
 			if err := r.update(ctx, func(d *upload.Destination) { d.Session, d.UploadedBytes, d.Progress = "", 0, 0 }); err != nil {
@@ -237,13 +319,28 @@ func (r *relayRun) run(ctx context.Context) error {
 
 func (r *relayRun) startSession(ctx context.Context) error {
 	d := r.u.Destination(upload.YouTube)
+	if limit := r.s.park.DailyUploadLimit; limit > 0 {
+		// Starting a session is what costs quota: count it first, across
+		// every instance, and wait for tomorrow rather than spend it.
+		now := r.s.now()
+		ok, err := r.s.store.Admit(ctx, "youtubeSessions-"+quotaDay(now), limit)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &parkError{upload.WaitYouTubeQuota, nextQuotaReset(now).Add(jitter(r.s.park.Jitter)),
+				fmt.Errorf("the service's daily limit of %d YouTube uploads is reached", limit)}
+		}
+	}
 	session, err := r.s.yt.StartSession(ctx, *d.Meta, r.u.Size, r.u.ContentType)
 	if err != nil {
-		return classify(fmt.Errorf("start YouTube session: %w", err))
+		return r.s.classify(fmt.Errorf("start YouTube session: %w", err), r.u.Destination(upload.YouTube))
 	}
+	r.s.creds.ok()
 	if err := r.update(ctx, func(d *upload.Destination) {
 		d.Session, d.UploadedBytes, d.Progress = session, 0, 0
 		d.Advance()
+		d.Unpark()
 		_ = d.MoveTo(upload.DestUpload)
 	}); err != nil {
 		return err
@@ -266,8 +363,9 @@ func (r *relayRun) sync(ctx context.Context) error {
 	d := r.u.Destination(upload.YouTube)
 	p, err := r.s.yt.Offset(ctx, d.Session, r.u.Size)
 	if err != nil {
-		return classify(fmt.Errorf("ask YouTube for the committed offset: %w", err))
+		return r.s.classify(fmt.Errorf("ask YouTube for the committed offset: %w", err), r.u.Destination(upload.YouTube))
 	}
+	r.s.creds.ok()
 	r.synced = true
 	if p.Committed != d.UploadedBytes || p.Done {
 		r.log.Info("resuming at YouTube's committed offset", zap.Int64("bytes", p.Committed), zap.Int64("recorded", d.UploadedBytes))
@@ -301,8 +399,9 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 		if berr := body.Err(); berr != nil {
 			err = errors.Join(err, berr)
 		}
-		return n, classify(fmt.Errorf("put bytes %d-%d: %w", from, from+n-1, err))
+		return n, r.s.classify(fmt.Errorf("put bytes %d-%d: %w", from, from+n-1, err), r.u.Destination(upload.YouTube))
 	}
+	r.s.creds.ok()
 	if err := r.committed(ctx, p); err != nil {
 		return n, err
 	}
@@ -371,6 +470,7 @@ func (r *relayRun) committed(ctx context.Context, p youtube.Progress) error {
 		if p.Committed > d.UploadedBytes || p.Done {
 			d.Advance()
 		}
+		d.Unpark()
 		d.UploadedBytes = p.Committed
 		d.Progress = float64(p.Committed) / float64(size) * 100
 		_ = d.MoveTo(upload.DestUpload)

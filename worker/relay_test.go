@@ -26,6 +26,7 @@ import (
 // clients for them.
 type standIns struct {
 	yt       *youtubetest.Server
+	baseURL  string // of the YouTube stand-in
 	ytClient *youtube.Client
 	atom     *atomapitest.Server
 	atomCl   *atomapi.Client
@@ -52,7 +53,7 @@ func newStandIns(t testing.TB, opts youtubetest.Options) *standIns {
 	atomSrv := httptest.NewServer(atom)
 	t.Cleanup(atomSrv.Close)
 	return &standIns{
-		yt: yt, ytClient: client, atom: atom,
+		yt: yt, baseURL: ytSrv.URL, ytClient: client, atom: atom,
 		atomCl: atomapi.New(atomapi.Config{BaseURL: atomSrv.URL, HMACSecret: "hmac-secret", BaseDelay: 10 * time.Millisecond}, &http.Client{}),
 	}
 }
@@ -217,7 +218,10 @@ func TestFaultsAtTenPercentAllUploadsComplete(t *testing.T) {
 	}
 }
 
-func TestQuotaErrorFailsOnlyTheYouTubeDestination(t *testing.T) {
+// TestQuotaErrorParksOnlyTheYouTubeDestination: a session refused for
+// quota parks the YouTube destination (it waits for the reset, readably);
+// the s3Bucket destination does not suffer from it.
+func TestQuotaErrorParksOnlyTheYouTubeDestination(t *testing.T) {
 	e := newEnv(t)
 	si := newStandIns(t, youtubetest.Options{QuotaExceeded: true})
 	e.startWorker(t, workerOpts{yt: si.ytClient, atom: si.atomCl})
@@ -227,14 +231,11 @@ func TestQuotaErrorFailsOnlyTheYouTubeDestination(t *testing.T) {
 	for n := range u.PartCount() {
 		e.putPart(t, u, file, n)
 	}
-	waitFor(t, 30*time.Second, "the YouTube destination to fail", func() bool {
-		return e.get(t, u).Destination(upload.YouTube).Status == upload.DestFailed
-	})
+	d := e.parkedFor(t, u, upload.WaitYouTubeQuota)
 	e.reassembledOnce(t, u, sum)
 	got := e.get(t, u)
-	d := got.Destination(upload.YouTube)
-	if !strings.Contains(d.Error, "YouTube refused the upload") || !strings.Contains(strings.ToLower(d.Error), "quota") {
-		t.Errorf("error = %q, want a readable quota error", d.Error)
+	if d.Status.Terminal() || d.Error != "" || d.ResumeAt.Before(time.Now()) {
+		t.Errorf("youtube %s %q resuming %s; want it waiting, not failed", d.Status, d.Error, d.ResumeAt)
 	}
 	if s := got.Destination(upload.S3Bucket).Status; s == upload.DestFailed {
 		t.Errorf("s3Bucket destination %s: it must not suffer from YouTube's quota", s)

@@ -91,7 +91,7 @@ func (s *transcodeStep) start(ctx context.Context, log *zap.Logger, u *upload.Up
 func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcome {
 	u := j.upload
 	d := u.Destination(upload.S3Bucket)
-	if d.JobID == "" || polledRecently(d, s.pollInterval) {
+	if d.JobID == "" || polledRecently(d, s.now(), s.pollInterval) {
 		return outcome{}
 	}
 	job, err := s.tc.Job(ctx, d.JobID)
@@ -138,6 +138,6 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 // twice would otherwise poll twice as often, forever. Polls schedule their
 // successor before they record the poll, so a crash or a failed write
 // leaves a duplicate chain, which this cuts, rather than no chain.
-func polledRecently(d *upload.Destination, interval time.Duration) bool {
-	return time.Since(d.PolledAt) < interval/2
+func polledRecently(d *upload.Destination, now time.Time, interval time.Duration) bool {
+	return now.Sub(d.PolledAt) < interval/2
 }

@@ -38,7 +38,8 @@ type Error struct {
 	// someone changing something (quota, credentials, bad metadata).
 	Temporary bool
 
-	err error // the cause, for errors.Is and errors.As
+	credentials bool  // the token endpoint refused the client or refresh token
+	err         error // the cause, for errors.Is and errors.As
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -46,6 +47,100 @@ func (e *Error) Error() string { return e.Message }
 // Unwrap returns the cause: a *googleapi.Error, an *oauth2.RetrieveError or
 // a network error.
 func (e *Error) Unwrap() error { return e.err }
+
+// Class says what the caller should do about an error, from the documented
+// errors[].reason values of videos.insert and the resumable protocol.
+type Class int
+
+// Classes of errors.
+const (
+	// ClassTemporary: retry with backoff (5xx, backendError,
+	// rateLimitExceeded, userRateLimitExceeded, timeouts, network).
+	ClassTemporary Class = iota + 1
+	// ClassQuota: the project's daily quota is spent (quotaExceeded,
+	// dailyLimitExceeded); it resets at midnight Pacific time.
+	ClassQuota
+	// ClassUploadLimit: the channel may upload no more for now
+	// (uploadLimitExceeded); that can last days.
+	ClassUploadLimit
+	// ClassCredentials: the OAuth2 client or refresh token is refused
+	// (invalid_grant, unauthorized_client, a second 401, the channel
+	// forbidden): nothing works until someone fixes the secret.
+	ClassCredentials
+	// ClassRequest: the request itself is wrong (invalidTitle, …): Field
+	// names the metadata field.
+	ClassRequest
+	// ClassRefused: refused for another reason; retrying does not help.
+	ClassRefused
+)
+
+// String names the class.
+func (c Class) String() string {
+	switch c {
+	case ClassTemporary:
+		return "temporary"
+	case ClassQuota:
+		return "quota"
+	case ClassUploadLimit:
+		return "uploadLimit"
+	case ClassCredentials:
+		return "credentials"
+	case ClassRequest:
+		return "request"
+	case ClassRefused:
+		return "refused"
+	}
+	return "unknown"
+}
+
+// Reasons of the request-is-wrong class, with the metadata field each is
+// about.
+var requestReasons = map[string]string{
+	"invalidTitle":            "title",
+	"invalidDescription":      "description",
+	"invalidTags":             "tags",
+	"invalidCategoryId":       "categoryId",
+	"invalidVideoMetadata":    "metadata",
+	"invalidFilename":         "filename",
+	"invalidPublishAt":        "publishAt",
+	"invalidRecordingDetails": "recordingDetails",
+	"invalidVideoGameRating":  "metadata",
+	"mediaBodyRequired":       "the file",
+	"defaultLanguageNotSet":   "defaultLanguage",
+}
+
+// Class says what to do about the error.
+func (e *Error) Class() Class {
+	switch {
+	case e.credentials:
+		return ClassCredentials
+	case e.Temporary:
+		return ClassTemporary
+	case e.Reason == "quotaExceeded" || e.Reason == "dailyLimitExceeded":
+		return ClassQuota
+	case e.Reason == "uploadLimitExceeded":
+		return ClassUploadLimit
+	case e.Status == http.StatusUnauthorized, e.Reason == "forbidden", e.Reason == "insufficientPermissions",
+		e.Reason == "youtubeSignupRequired", e.Reason == "invalid_grant", e.Reason == "unauthorized_client", e.Reason == "invalid_client":
+		return ClassCredentials
+	case requestReasons[e.Reason] != "":
+		return ClassRequest
+	}
+	return ClassRefused
+}
+
+// Field names the metadata field a ClassRequest error is about, or "".
+func (e *Error) Field() string { return requestReasons[e.Reason] }
+
+// ClassOf is the class of err's *Error; errors that are not YouTube's
+// answers (a context ended, a session gone) are ClassTemporary.
+func ClassOf(err error) Class {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Class()
+	}
+	return ClassTemporary
+}
 
 // IsTemporary reports whether err (or an error it wraps) is a temporary
 // YouTube failure worth retrying later. ErrSessionGone, context errors and
@@ -145,6 +240,7 @@ func tokenError(rerr *oauth2.RetrieveError) *Error {
 	}
 	if status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout {
 		e.Message = fmt.Sprintf("YouTube refresh token rejected: %d %s", status, detail)
+		e.credentials = true
 		return e
 	}
 	e.Temporary = true

@@ -52,6 +52,7 @@ func (c *Client) Processing(ctx context.Context, videoID string) (Processing, er
 				if pp := d.ProcessingProgress; pp != nil {
 					p.PartsProcessed = int64(pp.PartsProcessed)
 					p.PartsTotal = int64(pp.PartsTotal)
+					p.TimeLeftMs = int64(pp.TimeLeftMs)
 				}
 			}
 			return p, nil

@@ -633,9 +633,9 @@ func TestProcessing(t *testing.T) {
 		got = append(got, pr)
 	}
 	want := []youtube.Processing{
-		{UploadStatus: "uploaded", ProcessingStatus: "processing", PartsProcessed: 0, PartsTotal: 3},
-		{UploadStatus: "uploaded", ProcessingStatus: "processing", PartsProcessed: 1, PartsTotal: 3},
-		{UploadStatus: "uploaded", ProcessingStatus: "processing", PartsProcessed: 2, PartsTotal: 3},
+		{UploadStatus: "uploaded", ProcessingStatus: "processing", PartsProcessed: 0, PartsTotal: 3, TimeLeftMs: 180_000},
+		{UploadStatus: "uploaded", ProcessingStatus: "processing", PartsProcessed: 1, PartsTotal: 3, TimeLeftMs: 120_000},
+		{UploadStatus: "uploaded", ProcessingStatus: "processing", PartsProcessed: 2, PartsTotal: 3, TimeLeftMs: 60_000},
 		{UploadStatus: "processed", ProcessingStatus: "succeeded"},
 		{UploadStatus: "processed", ProcessingStatus: "succeeded"},
 	}

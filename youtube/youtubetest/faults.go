@@ -89,6 +89,37 @@ func (s *Server) ExpireAllSessions() {
 	}
 }
 
+// Refuse makes every request of a kind (KindInitiate, KindChunk) answer
+// Google's JSON error with the given status and errors[].reason, such as
+// 403 quotaExceeded or 400 uploadLimitExceeded, until Refuse(kind, 0, "")
+// clears it. A refused chunk is answered before its body is read: nothing
+// is committed.
+func (s *Server) Refuse(kind string, status int, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if status == 0 {
+		delete(s.refusals, kind)
+		return
+	}
+	if s.refusals == nil {
+		s.refusals = map[string]refusal{}
+	}
+	s.refusals[kind] = refusal{status: status, reason: reason}
+}
+
+// RejectVideo makes YouTube reject the video (status.uploadStatus
+// "rejected" with the given status.rejectionReason, such as "duplicate");
+// it reports whether the video exists.
+func (s *Server) RejectVideo(videoID, reason string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.videos[videoID]
+	if ok {
+		v.rejected = reason
+	}
+	return ok
+}
+
 // FailProcessing makes the video's processing fail with the given reason
 // (a status.failureReason such as "codec"); it reports whether the video
 // exists.

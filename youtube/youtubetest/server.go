@@ -116,6 +116,7 @@ type Server struct {
 	shortRate     float64
 	slow          time.Duration
 	quota         bool
+	refusals      map[string]refusal // by request kind: answered with a Google error until cleared
 	failNext      int
 	failTokenNext int
 
@@ -291,6 +292,59 @@ func writeError(w http.ResponseWriter, status int, reason, message string) {
 		Reason  string `json:"reason"`
 	}{message, "global", reason})
 	writeJSON(w, status, e)
+}
+
+// refusal is a Google error answered to every request of a kind.
+type refusal struct {
+	status int
+	reason string
+}
+
+// refused answers the request with the refusal set for its kind, if one
+// is; s.mu must not be held.
+func (s *Server) refused(w http.ResponseWriter, kind string) bool {
+	s.mu.Lock()
+	f, ok := s.refusals[kind]
+	if ok {
+		s.requests[KindInjected]++
+	}
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	var e googleError
+	e.Error.Code = f.status
+	e.Error.Message = refusalMessages[f.reason]
+	if e.Error.Message == "" {
+		e.Error.Message = "The request was refused: " + f.reason
+	}
+	domain := "youtube.video"
+	switch f.reason {
+	case "quotaExceeded", "dailyLimitExceeded":
+		domain = "youtube.quota"
+	case "forbidden", "insufficientPermissions":
+		domain = "global"
+	}
+	e.Error.Errors = append(e.Error.Errors, struct {
+		Message string `json:"message"`
+		Domain  string `json:"domain"`
+		Reason  string `json:"reason"`
+	}{e.Error.Message, domain, f.reason})
+	writeJSON(w, f.status, e)
+	return true
+}
+
+// refusalMessages are the messages Google sends with some reasons.
+var refusalMessages = map[string]string{
+	"quotaExceeded":       "The request cannot be completed because you have exceeded your quota.",
+	"dailyLimitExceeded":  "Daily Limit Exceeded. The quota will be reset at midnight Pacific Time (PT).",
+	"uploadLimitExceeded": "The user has exceeded the number of videos they may upload.",
+	"rateLimitExceeded":   "The request cannot be completed because you have exceeded your rate limit.",
+	"invalidTitle":        "The request metadata specifies an invalid or empty video title.",
+	"invalidDescription":  "The request metadata specifies an invalid video description.",
+	"invalidTags":         "The request metadata specifies invalid video keywords.",
+	"invalidCategoryId":   "The snippet.categoryId property specifies an invalid category ID.",
+	"forbidden":           "The request is not properly authorized to upload to this channel.",
 }
 
 func writeQuotaError(w http.ResponseWriter) {

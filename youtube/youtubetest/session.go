@@ -70,6 +70,9 @@ func (s *Server) serveInitiate(w http.ResponseWriter, r *http.Request) {
 		writeQuotaError(w)
 		return
 	}
+	if s.refused(w, KindInitiate) {
+		return
+	}
 
 	declared := int64(-1)
 	if h := r.Header.Get("X-Upload-Content-Length"); h != "" {
@@ -242,6 +245,12 @@ func (s *Server) serveSession(w http.ResponseWriter, r *http.Request, id string)
 	default:
 		s.mu.Unlock()
 		writeError(w, http.StatusMethodNotAllowed, "methodNotAllowed", r.Method+" is not allowed on a session")
+		return
+	}
+	if _, ok := s.refusals[kind]; ok && kind == KindChunk {
+		// Refused before a byte is read, so nothing is committed.
+		s.mu.Unlock()
+		s.refused(w, kind)
 		return
 	}
 

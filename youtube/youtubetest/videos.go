@@ -17,6 +17,7 @@ type video struct {
 	sha256   string
 	polls    int
 	failure  string // processing failure reason, if made to fail
+	rejected string // rejection reason, if made to be rejected
 	uploaded time.Time
 }
 
@@ -64,6 +65,8 @@ func (s *Server) videoResource(v *video, parts []string) *yt.Video {
 	m := v.sess.meta
 	uploadStatus, processing := "uploaded", "processing"
 	switch {
+	case v.rejected != "":
+		uploadStatus, processing = "rejected", "succeeded"
 	case v.failure != "":
 		uploadStatus, processing = "failed", "failed"
 	case v.polls >= s.steps:
@@ -83,11 +86,12 @@ func (s *Server) videoResource(v *video, parts []string) *yt.Video {
 			}
 		case "status":
 			out.Status = &yt.VideoStatus{
-				UploadStatus:  uploadStatus,
-				PrivacyStatus: m.PrivacyStatus,
-				FailureReason: v.failure,
-				License:       "youtube",
-				Embeddable:    true,
+				UploadStatus:    uploadStatus,
+				PrivacyStatus:   m.PrivacyStatus,
+				FailureReason:   v.failure,
+				RejectionReason: v.rejected,
+				License:         "youtube",
+				Embeddable:      true,
 			}
 		case "processingDetails":
 			d := &yt.VideoProcessingDetails{ProcessingStatus: processing}
@@ -96,8 +100,10 @@ func (s *Server) videoResource(v *video, parts []string) *yt.Video {
 				d.ProcessingProgress = &yt.VideoProcessingDetailsProcessingProgress{
 					PartsTotal:     uint64(s.steps),
 					PartsProcessed: uint64(v.polls),
+					// A minute a part still to go, as YouTube estimates it.
+					TimeLeftMs: uint64(s.steps-v.polls) * 60_000,
 					// Zero values are sent too: 0 parts processed is news.
-					ForceSendFields: []string{"PartsProcessed", "PartsTotal"},
+					ForceSendFields: []string{"PartsProcessed", "PartsTotal", "TimeLeftMs"},
 				}
 			case "failed":
 				d.ProcessingFailureReason = "other"
@@ -140,7 +146,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		resp.Items = append(resp.Items, s.videoResource(v, parts))
-		if v.failure == "" && v.polls < s.steps {
+		if v.failure == "" && v.rejected == "" && v.polls < s.steps {
 			v.polls++
 		}
 	}
