@@ -225,6 +225,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		DeadLetterURL:         cfg.Queue.DeadLetterURL,
 		RetryBackoff:          cfg.Worker.RetryBackoff,
 		MaxRetryDelay:         cfg.Worker.StrandedAfter / 2,
+		RequirePartChecksums:  cfg.Uploads.RequirePartChecksums,
 		Park: worker.ParkConfig{
 			DailyUploadLimit:   cfg.YouTube.DailyUploadLimit,
 			UploadLimitRetry:   cfg.YouTube.UploadLimitRetry,

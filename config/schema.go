@@ -73,10 +73,11 @@ type AWS struct {
 // Uploads configures the bucket, the parts plan and the browser's
 // temporary credentials.
 type Uploads struct {
-	Bucket              string        `yaml:"bucket"`
-	PartSize            int64         `yaml:"partSize"`
-	CredentialsRoleARN  string        `yaml:"credentialsRoleArn"`
-	CredentialsDuration time.Duration `yaml:"credentialsDuration"`
+	Bucket               string        `yaml:"bucket"`
+	PartSize             int64         `yaml:"partSize"`
+	CredentialsRoleARN   string        `yaml:"credentialsRoleArn"`
+	CredentialsDuration  time.Duration `yaml:"credentialsDuration"`
+	RequirePartChecksums bool          `yaml:"requirePartChecksums"`
 }
 
 // Table configures the DynamoDB progress table.

@@ -26,6 +26,7 @@ type item struct {
 	Region        string     `dynamodbav:"region"`
 	Bucket        string     `dynamodbav:"bucket"`
 	PartSize      int64      `dynamodbav:"partSize"`
+	SHA256        string     `dynamodbav:"sha256,omitempty"`
 	Assembled     bool       `dynamodbav:"assembled"`
 	AssemblyID    string     `dynamodbav:"assemblyUploadId,omitempty"`
 	AssemblyDone  int        `dynamodbav:"assemblyCopied,omitempty"`
@@ -67,6 +68,9 @@ type destItem struct {
 	RetryAt  string `dynamodbav:"retryAt,omitempty"`
 
 	TimeLeftMs  int64  `dynamodbav:"processingTimeLeftMs,omitempty"`
+	SHA256      string `dynamodbav:"sha256,omitempty"`
+	HashState   []byte `dynamodbav:"hashState,omitempty"`
+	HashedBytes int64  `dynamodbav:"hashedBytes,omitempty"`
 	WaitingFor  string `dynamodbav:"waitingFor,omitempty"`
 	ResumeAt    string `dynamodbav:"resumeAt,omitempty"`
 	ParkedSince string `dynamodbav:"parkedSince,omitempty"`
@@ -104,6 +108,7 @@ func toItem(u *upload.Upload) item {
 		Region:       u.Region,
 		Bucket:       u.Bucket,
 		PartSize:     u.PartSize,
+		SHA256:       u.SHA256,
 		Assembled:    u.Assembled,
 		AssemblyID:   u.Assembly.UploadID,
 		AssemblyDone: u.Assembly.Copied,
@@ -134,6 +139,9 @@ func toItem(u *upload.Upload) item {
 			Advances:         d.Advances,
 			RetryAt:          formatTime(d.RetryAt),
 			TimeLeftMs:       d.ProcessingTimeLeftMs,
+			SHA256:           d.SHA256,
+			HashState:        d.HashState,
+			HashedBytes:      d.HashedBytes,
 			WaitingFor:       d.WaitingFor,
 			ResumeAt:         formatTime(d.ResumeAt),
 			ParkedSince:      formatTime(d.ParkedSince),
@@ -165,6 +173,7 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 		Region:      it.Region,
 		Bucket:      it.Bucket,
 		PartSize:    it.PartSize,
+		SHA256:      it.SHA256,
 		Assembled:   it.Assembled,
 		Assembly:    upload.Assembly{UploadID: it.AssemblyID, Copied: it.AssemblyDone},
 		Advances:    it.Advances,
@@ -202,6 +211,9 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 			Advances:             di.Advances,
 			RetryAt:              parseTime(di.RetryAt),
 			ProcessingTimeLeftMs: di.TimeLeftMs,
+			SHA256:               di.SHA256,
+			HashState:            di.HashState,
+			HashedBytes:          di.HashedBytes,
 			WaitingFor:           di.WaitingFor,
 			ResumeAt:             parseTime(di.ResumeAt),
 			ParkedSince:          parseTime(di.ParkedSince),

@@ -1,6 +1,9 @@
 package upload
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // LeaseName names one of the leases an upload's record carries: a claim,
 // with an owner and an expiry, that makes one worker at a time do a piece
@@ -57,3 +60,56 @@ const SweepAtom = "_sweeps"
 func SweepLease(sweep, owner string, ttl time.Duration) Lease {
 	return Lease{AtomID: SweepAtom, UploadID: sweep, Name: LeaseSweep, Owner: owner, TTL: ttl}
 }
+
+// PartPin is a part as the worker checked it: the S3 object's ETag, its
+// SHA-256 checksum as S3 verified it on the PUT (base64; empty when the
+// part was sent without one), and its size. Every later read of the part
+// is conditional on the ETag, so an object changed after its check is
+// never relayed or copied unnoticed. Read is set once a relay or a
+// reassembly has begun to read the part: from then on its pin never
+// changes.
+type PartPin struct {
+	Part           int
+	ETag           string
+	ChecksumSHA256 string
+	Size           int64
+	Read           bool
+	ReadBy         string // who read it first: Reader…
+}
+
+// Who reads parts.
+const (
+	ReaderYouTube  = "youtube"  // the relay
+	ReaderAssembly = "assembly" // the reassembly
+)
+
+// How PartPin went.
+const (
+	PinNew     = "new"     // the part was pinned for the first time
+	PinSame    = "same"    // the part was pinned already, as it is
+	PinRenewed = "renewed" // the part changed before anyone read it: checked afresh
+)
+
+// ErrPartRead: a part changed after a relay or a reassembly began to read
+// it; what was sent can no longer be proven to be the part.
+var ErrPartRead = Errorf(ECONFLICT, "the part changed after it was read")
+
+// PartChangedError is ErrPartRead for one part, saying who had read it.
+type PartChangedError struct {
+	Part   int
+	ReadBy string // Reader…, or "" when unknown
+}
+
+// Error says what happened, in words the upload's error can carry.
+func (e *PartChangedError) Error() string {
+	switch e.ReadBy {
+	case ReaderYouTube:
+		return fmt.Sprintf("part %d changed after it was sent to YouTube", e.Part)
+	case ReaderAssembly:
+		return fmt.Sprintf("part %d changed after it was copied into the original", e.Part)
+	}
+	return fmt.Sprintf("part %d changed after it was read", e.Part)
+}
+
+// Is makes errors.Is(err, ErrPartRead) hold.
+func (e *PartChangedError) Is(target error) bool { return target == ErrPartRead }

@@ -85,6 +85,15 @@ type Destination struct {
 	ProcessingTimeLeftMs int64
 	AssetAdded           bool // the atom API has the video as an asset
 
+	// SHA256 is the hex SHA-256 of the bytes the destination is proven to
+	// have received: for YouTube, of every byte YouTube committed, in order.
+	SHA256 string
+	// HashState is the relay's running SHA-256 of the bytes YouTube has
+	// committed, saved (crypto/sha256's binary form) with HashedBytes, the
+	// offset it covers, so that another worker goes on from there.
+	HashState   []byte
+	HashedBytes int64
+
 	// s3Bucket destination.
 	JobID   string
 	Attempt int // transcode attempts started
@@ -208,6 +217,9 @@ type Upload struct {
 	Region      string
 	Bucket      string
 	PartSize    int64
+	// SHA256 is the hex SHA-256 of the whole file, as the client said when
+	// it started the upload; empty when it did not say.
+	SHA256 string
 
 	Destinations []Destination
 	// Completed holds the numbers of the parts that are in S3 with the
@@ -261,6 +273,9 @@ type StartRequest struct {
 	Size         int64
 	ContentType  string
 	Destinations []DestinationRequest
+	// SHA256 is the whole file's SHA-256 in hex, optional: every byte
+	// YouTube and S3 receive is then proven against it.
+	SHA256 string
 }
 
 // DestinationRequest asks for one destination.
@@ -297,6 +312,10 @@ func New(req StartRequest, atomID, id string, now time.Time, region, bucket stri
 	}
 	dests, p := newDestinations(req.Destinations)
 	problems = append(problems, p...)
+	sum := strings.ToLower(req.SHA256)
+	if sum != "" && !sha256Pattern.MatchString(sum) {
+		problems = append(problems, fmt.Sprintf("sha256 %q must be the file's SHA-256 as 64 hexadecimal digits", req.SHA256))
+	}
 	if len(problems) > 0 {
 		return nil, Errorf(EINVALID, "%s", strings.Join(problems, "; "))
 	}
@@ -313,6 +332,7 @@ func New(req StartRequest, atomID, id string, now time.Time, region, bucket stri
 		Region:       region,
 		Bucket:       bucket,
 		PartSize:     partSize,
+		SHA256:       sum,
 		Destinations: dests,
 		Completed:    map[int]bool{},
 	}, nil
@@ -412,7 +432,10 @@ func newDestinations(reqs []DestinationRequest) ([]Destination, []string) {
 	return dests, problems
 }
 
-var digits = regexp.MustCompile(`^[0-9]{1,4}$`)
+var (
+	digits        = regexp.MustCompile(`^[0-9]{1,4}$`)
+	sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
 
 func checkYouTube(at string, m YouTubeMetadata) (YouTubeMetadata, []string) {
 	var problems []string

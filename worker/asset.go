@@ -54,16 +54,23 @@ func (s *assetStep) run(ctx context.Context, j job) outcome {
 	return outcome{err: err}
 }
 
+// assetDue reports whether the atom should get the destination's video:
+// YouTube has it, the atom has not, and neither YouTube (a rejection) nor
+// a person (a cancel) said no.
+func assetDue(u *upload.Upload, d *upload.Destination) bool {
+	return d != nil && d.VideoID != "" && !d.AssetAdded && d.Status != upload.DestFailed && u.Status != upload.StatusCancelled
+}
+
 // add adds the asset under the asset lease. It reports nil when the atom
 // has the video or there is no atom API, and errAssetBusy when another
 // instance holds the lease.
 func (s *assetStep) add(ctx context.Context, log *zap.Logger, j job) error {
-	if d := j.upload.Destination(upload.YouTube); s.atom == nil || d == nil || d.VideoID == "" || d.AssetAdded {
+	if d := j.upload.Destination(upload.YouTube); s.atom == nil || !assetDue(j.upload, d) {
 		return nil
 	}
 	err := s.leases.hold(ctx, j.task.AtomID, j.task.UploadID, upload.LeaseAsset, func(ctx context.Context, h *held) (ending, error) {
 		d := h.upload.Destination(upload.YouTube)
-		if d == nil || d.VideoID == "" || d.AssetAdded {
+		if !assetDue(h.upload, d) {
 			return release, nil
 		}
 		start := time.Now()
@@ -81,7 +88,10 @@ func (s *assetStep) add(ctx context.Context, log *zap.Logger, j job) error {
 		defer cancel()
 		if _, err := s.store.UpdateHolding(bctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
 			d := u.Destination(upload.YouTube)
-			d.AssetAdded, d.Error = true, ""
+			d.AssetAdded = true
+			if d.Status == upload.DestComplete {
+				d.Error = "" // an earlier asset failure's
+			}
 			d.Advance()
 			return nil
 		})); err != nil {

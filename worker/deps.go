@@ -26,6 +26,13 @@ type Store interface {
 	Touch(ctx context.Context, atomID, id string) error
 	// Admit counts one more under a counter while it is below limit.
 	Admit(ctx context.Context, counter string, limit int) (bool, error)
+	pinStore
+}
+
+// pinStore keeps the pins of parts (upload.PartPin).
+type pinStore interface {
+	PinPart(ctx context.Context, atomID, id string, p upload.PartPin) (string, error)
+	ClaimPart(ctx context.Context, atomID, id string, n int, reader string) (upload.PartPin, error)
 }
 
 // recordStore reads and changes records.

@@ -30,6 +30,7 @@ type Config struct {
 	RetryBackoff          time.Duration // first pause before a failed attempt's retry; it doubles, up to MaxRetryDelay
 	MaxRetryDelay         time.Duration // longest such pause (at most SQS's 15 minutes)
 	Park                  ParkConfig    // how YouTube's quota, upload limit and credential refusals park the relay
+	RequirePartChecksums  bool          // refuse parts sent without x-amz-checksum-sha256
 	// Now is the clock; time.Now when nil (tests move it forward).
 	Now func() time.Time
 }
@@ -113,7 +114,7 @@ func New(cfg Config, d Deps) *Dispatcher {
 	return &Dispatcher{
 		cfg: cfg, store: d.Store, log: d.Log, now: now, sched: sched,
 		retry: retry.Policy{Base: cfg.RetryBackoff, Cap: cfg.MaxRetryDelay},
-		part:  &partStep{store: d.Store, s3: d.S3, bucket: cfg.Bucket, now: now},
+		part:  &partStep{store: d.Store, s3: d.S3, bucket: cfg.Bucket, now: now, requireChecksums: cfg.RequirePartChecksums},
 		relay: &relayStep{
 			store: d.Store, s3: d.S3, yt: d.YouTube, leases: ls, sched: sched, now: now, creds: creds, park: cfg.Park,
 			bucket: cfg.Bucket, maxChunkBytes: cfg.MaxChunkBytes, leaseTTL: cfg.LeaseTTL,

@@ -49,6 +49,13 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 // newUpload creates an upload record planned in 5 MiB parts.
 func (e *env) newUpload(t testing.TB, size int64, dests ...upload.DestinationRequest) *upload.Upload {
 	t.Helper()
+	return e.newUploadWithSum(t, size, "", dests...)
+}
+
+// newUploadWithSum creates an upload record planned in 5 MiB parts whose
+// start request named the file's SHA-256 (when sum is not empty).
+func (e *env) newUploadWithSum(t testing.TB, size int64, sum string, dests ...upload.DestinationRequest) *upload.Upload {
+	t.Helper()
 	if len(dests) == 0 {
 		dests = []upload.DestinationRequest{{Type: upload.S3Bucket}}
 	}
@@ -56,7 +63,7 @@ func (e *env) newUpload(t testing.TB, size int64, dests ...upload.DestinationReq
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := upload.New(upload.StartRequest{Filename: "clip.mp4", Size: size, ContentType: "video/mp4", Destinations: dests},
+	u, err := upload.New(upload.StartRequest{Filename: "clip.mp4", Size: size, ContentType: "video/mp4", Destinations: dests, SHA256: sum},
 		"atom-1", id, time.Now(), e.st.AWS.Region, e.st.Bucket, 5*upload.MiB)
 	if err != nil {
 		t.Fatal(err)

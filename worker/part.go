@@ -20,6 +20,7 @@ import (
 type partStep struct {
 	store interface {
 		recordStore
+		pinStore
 		CompletePart(ctx context.Context, atomID, id string, n int) (*upload.Upload, error)
 	}
 	s3 interface {
@@ -27,13 +28,15 @@ type partStep struct {
 	}
 	bucket string
 	now    func() time.Time
+	// requireChecksums refuses a part sent without a SHA-256 checksum.
+	requireChecksums bool
 }
 
 func (s *partStep) run(ctx context.Context, j job) outcome {
 	u, n, log := j.upload, j.task.Part, j.log
 	// An event is a hint, not a fact: only the object in S3, as S3 says it
 	// is now, counts.
-	head, err := s.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: strPtr(u.PartKey(n))})
+	head, err := s.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: strPtr(u.PartKey(n)), ChecksumMode: s3types.ChecksumModeEnabled})
 	if err != nil {
 		if isNotFound(err) {
 			log.Warn("ignored an event of a part that is not in S3")
@@ -51,6 +54,22 @@ func (s *partStep) run(ctx context.Context, j job) outcome {
 	if size := deref(head.ContentLength); size != p.Size() {
 		return s.reject(ctx, log, u, fmt.Sprintf("part %d is %d bytes but the plan expects %d (bytes %d–%d of the file); start a new upload",
 			n, size, p.Size(), p.Start, p.End))
+	}
+	checksum := deref(head.ChecksumSHA256)
+	if s.requireChecksums && checksum == "" {
+		return s.reject(ctx, log, u, fmt.Sprintf("part %d was sent without a SHA-256 checksum (x-amz-checksum-sha256), which this service requires; start the upload again with a client that sends one", n))
+	}
+	// Pinned before it counts as complete: whoever reads a complete part
+	// reads it as it was checked, or learns that it changed.
+	pinned, err := s.store.PinPart(ctx, u.AtomID, u.ID, upload.PartPin{Part: n, ETag: deref(head.ETag), ChecksumSHA256: checksum, Size: p.Size()})
+	var changed *upload.PartChangedError
+	switch {
+	case errors.As(err, &changed):
+		return s.reject(ctx, log, u, changed.Error()+": the file can no longer be proven; start a new upload")
+	case err != nil:
+		return outcome{err: err}
+	case pinned == upload.PinRenewed:
+		log.Warn("part changed before it was read; checked afresh", zap.String("etag", deref(head.ETag)))
 	}
 	if !u.Completed[n] {
 		u, err = s.store.CompletePart(ctx, u.AtomID, u.ID, n)

@@ -29,6 +29,9 @@ type partsReader struct {
 	s3     partsGetter
 	bucket string
 	u      *upload.Upload
+	// pins, when set, makes every GET conditional on the part's pinned
+	// ETag (If-Match).
+	pins *pinCache
 
 	mu     sync.Mutex
 	off    int64
@@ -93,11 +96,24 @@ func (r *partsReader) open() error {
 		return fmt.Errorf("offset %d is outside the file", r.off)
 	}
 	to := min(r.end, p.End)
-	out, err := r.s3.GetObject(r.ctx, &s3.GetObjectInput{
+	in := &s3.GetObjectInput{
 		Bucket: aws.String(r.bucket),
 		Key:    aws.String(r.u.PartKey(p.Number)),
 		Range:  aws.String(fmt.Sprintf("bytes=%d-%d", r.off-p.Start, to-p.Start-1)),
-	})
+	}
+	if r.pins != nil {
+		etag, err := r.pins.etag(r.ctx, p.Number)
+		if err != nil {
+			return fmt.Errorf("claim part %d: %w", p.Number, err)
+		}
+		if etag != "" {
+			in.IfMatch = aws.String(etag)
+		}
+	}
+	out, err := r.s3.GetObject(r.ctx, in)
+	if changedError(err) {
+		return &upload.PartChangedError{Part: p.Number, ReadBy: upload.ReaderYouTube}
+	}
 	if err != nil {
 		return fmt.Errorf("read part %d: %w", p.Number, err)
 	}

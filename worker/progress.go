@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/smithy-go"
 
+	"atomuploads/atomapi"
 	"atomuploads/upload"
 	"atomuploads/youtube"
 )
@@ -56,7 +57,7 @@ func giveUpChange(k Kind, reason string, now func() time.Time) func(*upload.Uplo
 				d.Fail(reason)
 			}
 		case KindAsset:
-			if d := u.Destination(upload.YouTube); d != nil && !d.AssetAdded {
+			if d := u.Destination(upload.YouTube); d != nil && !d.AssetAdded && d.Status != upload.DestFailed {
 				d.Error = "the video is on YouTube, but the atom API did not take it as an asset: " + reason
 			}
 		case KindFull, KindTranscodePoll:
@@ -72,11 +73,12 @@ func giveUpChange(k Kind, reason string, now func() time.Time) func(*upload.Uplo
 // error and the retry's message: never an SDK's or a server's raw text.
 func cause(err error) string {
 	var (
-		de  *upload.Error
-		ye  *youtube.Error
-		ae  smithy.APIError
-		ne  net.Error
-		tmp *temporaryError
+		atomErr *atomapi.Error
+		de      *upload.Error
+		ye      *youtube.Error
+		ae      smithy.APIError
+		ne      net.Error
+		tmp     *temporaryError
 	)
 	switch {
 	case err == nil:
@@ -89,6 +91,13 @@ func cause(err error) string {
 		return de.Message
 	case errors.Is(err, youtube.ErrSessionGone):
 		return "the YouTube upload session expired"
+	case errors.Is(err, youtube.ErrVideoNotFound):
+		return "YouTube has no such video (deleted, or not on the service's channel)"
+	case errors.As(err, &atomErr):
+		if atomErr.Status != 0 {
+			return fmt.Sprintf("the atom API answered %d", atomErr.Status)
+		}
+		return "the atom API could not be reached"
 	case errors.As(err, &ye):
 		if ye.Reason != "" {
 			return fmt.Sprintf("YouTube answered %s", ye.Reason)

@@ -2,8 +2,11 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"sort"
 	"sync"
@@ -24,6 +27,7 @@ type copier interface {
 	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, optFns ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
 	ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error)
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 }
 
 // checkpointEvery is how often a reassembly records how far it got.
@@ -38,7 +42,11 @@ const checkpointEvery = 5 * time.Second
 // and copies only the rest. Each checkpoint is progress, so interruptions
 // of a long reassembly do not use up its attempts.
 type reassembleStep struct {
-	store       holdingStore
+	store interface {
+		recordStore
+		holdingStore
+		pinStore
+	}
 	s3          copier
 	leases      *leases
 	now         func() time.Time
@@ -56,6 +64,15 @@ func (s *reassembleStep) run(ctx context.Context, j job) outcome {
 	if errors.Is(err, upload.ErrLeaseHeld) {
 		j.log.Info("reassembly is under way elsewhere")
 		return outcome{}
+	}
+	var changed *upload.PartChangedError
+	if errors.As(err, &changed) {
+		reason := changed.Error() + ": the file can no longer be proven; start a new upload"
+		return outcome{err: s.fail(ctx, j, reason)}
+	}
+	var bad *badOriginal
+	if errors.As(err, &bad) {
+		return outcome{err: s.fail(ctx, j, bad.reason)}
 	}
 	if err != nil || !assembled(after) {
 		return outcome{err: err}
@@ -109,17 +126,33 @@ func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *hel
 		completed = append(completed, p)
 	}
 	sort.Slice(completed, func(i, j int) bool { return *completed[i].PartNumber < *completed[j].PartNumber })
-	if _, err := s.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	out, err := s.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(s.bucket),
 		Key:             aws.String(full),
 		UploadId:        aws.String(mpu),
 		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: completed},
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("complete multipart copy of %s: %w", u.ID, err)
+	}
+	// The original is made of the parts as pinned (each copy was
+	// conditional on its ETag). With the file's SHA-256 from the start
+	// request, it is read back once and proven against it.
+	var digest string
+	if u.SHA256 != "" {
+		if digest, err = s.digest(ctx, full, aws.ToString(out.ETag)); err != nil {
+			return nil, err
+		}
+		if digest != u.SHA256 {
+			return nil, &badOriginal{fmt.Sprintf("the reassembled original does not match the file: its SHA-256 is %s, the file's is %s", digest, u.SHA256)}
+		}
 	}
 	after, err := s.store.UpdateHolding(ctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
 		u.Assembled, u.Assembly = true, upload.Assembly{}
 		u.Advances++
+		if d := u.Destination(upload.S3Bucket); d != nil && digest != "" {
+			d.SHA256 = digest
+		}
 		return nil
 	}))
 	if err != nil {
@@ -132,6 +165,41 @@ func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *hel
 
 // assembled reports whether the job's upload has its original now.
 func assembled(u *upload.Upload) bool { return u != nil && u.Assembled }
+
+// badOriginal is an original that is not the file.
+type badOriginal struct{ reason string }
+
+func (e *badOriginal) Error() string { return e.reason }
+
+// fail fails the upload readably: its original cannot be made.
+func (s *reassembleStep) fail(ctx context.Context, j job, reason string) error {
+	if _, err := s.store.Update(ctx, j.task.AtomID, j.task.UploadID, upload.Settled(s.now, func(u *upload.Upload) error {
+		u.Fail(reason, s.now())
+		return nil
+	})); err != nil {
+		return err
+	}
+	j.log.Error("upload failed", zap.String("status", string(upload.StatusFailed)), zap.String("error", reason))
+	return nil
+}
+
+// digest reads the original back and returns its SHA-256.
+func (s *reassembleStep) digest(ctx context.Context, key, etag string) (string, error) {
+	in := &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)}
+	if etag != "" {
+		in.IfMatch = aws.String(etag)
+	}
+	out, err := s.s3.GetObject(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("read the original back: %w", err)
+	}
+	defer out.Body.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, out.Body); err != nil {
+		return "", fmt.Errorf("read the original back: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
 
 // checkpoint records the multipart copy and how far it got, which is
 // progress of the upload.
@@ -188,17 +256,29 @@ func (s *reassembleStep) copyParts(ctx context.Context, log *zap.Logger, h *held
 			todo = append(todo, p)
 		}
 	}
+	pins := &pinCache{store: s.store, atomID: u.AtomID, id: u.ID, reader: upload.ReaderAssembly}
 	for _, p := range todo {
 		n := int32(p.Number + 1)
 		g.Go(func() (err error) {
 			defer recoverInto(&err, log, "part copy", zap.Int("part", p.Number))
-			out, err := s.s3.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
+			in := &s3.UploadPartCopyInput{
 				Bucket:     aws.String(s.bucket),
 				Key:        aws.String(u.FullKey()),
 				UploadId:   aws.String(mpu),
 				PartNumber: aws.Int32(n),
 				CopySource: aws.String(url.PathEscape(s.bucket) + "/" + escapeKey(u.PartKey(p.Number))),
-			})
+			}
+			etag, err := pins.etag(gctx, p.Number)
+			if err != nil {
+				return fmt.Errorf("claim part %d of %s: %w", p.Number, u.ID, err)
+			}
+			if etag != "" {
+				in.CopySourceIfMatch = aws.String(etag)
+			}
+			out, err := s.s3.UploadPartCopy(gctx, in)
+			if changedError(err) {
+				return &upload.PartChangedError{Part: p.Number, ReadBy: upload.ReaderAssembly}
+			}
 			if err != nil {
 				return fmt.Errorf("copy part %d of %s: %w", p.Number, u.ID, err)
 			}

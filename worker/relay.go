@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,6 +28,7 @@ type relayStore interface {
 	partReleaser
 	Touch(ctx context.Context, atomID, id string) error
 	Admit(ctx context.Context, counter string, limit int) (bool, error)
+	pinStore
 }
 
 // relayStep streams the upload's parts to its YouTube resumable session,
@@ -114,7 +116,11 @@ func (s *relayStep) relay(ctx context.Context, j job) outcome {
 // turn is one holder's turn: acquire the lease, relay, let go of it.
 func (s *relayStep) turn(ctx context.Context, j job) outcome {
 	atomID, id := j.task.AtomID, j.task.UploadID
-	r := &relayRun{s: s, log: j.log.With(zap.String("destination", string(upload.YouTube)))}
+	r := &relayRun{
+		s:    s,
+		log:  j.log.With(zap.String("destination", string(upload.YouTube))),
+		pins: &pinCache{store: s.store, atomID: atomID, id: id, reader: upload.ReaderYouTube},
+	}
 	err := s.leases.hold(ctx, atomID, id, upload.LeaseYouTube, func(ctx context.Context, h *held) (ending, error) {
 		r.u, r.held = h.upload, h
 		// A holder that released the lease recorded YouTube's last
@@ -154,7 +160,7 @@ func (s *relayStep) turn(ctx context.Context, j job) outcome {
 		return outcome{err: err}
 	}
 	d := r.u.Destination(upload.YouTube)
-	if d == nil || d.VideoID == "" {
+	if d == nil || d.VideoID == "" || d.Status == upload.DestFailed {
 		return outcome{}
 	}
 	if err := s.sched.schedule(ctx, Task{Kind: KindYouTubePoll, AtomID: atomID, UploadID: id}, s.pollInterval); err != nil {
@@ -240,6 +246,7 @@ func (e *permanentError) Error() string { return e.reason }
 // relayRun is one holder's turn at the upload.
 type relayRun struct {
 	s      *relayStep
+	pins   *pinCache
 	u      *upload.Upload
 	held   *held
 	log    *zap.Logger
@@ -263,7 +270,7 @@ func (r *relayRun) run(ctx context.Context) error {
 		switch {
 		case d.Session == "":
 			step = r.startSession(ctx)
-		case !r.synced:
+		case !r.synced || d.HashedBytes != d.UploadedBytes:
 			step = r.sync(ctx)
 		default:
 			var n int64
@@ -300,7 +307,10 @@ func (r *relayRun) run(ctx context.Context) error {
 			return pe
 		case errors.Is(step, youtube.ErrSessionGone):
 			r.log.Warn("YouTube session gone; starting a new one from byte 0", zap.Int64("bytes", d.UploadedBytes))
-			if err := r.update(ctx, func(d *upload.Destination) { d.Session, d.UploadedBytes, d.Progress = "", 0, 0 }); err != nil {
+			if err := r.update(ctx, func(d *upload.Destination) {
+				d.Session, d.UploadedBytes, d.Progress = "", 0, 0
+				d.HashState, d.HashedBytes = nil, 0
+			}); err != nil {
 				return err
 			}
 		case context.Cause(ctx) != nil:
@@ -339,6 +349,7 @@ func (r *relayRun) startSession(ctx context.Context) error {
 	r.s.creds.ok()
 	if err := r.update(ctx, func(d *upload.Destination) {
 		d.Session, d.UploadedBytes, d.Progress = session, 0, 0
+		d.HashState, d.HashedBytes = nil, 0
 		d.Advance()
 		d.Unpark()
 		_ = d.MoveTo(upload.DestUpload)
@@ -366,12 +377,43 @@ func (r *relayRun) sync(ctx context.Context) error {
 		return r.s.classify(fmt.Errorf("ask YouTube for the committed offset: %w", err), r.u.Destination(upload.YouTube))
 	}
 	r.s.creds.ok()
-	r.synced = true
-	if p.Committed != d.UploadedBytes || p.Done {
+	if p.Committed != d.UploadedBytes || p.Done || d.HashedBytes != d.UploadedBytes {
+		// What YouTube has is not what the record says (a chunk whose
+		// answer was lost): hash the bytes between, read again from the
+		// parts as pinned, so that the running SHA-256 covers exactly what
+		// YouTube committed.
+		state, err := r.hashTo(ctx, p.Committed)
+		if err != nil {
+			return err
+		}
 		r.log.Info("resuming at YouTube's committed offset", zap.Int64("bytes", p.Committed), zap.Int64("recorded", d.UploadedBytes))
-		return r.committed(ctx, p)
+		if err := r.committed(ctx, p, state); err != nil {
+			return err
+		}
 	}
+	r.synced = true
 	return nil
+}
+
+// hashTo is the running SHA-256's state at offset to: from the record's
+// saved state, hashing the bytes between again (or from byte 0, when the
+// record's state is past to).
+func (r *relayRun) hashTo(ctx context.Context, to int64) ([]byte, error) {
+	d := r.u.Destination(upload.YouTube)
+	state, at := d.HashState, d.HashedBytes
+	if at > to || len(state) == 0 && at != 0 {
+		state, at = nil, 0
+	}
+	h, err := newRunningHash(state, at)
+	if err != nil {
+		h, _ = newRunningHash(nil, 0) // an unreadable state: hash again from byte 0
+		at = 0
+	}
+	if err := catchUp(ctx, r.s.s3, r.s.bucket, r.u, r.pins, h, at, to); err != nil {
+		return nil, err
+	}
+	s, _ := h.at(to)
+	return s, nil
 }
 
 // sendNext puts the next chunk that is in S3; n is 0 when there is none.
@@ -387,22 +429,43 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	if n == 0 {
 		return 0, nil
 	}
+	if d.HashedBytes != from {
+		r.synced = false // the running SHA-256 is not at the offset: sync mends it
+		return 0, errors.New("the relay's SHA-256 is not at the committed offset")
+	}
+	h, err := newRunningHash(d.HashState, from)
+	if err != nil {
+		r.synced = false
+		return 0, err
+	}
 	start := time.Now()
 	// A stalled connection must not hold the upload forever while the
 	// lease keeps being renewed.
 	cctx, cancel := context.WithTimeout(ctx, chunkTimeout(n))
 	defer cancel()
-	body := &partsReader{ctx: cctx, s3: r.s.s3, bucket: r.s.bucket, u: u, off: from, end: from + n}
-	p, err := r.s.yt.PutChunk(cctx, d.Session, body, from, n, u.Size)
+	body := &partsReader{ctx: cctx, s3: r.s.s3, bucket: r.s.bucket, u: u, off: from, end: from + n, pins: r.pins}
+	p, err := r.s.yt.PutChunk(cctx, d.Session, io.TeeReader(body, h), from, n, u.Size)
 	body.Close()
 	if err != nil {
-		if berr := body.Err(); berr != nil {
+		berr := body.Err()
+		var changed *upload.PartChangedError
+		if errors.As(berr, &changed) {
+			return n, &permanentError{reason: changed.Error() + ": the file can no longer be proven; start a new upload"}
+		}
+		if berr != nil {
 			err = errors.Join(err, berr)
 		}
 		return n, r.s.classify(fmt.Errorf("put bytes %d-%d: %w", from, from+n-1, err), r.u.Destination(upload.YouTube))
 	}
 	r.s.creds.ok()
-	if err := r.committed(ctx, p); err != nil {
+	state, ok := h.at(p.Committed)
+	if !ok {
+		// YouTube says it has bytes this chunk did not end or stop at a
+		// boundary of: ask it again, and hash to wherever it is.
+		r.synced = false
+		return n, fmt.Errorf("YouTube committed %d bytes, not a boundary of the chunk %d-%d", p.Committed, from, from+n-1)
+	}
+	if err := r.committed(ctx, p, state); err != nil {
 		return n, err
 	}
 	r.log.Info("chunk relayed", zap.Int("part", int(from/u.PartSize)), zap.Int64("bytes", n),
@@ -464,24 +527,47 @@ func (r *relayRun) releaseUnlessNextArrived(ctx context.Context) (bool, error) {
 }
 
 // committed records YouTube's committed offset (and the video, once done).
-func (r *relayRun) committed(ctx context.Context, p youtube.Progress) error {
+// committed records YouTube's committed offset with the running SHA-256's
+// state there (and the video, once done: its digest is then the SHA-256 of
+// every byte YouTube has, which must be the file's when the start request
+// named it).
+func (r *relayRun) committed(ctx context.Context, p youtube.Progress, state []byte) error {
 	size := r.u.Size
+	var digest, mismatch string
+	if p.Done {
+		var err error
+		if digest, err = digestOf(state); err != nil {
+			return err
+		}
+		if want := r.u.SHA256; want != "" && digest != want {
+			mismatch = fmt.Sprintf("the video YouTube received does not match the file: its SHA-256 is %s, the file's is %s", digest, want)
+		}
+	}
 	err := r.update(ctx, func(d *upload.Destination) {
 		if p.Committed > d.UploadedBytes || p.Done {
 			d.Advance()
 		}
 		d.Unpark()
 		d.UploadedBytes = p.Committed
+		d.HashState, d.HashedBytes = state, p.Committed
 		d.Progress = float64(p.Committed) / float64(size) * 100
 		_ = d.MoveTo(upload.DestUpload)
 		if p.Done {
-			d.UploadedBytes, d.VideoID, d.Session = size, p.VideoID, ""
+			d.UploadedBytes, d.VideoID, d.Session, d.SHA256 = size, p.VideoID, "", digest
 			_ = d.MoveTo(upload.DestTranscoding)
 			d.Progress = 0
+			if mismatch != "" {
+				d.Fail(mismatch)
+			}
 		}
 	})
-	if err == nil && p.Done {
-		r.log.Info("YouTube upload complete", zap.String("videoId", p.VideoID), zap.String("status", string(upload.DestTranscoding)), zap.Int64("bytes", size))
+	switch {
+	case err != nil:
+	case mismatch != "":
+		r.log.Error("destination failed", zap.String("videoId", p.VideoID), zap.String("status", string(upload.DestFailed)), zap.String("error", mismatch))
+	case p.Done:
+		r.log.Info("YouTube upload complete", zap.String("videoId", p.VideoID), zap.String("status", string(upload.DestTranscoding)),
+			zap.Int64("bytes", size), zap.String("sha256", digest))
 	}
 	return err
 }

@@ -70,16 +70,19 @@ func (s *transcodeStep) start(ctx context.Context, log *zap.Logger, u *upload.Up
 	if err != nil {
 		return outcome{err: err}
 	}
+	recorded := false
 	_, err = s.store.Update(ctx, u.AtomID, u.ID, upload.Settled(s.now, func(u *upload.Upload) error {
 		d := u.Destination(upload.S3Bucket)
+		recorded = false
 		if d == nil || d.Status.Terminal() || d.Attempt >= attempt {
-			return nil // recorded by another delivery of this message
+			return nil // recorded by another delivery, which logs it and polls
 		}
+		recorded = true
 		d.JobID, d.Attempt, d.Progress = jobID, attempt, 0
 		d.Advance()
 		return d.MoveTo(upload.DestTranscoding)
 	}))
-	if err != nil {
+	if err != nil || !recorded {
 		return outcome{err: err}
 	}
 	log.Info("transcode started", zap.String("jobId", jobID), zap.Int("attempt", attempt), zap.String("status", string(upload.DestTranscoding)))

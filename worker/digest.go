@@ -1,0 +1,143 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+
+	"github.com/aws/smithy-go"
+
+	"atomuploads/upload"
+)
+
+// runningHash is a SHA-256 over a stream of bytes that can be saved and
+// resumed (crypto/sha256 marshals its state), with a saved state at every
+// 256 KiB boundary of the stream: YouTube commits a chunk whole or a 256
+// KiB-aligned prefix of it, and the relay keeps the state at exactly the
+// committed offset. It is written by the HTTP transport's goroutine while
+// the relay reads it, so it locks.
+type runningHash struct {
+	mu    sync.Mutex
+	h     hash.Hash
+	off   int64            // the stream offset of the next byte
+	saved map[int64][]byte // states at 256 KiB boundaries (and at the start)
+}
+
+// newRunningHash resumes state (nil: an empty stream) at offset at.
+func newRunningHash(state []byte, at int64) (*runningHash, error) {
+	h := sha256.New()
+	if len(state) > 0 {
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+			return nil, fmt.Errorf("resume the relay's SHA-256: %w", err)
+		}
+	}
+	r := &runningHash{h: h, off: at, saved: map[int64][]byte{}}
+	r.saved[at] = r.state()
+	return r, nil
+}
+
+func (r *runningHash) state() []byte {
+	b, err := r.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic("sha256 state: " + err.Error()) // crypto/sha256 always marshals
+	}
+	return b
+}
+
+// Write hashes p, saving the state at each 256 KiB boundary it crosses.
+func (r *runningHash) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		next := (r.off/upload.ChunkAlign + 1) * upload.ChunkAlign
+		k := min(int64(len(p)), next-r.off)
+		r.h.Write(p[:k])
+		r.off += k
+		p = p[k:]
+		if r.off%upload.ChunkAlign == 0 {
+			r.saved[r.off] = r.state()
+		}
+	}
+	return n, nil
+}
+
+// at is the saved state at offset off, if the stream passed it there.
+func (r *runningHash) at(off int64) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if off == r.off {
+		return r.state(), true
+	}
+	s, ok := r.saved[off]
+	return s, ok
+}
+
+// digestOf is the hex SHA-256 of a stream whose saved state is state.
+func digestOf(state []byte) (string, error) {
+	h, err := newRunningHash(state, 0)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.h.Sum(nil)), nil
+}
+
+// pinCache claims the parts a relay reads (store.ClaimPart), once each,
+// and keeps their ETags. It is used from the transport's goroutine too.
+type pinCache struct {
+	store      pinStore
+	atomID, id string
+	reader     string
+	mu         sync.Mutex
+	etags      map[int]string
+}
+
+// etag claims part n if it is not claimed yet and returns its ETag: what
+// every read of it must match. A part never pinned (a record from before
+// pins) has none, and is read as it is.
+func (c *pinCache) etag(ctx context.Context, n int) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.etags[n]; ok {
+		return e, nil
+	}
+	pin, err := c.store.ClaimPart(ctx, c.atomID, c.id, n, c.reader)
+	switch {
+	case upload.ErrorCode(err) == upload.ENOTFOUND:
+		pin.ETag = ""
+	case err != nil:
+		return "", err
+	}
+	if c.etags == nil {
+		c.etags = map[int]string{}
+	}
+	c.etags[n] = pin.ETag
+	return pin.ETag, nil
+}
+
+// changedError reports whether err is S3 refusing a read because the
+// object no longer matches its pin.
+func changedError(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "PreconditionFailed"
+}
+
+// catchUp hashes bytes [from, to) of the upload, read from its parts as
+// pinned, into h (which must be at from).
+func catchUp(ctx context.Context, s3 partsGetter, bucket string, u *upload.Upload, pins *pinCache, h *runningHash, from, to int64) error {
+	if to <= from {
+		return nil
+	}
+	r := &partsReader{ctx: ctx, s3: s3, bucket: bucket, u: u, off: from, end: to, pins: pins}
+	defer r.Close()
+	if _, err := io.Copy(h, r); err != nil {
+		return fmt.Errorf("hash bytes %d-%d again: %w", from, to-1, err)
+	}
+	return nil
+}
