@@ -1,0 +1,201 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"atomuploads/upload"
+	"atomuploads/worker"
+)
+
+// blockChunk makes the first chunk PUT wait until its context ends, and
+// reports the context's cause.
+func (e *unitEnv) blockChunk() (cause func() error) {
+	var got atomic.Value
+	var calls atomic.Int32
+	e.yt.beforeCommit = func(ctx context.Context, _, _ int64) error {
+		if calls.Add(1) > 1 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			return errors.New("the turn's context was never cancelled")
+		}
+		got.Store(context.Cause(ctx))
+		return context.Cause(ctx)
+	}
+	return func() error {
+		err, _ := got.Load().(error)
+		return err
+	}
+}
+
+// TestUnitLeaseLostCancelsTheTurn: another owner takes the lease while a
+// chunk is in flight; the renewal finds it lost and cancels the turn with
+// upload.ErrLeaseLost as the cause; not one more byte is sent.
+func TestUnitLeaseLostCancelsTheTurn(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t, unitOpts{cfg: func(c *worker.Config) { c.LeaseTTL = 300 * time.Millisecond }})
+	u := e.create(threeParts, ytDest())
+	e.markIn(u, unitFile(t, u.Size), 0)
+	cause := e.blockChunk()
+	e.yt.onCall("PutChunk", func(n int) {
+		if n == 1 {
+			e.store.setLease(t, u.AtomID, u.ID, upload.LeaseYouTube, "unit-thief#1", e.store.clock.Now().Add(time.Minute))
+		}
+	})
+	res := e.handle(ownBody(worker.KindRelay, u, 0))
+	if !errors.Is(cause(), upload.ErrLeaseLost) {
+		t.Errorf("the chunk's context ended with %v, want upload.ErrLeaseLost", cause())
+	}
+	if !errors.Is(res.Err, upload.ErrLeaseLost) {
+		t.Errorf("Handle = %+v, want upload.ErrLeaseLost", res)
+	}
+	if n := e.yt.count("PutChunk"); n != 1 {
+		t.Errorf("%d chunk PUTs, want 1: nothing after the lease was lost", n)
+	}
+	if ss := e.yt.allSessions(); ss[0].Committed != 0 {
+		t.Errorf("committed %d, want 0", ss[0].Committed)
+	}
+	if l, _ := e.store.lease(u.AtomID, u.ID, upload.LeaseYouTube); l.Owner != "unit-thief#1" || l.Expiry == 0 {
+		t.Errorf("lease %+v, want the new holder's, untouched", l)
+	}
+}
+
+func TestUnitLeaseThatCannotBeRenewedIsGivenUp(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t, unitOpts{cfg: func(c *worker.Config) { c.LeaseTTL = 300 * time.Millisecond }})
+	u := e.create(threeParts, ytDest())
+	e.markIn(u, unitFile(t, u.Size), 0)
+	cause := e.blockChunk()
+	e.store.failAlways("Renew", errors.New("dynamodb unreachable"))
+	res := e.handle(ownBody(worker.KindRelay, u, 0))
+	if err := cause(); !errors.Is(err, upload.ErrLeaseLost) || !strings.Contains(err.Error(), "could not renew it for") {
+		t.Errorf("the chunk's context ended with %v, want upload.ErrLeaseLost: could not renew it", err)
+	}
+	if !errors.Is(res.Err, upload.ErrLeaseLost) {
+		t.Errorf("Handle = %+v, want upload.ErrLeaseLost", res)
+	}
+}
+
+func TestUnitLeaseIsRenewedWhileTheTurnRuns(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t, unitOpts{cfg: func(c *worker.Config) { c.LeaseTTL = 900 * time.Millisecond }})
+	u := e.create(threeParts, ytDest())
+	file := unitFile(t, u.Size)
+	e.markIn(u, file, 0)
+	var slow atomic.Bool
+	e.yt.beforeCommit = func(ctx context.Context, _, _ int64) error {
+		if slow.CompareAndSwap(false, true) {
+			// Longer than the lease: only renewals keep it.
+			for e.store.count("Renew") < 3 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		return nil
+	}
+	e.mustHandle(ownBody(worker.KindRelay, u, 0))
+	if got := e.get(u).Destination(upload.YouTube).UploadedBytes; got != 5*upload.MiB {
+		t.Errorf("%d bytes relayed, want part 0 (%d)", got, 5*upload.MiB)
+	}
+	if n := e.store.count("Renew"); n < 3 {
+		t.Errorf("%d renewals, want at least 3", n)
+	}
+}
+
+// TestUnitLeaseEndings: how a turn ends shows in the table, and in what the
+// next holder does.
+func TestUnitLeaseEndings(t *testing.T) {
+	t.Parallel()
+	t.Run("release: the next holder trusts the record", func(t *testing.T) {
+		t.Parallel()
+		e := newUnitEnv(t)
+		u := e.create(threeParts, ytDest())
+		file := unitFile(t, u.Size)
+		e.arrive(u, file, 0)
+		if l, ok := e.store.lease(u.AtomID, u.ID, upload.LeaseYouTube); ok {
+			t.Errorf("lease %+v after a clean turn, want released", l)
+		}
+		e.arrive(u, file, 1)
+		if n := e.yt.count("Offset"); n != 0 {
+			t.Errorf("%d offset queries, want none after a release", n)
+		}
+	})
+	t.Run("abandon: the next holder takes over and asks YouTube", func(t *testing.T) {
+		t.Parallel()
+		e := newUnitEnv(t)
+		u := e.create(threeParts, ytDest())
+		file := unitFile(t, u.Size)
+		errStore := errors.New("dynamodb unreachable")
+		e.store.failNext("ReleaseIfMissing", errStore)
+		e.putPart(u, file, 0)
+		if res := e.handle(partBody(u, 0)); !errors.Is(res.Err, errStore) {
+			t.Fatalf("Handle = %+v, want the store's error", res)
+		}
+		if l, ok := e.store.lease(u.AtomID, u.ID, upload.LeaseYouTube); !ok || l.Expiry != 0 || !strings.HasPrefix(l.Owner, "unit-a#") {
+			t.Errorf("lease %+v (present %t), want abandoned: owner kept, expiry 0", l, ok)
+		}
+		calls := e.ytCalls()
+		e.arrive(u, file, 1)
+		if c := calls(); len(c) == 0 || c[0] != "Offset" {
+			t.Errorf("YouTube calls %q, want the offset query first", c)
+		}
+		e.arrive(u, file, 2)
+		e.checkVideo(file)
+	})
+	t.Run("keep: nobody holds it before it expires", func(t *testing.T) {
+		t.Parallel()
+		e := newUnitEnv(t)
+		u := e.create(threeParts, ytDest())
+		e.assetDue(u)
+		e.atom.failNext("AddAsset", context.DeadlineExceeded)
+		e.mustHandle(ownBody(worker.KindAsset, u, 0))
+		l, ok := e.store.lease(u.AtomID, u.ID, upload.LeaseAsset)
+		if !ok || l.Expiry < e.store.clock.Now().Add(e.cfg.LeaseTTL/2).UnixMilli() {
+			t.Fatalf("lease %+v (present %t), want kept for its TTL", l, ok)
+		}
+		_, _, err := e.store.Acquire(t.Context(), upload.Lease{AtomID: u.AtomID, UploadID: u.ID, Name: upload.LeaseAsset, Owner: "unit-b#1", TTL: time.Minute})
+		if !errors.Is(err, upload.ErrLeaseHeld) {
+			t.Errorf("Acquire by another owner = %v, want upload.ErrLeaseHeld", err)
+		}
+		e.store.clock.Advance(e.cfg.LeaseTTL + time.Second)
+		_, takenOver, err := e.store.Acquire(t.Context(), upload.Lease{AtomID: u.AtomID, UploadID: u.ID, Name: upload.LeaseAsset, Owner: "unit-b#1", TTL: time.Minute})
+		if err != nil || !takenOver {
+			t.Errorf("Acquire after the expiry = taken over %t, %v; want taken over", takenOver, err)
+		}
+	})
+}
+
+// TestUnitLeaseEndingIsWrittenAfterTheContextEnds: the shutdown grace ends
+// mid-chunk; the turn still abandons its lease, so the next instance need
+// not wait for it to expire.
+func TestUnitLeaseEndingIsWrittenAfterTheContextEnds(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	u := e.create(threeParts, ytDest())
+	e.markIn(u, unitFile(t, u.Size), 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.yt.beforeCommit = func(context.Context, int64, int64) error {
+		cancel()
+		return context.Canceled
+	}
+	res := e.d.Handle(ctx, worker.Message{ID: "m-grace", Body: ownBody(worker.KindRelay, u, 0), ReceiveCount: 1})
+	if res.Err == nil {
+		t.Fatal("Handle succeeded, want the cancelled turn's error")
+	}
+	if l, ok := e.store.lease(u.AtomID, u.ID, upload.LeaseYouTube); !ok || l.Expiry != 0 {
+		t.Errorf("lease %+v (present %t), want abandoned despite the ended context", l, ok)
+	}
+	if m := e.queue.sent(); len(m) != 0 {
+		t.Errorf("messages %+v, want none: the handed-back message carries on", m)
+	}
+}
