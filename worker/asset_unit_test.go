@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"errors"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +69,10 @@ func TestUnitAssetIsAddedOnceUnderConcurrency(t *testing.T) {
 	}
 }
 
+// TestUnitAssetFailureIsTriedAgainLaterKeepingTheLease: a failed call
+// keeps the asset lease until it expires (the addition may still land),
+// and the work is retried later on a message of its own; a retry that
+// comes before the lease expires waits for it, failures unchanged.
 func TestUnitAssetFailureIsTriedAgainLaterKeepingTheLease(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
@@ -78,15 +81,19 @@ func TestUnitAssetFailureIsTriedAgainLaterKeepingTheLease(t *testing.T) {
 	e.atom.failNext("AddAsset", errors.New("atom API answered 503"))
 	e.mustHandle(ownBody(worker.KindAsset, u, 0))
 	later := e.queue.ofKind(worker.KindAsset)
-	if len(later) != 1 || later[0].Failures != 1 || later[0].Delay != e.cfg.PollInterval {
-		t.Fatalf("asset messages %+v, want one with failures 1 after %s", later, e.cfg.PollInterval)
+	if len(later) != 1 {
+		t.Fatalf("asset messages %+v, want one", later)
 	}
+	e.checkRetry(later[0], worker.KindAsset, 1, "a dependency could not be reached (see the service's logs)")
 	l, ok := e.store.lease(u.AtomID, u.ID, upload.LeaseAsset)
 	if !ok || time.UnixMilli(l.Expiry).Before(e.store.clock.Now()) {
 		t.Fatalf("asset lease %+v (present %t), want kept until it expires", l, ok)
 	}
-	if n := e.logged("add asset to atom failed; trying again later"); n != 1 {
+	if n := e.logged("attempt failed; it is retried later"); n != 1 {
 		t.Errorf("%d retry lines, want 1", n)
+	}
+	if n := e.store.touches(u.AtomID, u.ID); n != 1 {
+		t.Errorf("%d touches, want 1", n)
 	}
 
 	// The next message comes before the lease expires: it waits for it.
@@ -95,8 +102,8 @@ func TestUnitAssetFailureIsTriedAgainLaterKeepingTheLease(t *testing.T) {
 		t.Errorf("%d asset calls while the failed call's lease is kept, want 1", n)
 	}
 	later = e.queue.ofKind(worker.KindAsset)
-	if len(later) != 2 || later[1].Delay != e.cfg.LeaseTTL+time.Second || later[1].Failures != 1 {
-		t.Fatalf("asset messages %+v, want a second one after the lease TTL + 1s, failures kept at 1", later)
+	if len(later) != 2 || later[1].Delay != e.cfg.LeaseTTL+time.Second || later[1].Failures != 1 || later[1].Cause != later[0].Cause {
+		t.Fatalf("asset messages %+v, want a second one after the lease TTL + 1s, failures and cause kept", later)
 	}
 
 	e.store.clock.Advance(e.cfg.LeaseTTL + time.Second)
@@ -112,17 +119,21 @@ func TestUnitAssetFailureIsTriedAgainLaterKeepingTheLease(t *testing.T) {
 	}
 }
 
+// TestUnitAssetGivesUpAfterMaxAttempts: the attempt that makes MaxAttempts
+// without progress gives up; the video is fine on YouTube, so its
+// destination keeps its status and says what went wrong with the atom.
 func TestUnitAssetGivesUpAfterMaxAttempts(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(threeParts, ytDest())
 	e.assetDue(u)
 	e.atom.failNext("AddAsset", errors.New("atom API answered 500"))
-	e.mustHandle(ownBody(worker.KindAsset, u, e.cfg.MaxAttempts))
+	e.mustHandle(ownBody(worker.KindAsset, u, e.cfg.MaxAttempts-1))
 	d := e.get(u).Destination(upload.YouTube)
-	want := "the video is on YouTube, but the atom API did not take it as an asset after 3 attempts: "
-	if !strings.HasPrefix(d.Error, want) || !strings.Contains(d.Error, "atom API answered 500") {
-		t.Errorf("youtube destination error %q, want it to start %q and say why", d.Error, want)
+	want := "the video is on YouTube, but the atom API did not take it as an asset: gave up after 3 attempts without progress: " +
+		"a dependency could not be reached (see the service's logs)"
+	if d.Error != want {
+		t.Errorf("youtube destination error %q, want %q", d.Error, want)
 	}
 	if d.AssetAdded || d.Status != upload.DestTranscoding {
 		t.Errorf("asset recorded %t, status %s; want not recorded, the video's status unchanged", d.AssetAdded, d.Status)
@@ -130,7 +141,7 @@ func TestUnitAssetGivesUpAfterMaxAttempts(t *testing.T) {
 	if m := e.queue.ofKind(worker.KindAsset); len(m) != 0 {
 		t.Errorf("asset messages %+v, want none after giving up", m)
 	}
-	if n := e.logged("add asset to atom failed for good"); n != 1 {
+	if n := e.logged("gave up"); n != 1 {
 		t.Errorf("%d gave-up lines, want 1", n)
 	}
 }

@@ -124,100 +124,162 @@ func TestUnitDispatchFullEventOfAFinishedUploadIsIgnored(t *testing.T) {
 	}
 }
 
-// TestUnitDispatchLastTryFailsTheUpload: a message that fails on the try
-// the redrive policy allows last fails its upload with a readable reason
-// instead of leaving it to look busy; earlier tries do not.
+// TestUnitDispatchLastTryFailsTheUpload: a message that fails on the
+// receive the redrive policy allows last fails its upload with a readable
+// reason instead of leaving it to look busy, when no dead-letter reader
+// will; earlier receives do not. A step's own failures never fail the
+// message any more (they are retried on messages of their own): what
+// fails it is what keeps the work from going on at all, such as the record
+// that cannot be read or the fresh message that cannot be sent.
 func TestUnitDispatchLastTryFailsTheUpload(t *testing.T) {
 	t.Parallel()
-	errS3 := errors.New("AccessDenied: the task role may not read the parts")
+	errSQS := sqsError("AWS.SimpleQueueService.NonExistentQueue")
+	errDB := dynamoError("AccessDeniedException")
 	tests := []struct {
 		name         string
 		receiveCount int
+		deadLetters  bool // a dead-letter reader will fail it instead
 		body         func(u *upload.Upload) string
 		setup        func(e *unitEnv, u *upload.Upload)
-		wantFailed   bool
-		wantErr      string
+		wantErr      error
+		wantFailed   string // the upload's error; "" for running
 	}{
 		{
-			name: "part event, before the last try", receiveCount: 4,
-			body:  func(u *upload.Upload) string { return partBody(u, 0) },
-			setup: func(e *unitEnv, u *upload.Upload) { e.s3.failNext("HeadObject", errS3) },
+			name: "part event, before the last receive", receiveCount: 4,
+			body:    func(u *upload.Upload) string { return partBody(u, 0) },
+			setup:   func(e *unitEnv, _ *upload.Upload) { e.queue.failNext("SendMessage", errSQS) },
+			wantErr: errSQS,
 		},
 		{
-			name: "part event, last try", receiveCount: 5,
+			name: "part event, last receive", receiveCount: 5,
 			body:       func(u *upload.Upload) string { return partBody(u, 0) },
-			setup:      func(e *unitEnv, u *upload.Upload) { e.s3.failNext("HeadObject", errS3) },
-			wantFailed: true,
-			wantErr:    "the service gave up after 5 attempts (head part 0 of ",
+			setup:      func(e *unitEnv, _ *upload.Upload) { e.queue.failNext("SendMessage", errSQS) },
+			wantErr:    errSQS,
+			wantFailed: "gave up after 5 attempts without progress: the queue refused: AWS.SimpleQueueService.NonExistentQueue",
 		},
 		{
-			name: "reassembly, past the last try", receiveCount: 7,
-			body: func(u *upload.Upload) string { return ownBody(worker.KindReassemble, u, 0) },
-			setup: func(e *unitEnv, u *upload.Upload) {
-				e.allIn(u, unitFile(e.t, u.Size))
-				e.s3.failNext("UploadPartCopy", errS3)
-			},
-			wantFailed: true,
-			wantErr:    "the service gave up after 7 attempts (",
+			name: "reassembly, past the last receive", receiveCount: 7,
+			body:       func(u *upload.Upload) string { return ownBody(worker.KindReassemble, u, 0) },
+			setup:      func(e *unitEnv, _ *upload.Upload) { e.store.failNext("Get", errDB) },
+			wantErr:    errDB,
+			wantFailed: "gave up after 7 attempts without progress: the progress table refused: AccessDeniedException",
+		},
+		{
+			name: "last receive, with a dead-letter reader", receiveCount: 5, deadLetters: true,
+			body:    func(u *upload.Upload) string { return partBody(u, 0) },
+			setup:   func(e *unitEnv, _ *upload.Upload) { e.queue.failNext("SendMessage", errSQS) },
+			wantErr: errSQS,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newUnitEnv(t)
+			e := newUnitEnv(t, unitOpts{cfg: func(c *worker.Config) {
+				c.MaxAttempts = 20 // the re-homed message itself would not give up
+				if tt.deadLetters {
+					c.DeadLetterURL = unitDLQURL
+				}
+			}})
 			u := e.create(threeParts)
 			e.putPart(u, unitFile(t, 5*upload.MiB), 0)
 			tt.setup(e, u)
-			if res := e.handleOn(e.d, tt.body(u), tt.receiveCount); !errors.Is(res.Err, errS3) {
-				t.Fatalf("Handle = %+v, want the error (the redrive policy moves the message)", res)
+			if res := e.handleOn(e.d, tt.body(u), tt.receiveCount); !errors.Is(res.Err, tt.wantErr) {
+				t.Fatalf("Handle = %+v, want the error %v (the redrive policy moves the message)", res, tt.wantErr)
 			}
 			got := e.get(u)
-			if !tt.wantFailed {
+			if tt.wantFailed == "" {
 				if got.Status.Terminal() {
-					t.Errorf("upload %s (%q) before the last try, want it running", got.Status, got.Error)
+					t.Errorf("upload %s (%q), want it running", got.Status, got.Error)
+				}
+				if n := e.logged("gave up"); n != 0 {
+					t.Errorf("%d gave-up lines, want none", n)
 				}
 				return
 			}
-			if got.Status != upload.StatusFailed || !strings.HasPrefix(got.Error, tt.wantErr) ||
-				!strings.Contains(got.Error, "AccessDenied") || !strings.HasSuffix(got.Error, "; its message is in the dead-letter queue") {
-				t.Errorf("upload %s, error %q; want failed, saying the service gave up and why", got.Status, got.Error)
+			if got.Status != upload.StatusFailed || got.Error != tt.wantFailed {
+				t.Errorf("upload %s, error %q; want failed, %q", got.Status, got.Error, tt.wantFailed)
 			}
-			if n := e.logged("upload failed"); n != 1 {
-				t.Errorf("%d upload-failed lines, want 1", n)
+			for _, d := range got.Destinations {
+				if d.Status != upload.DestFailed || d.Error != tt.wantFailed {
+					t.Errorf("%s destination %s (%q), want failed with the upload", d.Type, d.Status, d.Error)
+				}
+			}
+			if n := e.logged("gave up"); n != 1 {
+				t.Errorf("%d gave-up lines, want 1", n)
 			}
 		})
 	}
 }
 
+// TestUnitDispatchGiveUpReasonIsBounded: the reason a record gives is in
+// domain words: an error's own text, however long, never reaches it.
 func TestUnitDispatchGiveUpReasonIsBounded(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(threeParts)
 	e.putPart(u, unitFile(t, 5*upload.MiB), 0)
-	e.s3.failNext("HeadObject", errors.New(strings.Repeat("x", 1000)))
+	e.store.failNext("Get", errors.New(strings.Repeat("x", 1000)))
 	if res := e.handleOn(e.d, partBody(u, 0), e.cfg.MaxReceiveCount); res.Err == nil {
 		t.Fatal("Handle succeeded, want the error")
 	}
 	got := e.get(u)
-	if got.Status != upload.StatusFailed || len(got.Error) > 500 || !strings.Contains(got.Error, "x…") {
-		t.Errorf("upload %s, error of %d bytes %q; want failed with the cause cut short", got.Status, len(got.Error), got.Error)
+	want := "gave up after 5 attempts without progress: a dependency could not be reached (see the service's logs)"
+	if got.Status != upload.StatusFailed || got.Error != want {
+		t.Errorf("upload %s, error of %d bytes %q; want failed, %q", got.Status, len(got.Error), got.Error, want)
 	}
 }
 
-func TestUnitDispatchShutdownOnTheLastTryDoesNotFailTheUpload(t *testing.T) {
+// TestUnitDispatchShutdownIsNotAFailure: work stopped by the end of the
+// shutdown grace is handed over, not counted, even at its last attempt;
+// and a message on its last receive does not fail its upload when the
+// grace is what stopped it.
+func TestUnitDispatchShutdownIsNotAFailure(t *testing.T) {
 	t.Parallel()
-	e := newUnitEnv(t)
-	u := e.create(threeParts)
-	e.putPart(u, unitFile(t, 5*upload.MiB), 0)
-	ctx, cancel := context.WithCancel(context.Background())
-	e.s3.onCall("HeadObject", func(int) { cancel() }) // the grace ends during the call
-	res := e.d.Handle(ctx, worker.Message{ID: "m-shutdown", Body: partBody(u, 0), ReceiveCount: e.cfg.MaxReceiveCount})
-	if res.Err == nil {
-		t.Fatal("Handle succeeded, want the cancelled call's error")
-	}
-	if got := e.get(u); got.Status.Terminal() {
-		t.Errorf("upload %s (%q), want it running: the message goes back, not to the DLQ", got.Status, got.Error)
-	}
+	t.Run("hand-back at the last attempt", func(t *testing.T) {
+		t.Parallel()
+		e := newUnitEnv(t)
+		u := e.create(threeParts)
+		e.putPart(u, unitFile(t, 5*upload.MiB), 0)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		e.s3.onCall("HeadObject", func(int) { cancel() }) // the grace ends during the call
+		last := e.cfg.MaxAttempts - 1                     // one more failure gives up
+		body := ownTask{kind: worker.KindPart, failures: last, cause: "S3 refused: SlowDown"}.body(u)
+		if res := e.d.Handle(ctx, worker.Message{ID: "m-shutdown", Body: body, ReceiveCount: 1}); res != (worker.Result{}) {
+			t.Fatalf("Handle = %+v, want the message deleted: a fresh one carries the work", res)
+		}
+		sent := e.queue.sent()
+		if len(sent) != 1 || sent[0].Kind != worker.KindPart || sent[0].Part != 0 || sent[0].Failures != last ||
+			sent[0].Delay != 0 || sent[0].Cause != "S3 refused: SlowDown" || !sent[0].Marked {
+			t.Fatalf("messages %+v, want the part handed back at once, failures %d and cause kept", sent, last)
+		}
+		if got := e.get(u); got.Status.Terminal() {
+			t.Errorf("upload %s (%q), want it running", got.Status, got.Error)
+		}
+		if n := e.logged("handed back"); n != 1 {
+			t.Errorf("%d hand-back lines, want 1", n)
+		}
+		if n := e.logged("gave up") + e.logged("attempt failed; it is retried later"); n != 0 {
+			t.Errorf("%d give-up or retry lines, want none", n)
+		}
+		if n := e.store.touches(u.AtomID, u.ID); n != 0 {
+			t.Errorf("%d touches, want none: the hand-back is due at once", n)
+		}
+	})
+	t.Run("last receive", func(t *testing.T) {
+		t.Parallel()
+		e := newUnitEnv(t)
+		u := e.create(threeParts)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // the grace is over before the record is read
+		res := e.d.Handle(ctx, worker.Message{ID: "m-shutdown", Body: partBody(u, 0), ReceiveCount: e.cfg.MaxReceiveCount})
+		if res.Err == nil {
+			t.Fatal("Handle succeeded, want the cancelled read's error: the message goes back")
+		}
+		if got := e.get(u); got.Status.Terminal() {
+			t.Errorf("upload %s (%q), want it running: the message goes back, not to the DLQ", got.Status, got.Error)
+		}
+	})
 }
 
 // TestUnitDispatchPanicInAChainedStepIsAnError: the step after a relay
@@ -248,7 +310,9 @@ func TestUnitDispatchPanicInAChainedStepIsAnError(t *testing.T) {
 
 func TestUnitDispatchKindsHaveTheirSteps(t *testing.T) {
 	t.Parallel()
-	for _, k := range []worker.Kind{worker.KindRelay, worker.KindReassemble, worker.KindTranscodePoll, worker.KindYouTubePoll, worker.KindAsset} {
+	// Every kind can be one of the service's own messages (a retry, a
+	// hand-back, a re-homed event), parts and the transcode included.
+	for _, k := range []worker.Kind{worker.KindPart, worker.KindFull, worker.KindRelay, worker.KindReassemble, worker.KindTranscodePoll, worker.KindYouTubePoll, worker.KindAsset} {
 		t.Run(string(k), func(t *testing.T) {
 			t.Parallel()
 			e := newUnitEnv(t)
@@ -266,17 +330,25 @@ func TestUnitDispatchKindsHaveTheirSteps(t *testing.T) {
 	}
 }
 
-// TestUnitFollowUpThatCannotBeSentFailsTheMessage: steps send their
-// follow-up before they record what they did, so a failed send fails the
-// message, and its retry sends the follow-up.
-func TestUnitFollowUpThatCannotBeSentFailsTheMessage(t *testing.T) {
+// TestUnitFollowUpThatCannotBeSentIsNotLost: steps send their follow-up
+// before they record what they did. When that send fails, the step fails,
+// and its work goes on on a message of its own (the continuation), which
+// sends the follow-up; only when that message cannot be sent either does
+// the message in hand fail, and its next receive carries the work on.
+func TestUnitFollowUpThatCannotBeSentIsNotLost(t *testing.T) {
 	t.Parallel()
-	errSQS := errors.New("sqs: ServiceUnavailable")
+	errSQS := sqsError("ServiceUnavailable")
 	tests := []struct {
 		name  string
 		setup func(e *unitEnv, u *upload.Upload) string // returns the body
 		check func(e *unitEnv, u *upload.Upload)        // after the failed try
-		kind  worker.Kind                               // sent by the retry
+		// continuation is the kind of the message that carries the work on
+		// after the failed send, with failures; "" when none could be
+		// sent and the message fails.
+		continuation worker.Kind
+		failures     int
+		// followUp is sent by the continuation, or by the retried message.
+		followUp worker.Kind
 		// receiveCount of the message; 1 unless set
 		receiveCount int
 	}{
@@ -291,7 +363,8 @@ func TestUnitFollowUpThatCannotBeSentFailsTheMessage(t *testing.T) {
 					e.t.Errorf("job %q, want the started job recorded", d.JobID)
 				}
 			},
-			kind: worker.KindTranscodePoll,
+			continuation: worker.KindFull, failures: 0, // the job started: progress
+			followUp: worker.KindTranscodePoll,
 		},
 		{
 			name: "next YouTube poll",
@@ -304,7 +377,8 @@ func TestUnitFollowUpThatCannotBeSentFailsTheMessage(t *testing.T) {
 					e.t.Errorf("polledAt %s, want the poll not recorded before its successor is sent", d.PolledAt)
 				}
 			},
-			kind: worker.KindYouTubePoll,
+			continuation: worker.KindYouTubePoll, failures: 1,
+			followUp: worker.KindYouTubePoll,
 		},
 		{
 			name: "asset after a failed call",
@@ -314,8 +388,8 @@ func TestUnitFollowUpThatCannotBeSentFailsTheMessage(t *testing.T) {
 				e.store.onCall("Acquire", func(int) { e.store.clock.Advance(time.Hour) }) // the kept lease is over by the retry
 				return ownBody(worker.KindAsset, u, 0)
 			},
-			check: func(*unitEnv, *upload.Upload) {},
-			kind:  worker.KindAsset,
+			check:    func(*unitEnv, *upload.Upload) {},
+			followUp: worker.KindAsset,
 		},
 		{
 			name: "relay after the holder's lease",
@@ -324,7 +398,7 @@ func TestUnitFollowUpThatCannotBeSentFailsTheMessage(t *testing.T) {
 				return ownBody(worker.KindRelay, u, 0)
 			},
 			check:        func(*unitEnv, *upload.Upload) {},
-			kind:         worker.KindRelay,
+			followUp:     worker.KindRelay,
 			receiveCount: 2,
 		},
 	}
@@ -336,18 +410,34 @@ func TestUnitFollowUpThatCannotBeSentFailsTheMessage(t *testing.T) {
 			body := tt.setup(e, u)
 			rc := max(tt.receiveCount, 1)
 			e.queue.failNext("SendMessage", errSQS)
-			if res := e.handleOn(e.d, body, rc); !errors.Is(res.Err, errSQS) {
-				t.Fatalf("Handle = %+v, want the send's error", res)
-			}
+			res := e.handleOn(e.d, body, rc)
 			tt.check(e, u)
-			if n := len(e.queue.sent()); n != 0 {
-				t.Fatalf("%d messages sent, want none", n)
+			if tt.continuation == "" {
+				if !errors.Is(res.Err, errSQS) {
+					t.Fatalf("Handle = %+v, want the send's error", res)
+				}
+				if n := len(e.queue.sent()); n != 0 {
+					t.Fatalf("%d messages sent, want none", n)
+				}
+				if res := e.handleOn(e.d, body, rc+1); res.Err != nil || res.DeadLetter {
+					t.Fatalf("retried Handle = %+v, want success", res)
+				}
+				if m := e.queue.ofKind(tt.followUp); len(m) != 1 {
+					t.Errorf("%s messages %+v after the retry, want 1", tt.followUp, m)
+				}
+				return
 			}
-			if res := e.handleOn(e.d, body, rc+1); res.Err != nil || res.DeadLetter {
-				t.Fatalf("retried Handle = %+v, want success", res)
+			if res != (worker.Result{}) {
+				t.Fatalf("Handle = %+v, want the message deleted: a continuation carries the work", res)
 			}
-			if m := e.queue.ofKind(tt.kind); len(m) != 1 {
-				t.Errorf("%s messages %+v after the retry, want 1", tt.kind, m)
+			sent := e.queue.sent()
+			if len(sent) != 1 {
+				t.Fatalf("messages %+v, want the continuation only", sent)
+			}
+			e.checkRetry(sent[0], tt.continuation, tt.failures, "the queue refused: ServiceUnavailable")
+			e.mustHandle(sent[0].Body)
+			if m := e.queue.ofKind(tt.followUp); len(m) < 1 || m[len(m)-1].Failures != 0 || m[len(m)-1].Delay != e.cfg.PollInterval {
+				t.Errorf("%s messages %+v after the continuation, want the follow-up after %s", tt.followUp, m, e.cfg.PollInterval)
 			}
 		})
 	}

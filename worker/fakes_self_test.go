@@ -285,3 +285,180 @@ func TestFakeYouTubeResumableRules(t *testing.T) {
 		t.Errorf("Offset of an expired session = %v, want youtube.ErrSessionGone", err)
 	}
 }
+
+func TestFakeStoreLeasesInTheRecord(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st := newFakeStore()
+	u := newUnitUpload(t, threeParts, ytDest())
+	st.create(t, u)
+	a := fakeLeaseOf(u, "a#1")
+	got, _, err := st.Acquire(ctx, a)
+	if err != nil || len(got.Leases) != 0 {
+		t.Fatalf("Acquire = %v, %v; want the record as it was, without the lease", got.Leases, err)
+	}
+	got, _ = st.Get(ctx, u.AtomID, u.ID)
+	if exp := got.Leases[upload.LeaseYouTube]; !got.LeaseLive(upload.LeaseYouTube, time.Now()) || exp.After(time.Now().Add(time.Minute+time.Second)) {
+		t.Errorf("leases %v, want the youtube lease live for a minute", got.Leases)
+	}
+	if err := st.Abandon(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = st.Get(ctx, u.AtomID, u.ID); got.LeaseLive(upload.LeaseYouTube, time.Now()) || len(got.Leases) != 0 {
+		t.Errorf("leases %v after Abandon, want none (an expiry of 0 reads as none)", got.Leases)
+	}
+	// A lease in a record written back is not written: leases are attributes of their own.
+	if _, err := st.Update(ctx, u.AtomID, u.ID, func(u *upload.Upload) error {
+		u.Leases = map[upload.LeaseName]time.Time{upload.LeaseAsset: time.Now().Add(time.Hour)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = st.Get(ctx, u.AtomID, u.ID); len(got.Leases) != 0 {
+		t.Errorf("leases %v, want none written by Update", got.Leases)
+	}
+}
+
+func TestFakeStoreProgressAndQuiet(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st := newFakeStore()
+	u := newUnitUpload(t, threeParts, ytDest())
+	st.create(t, u)
+	old := newUnitUpload(t, threeParts, ytDest())
+	st.create(t, old)
+	done := newUnitUpload(t, threeParts, ytDest())
+	st.create(t, done)
+	st.modify(t, done.AtomID, done.ID, func(u *upload.Upload) { _ = u.Cancel(time.Now()) })
+	for _, x := range []*upload.Upload{u, old, done} {
+		st.quietSince(t, x.AtomID, x.ID, time.Now().Add(-time.Hour))
+	}
+	st.quietSince(t, old.AtomID, old.ID, time.Now().Add(-2*time.Hour))
+	quiet := func() []string {
+		var ids []string
+		if err := st.Quiet(ctx, time.Now().Add(-time.Minute), func(_, id string) error {
+			ids = append(ids, id)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if got := quiet(); len(got) != 2 || got[0] != old.ID || got[1] != u.ID {
+		t.Errorf("quiet %v, want the two live uploads, oldest first", got)
+	}
+	errStop := errors.New("stop")
+	if err := st.Quiet(ctx, time.Now(), func(string, string) error { return errStop }); !errors.Is(err, errStop) {
+		t.Errorf("Quiet = %v, want fn's error", err)
+	}
+
+	// CompletePart counts progress every time (an ADD), and moves progressAt.
+	for range 2 {
+		if _, err := st.CompletePart(ctx, u.AtomID, u.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := st.record(t, u.AtomID, u.ID); got.Advances != 2 {
+		t.Errorf("advances %d after two CompletePart calls, want 2", got.Advances)
+	}
+	if got := quiet(); len(got) != 1 || got[0] != old.ID {
+		t.Errorf("quiet %v after a part of %s, want only %s", got, u.ID, old.ID)
+	}
+	// Touch moves it too, without a write; a terminal record is not touched.
+	if err := st.Touch(ctx, old.AtomID, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Touch(ctx, done.AtomID, done.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := quiet(); len(got) != 0 {
+		t.Errorf("quiet %v after the touch, want none", got)
+	}
+	if st.touches(old.AtomID, old.ID) != 1 || st.record(t, old.AtomID, old.ID).Version != 0 {
+		t.Error("Touch was not recorded, or changed the record")
+	}
+	// An update writes the assembly and the advances.
+	if _, err := st.Update(ctx, u.AtomID, u.ID, func(u *upload.Upload) error {
+		u.Assembly, u.Advances = upload.Assembly{UploadID: "mpu-1", Copied: 2}, u.Advances+1
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.record(t, u.AtomID, u.ID); got.Assembly.UploadID != "mpu-1" || got.Assembly.Copied != 2 || got.Advances != 3 {
+		t.Errorf("assembly %+v, advances %d; want them written", got.Assembly, got.Advances)
+	}
+}
+
+func TestFakeStoreSweepLeases(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st := newFakeStore()
+	a, b := upload.SweepLease("reconciler", "a", time.Minute), upload.SweepLease("reconciler", "b", time.Minute)
+	if err := st.AcquireSweep(ctx, a); err != nil {
+		t.Fatalf("AcquireSweep of a free lease = %v", err)
+	}
+	if err := st.AcquireSweep(ctx, a); err != nil {
+		t.Errorf("AcquireSweep of one's own lease = %v", err)
+	}
+	if err := st.AcquireSweep(ctx, b); !errors.Is(err, upload.ErrLeaseHeld) {
+		t.Errorf("AcquireSweep of a held lease = %v, want upload.ErrLeaseHeld", err)
+	}
+	if err := st.AcquireSweep(ctx, upload.SweepLease("deadLetters", "b", time.Minute)); err != nil {
+		t.Errorf("AcquireSweep of another sweep's lease = %v", err)
+	}
+	if err := st.Renew(ctx, a); err != nil {
+		t.Errorf("Renew by the holder = %v", err)
+	}
+	if err := st.Renew(ctx, b); !errors.Is(err, upload.ErrLeaseLost) {
+		t.Errorf("Renew by another = %v, want upload.ErrLeaseLost", err)
+	}
+	st.clock.Advance(2 * time.Minute)
+	if err := st.Renew(ctx, a); !errors.Is(err, upload.ErrLeaseLost) {
+		t.Errorf("Renew of an expired lease = %v, want upload.ErrLeaseLost", err)
+	}
+	if err := st.AcquireSweep(ctx, b); err != nil {
+		t.Errorf("AcquireSweep of an expired lease = %v", err)
+	}
+	if l, _ := st.sweepLease("reconciler"); l.Owner != "b" {
+		t.Errorf("lease %+v, want b's", l)
+	}
+}
+
+func TestFakeS3ListParts(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := newFakeS3()
+	s.listPage = 2
+	s.put("b", "p", []byte("part"))
+	mpu, _ := s.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String("b"), Key: aws.String("full")})
+	for _, n := range []int32{5, 1, 3} {
+		if _, err := s.UploadPartCopy(ctx, &s3.UploadPartCopyInput{Bucket: aws.String("b"), Key: aws.String("full"), UploadId: mpu.UploadId,
+			PartNumber: aws.Int32(n), CopySource: aws.String("b/p")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []int32
+	var marker *string
+	for pages := 1; ; pages++ {
+		out, err := s.ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String("b"), Key: aws.String("full"), UploadId: mpu.UploadId, PartNumberMarker: marker})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range out.Parts {
+			got = append(got, aws.ToInt32(p.PartNumber))
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			if pages != 2 {
+				t.Errorf("%d pages, want 2", pages)
+			}
+			break
+		}
+		marker = out.NextPartNumberMarker
+	}
+	if len(got) != 3 || got[0] != 1 || got[1] != 3 || got[2] != 5 {
+		t.Errorf("parts %v, want [1 3 5]", got)
+	}
+	if _, err := s.ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String("b"), Key: aws.String("full"), UploadId: aws.String("gone")}); !errors.As(err, new(*s3types.NoSuchUpload)) {
+		t.Errorf("ListParts of an unknown upload = %v, want *types.NoSuchUpload", err)
+	}
+}

@@ -151,11 +151,21 @@ type fakeStore struct {
 
 	mu      sync.Mutex
 	records map[string]*fakeItem
+	sweeps  map[string]*fakeLease // the sweeps' leases, by sweep name
+	touched []string              // storeKey of each Touch, in order
+	// laggingIndex makes Quiet list what an eventually consistent index
+	// may still list: terminal records, and the ghosts (ids of records
+	// that are gone).
+	laggingIndex bool
+	ghosts       [][2]string
 }
 
 type fakeItem struct {
 	u      *upload.Upload
 	leases map[upload.LeaseName]*fakeLease
+	// progressAt is the sort key of the live index: the time of the
+	// record's last write or Touch (Quiet's "quiet since").
+	progressAt time.Time
 }
 
 // fakeLease is a lease's two attributes in the record: who holds it, and
@@ -168,7 +178,7 @@ type fakeLease struct {
 var _ worker.Store = (*fakeStore)(nil)
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{clock: &fakeClock{}, records: map[string]*fakeItem{}}
+	return &fakeStore{clock: &fakeClock{}, records: map[string]*fakeItem{}, sweeps: map[string]*fakeLease{}}
 }
 
 func storeKey(atomID, id string) string { return atomID + "/" + id }
@@ -188,7 +198,7 @@ func (s *fakeStore) create(t testing.TB, u *upload.Upload) {
 	if _, ok := s.records[storeKey(u.AtomID, u.ID)]; ok {
 		t.Fatalf("upload %s exists already", u.ID)
 	}
-	s.records[storeKey(u.AtomID, u.ID)] = &fakeItem{u: stored(u), leases: map[upload.LeaseName]*fakeLease{}}
+	s.records[storeKey(u.AtomID, u.ID)] = &fakeItem{u: stored(u), leases: map[upload.LeaseName]*fakeLease{}, progressAt: u.UpdatedAt}
 }
 
 // modify changes a stored record directly (a test's setup, or another
@@ -205,6 +215,59 @@ func (s *fakeStore) modify(t testing.TB, atomID, id string, fn func(u *upload.Up
 	fn(u)
 	u.Version = it.u.Version + 1
 	it.u = stored(u)
+	it.progressAt = s.clock.Now()
+}
+
+// quietSince sets when the record last changed, as the live index sees it.
+func (s *fakeStore) quietSince(t testing.TB, atomID, id string, at time.Time) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it := s.records[storeKey(atomID, id)]
+	if it == nil {
+		t.Fatalf("no upload %s", id)
+	}
+	it.progressAt = at
+}
+
+// lastChange is when the record last changed or was touched.
+func (s *fakeStore) lastChange(atomID, id string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if it := s.records[storeKey(atomID, id)]; it != nil {
+		return it.progressAt
+	}
+	return time.Time{}
+}
+
+// touches is how many times Touch marked the upload as driven.
+func (s *fakeStore) touches(atomID, id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, k := range s.touched {
+		if k == storeKey(atomID, id) {
+			n++
+		}
+	}
+	return n
+}
+
+// view is the record as the table returns it: a copy, with the expiry of
+// each lease that has one (package store's fromAttrs; an abandoned lease's
+// expiry is 0, which reads as none).
+func view(it *fakeItem) *upload.Upload {
+	u := cloneUpload(it.u)
+	u.Leases = nil
+	for name, l := range it.leases {
+		if l.Expiry > 0 {
+			if u.Leases == nil {
+				u.Leases = map[upload.LeaseName]time.Time{}
+			}
+			u.Leases[name] = time.UnixMilli(l.Expiry).UTC()
+		}
+	}
+	return u
 }
 
 // record returns a copy of the stored record.
@@ -248,7 +311,7 @@ func (s *fakeStore) read(atomID, id string) (*upload.Upload, error) {
 	if it == nil {
 		return nil, notFound(atomID, id)
 	}
-	return cloneUpload(it.u), nil
+	return view(it), nil
 }
 
 func (s *fakeStore) Get(ctx context.Context, atomID, id string) (*upload.Upload, error) {
@@ -307,8 +370,9 @@ func (s *fakeStore) update(ctx context.Context, atomID, id string, l *upload.Lea
 }
 
 // write stores the record fields a write of store.Store changes (status,
-// error, updatedAt, destinations, assembled; not the parts) if the version
-// is the one read.
+// error, updatedAt, destinations, assembled, the assembly, advances; not
+// the parts or the leases) if the version is the one read, and moves
+// progressAt to now.
 func (s *fakeStore) write(u *upload.Upload, l *upload.Lease) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -330,8 +394,10 @@ func (s *fakeStore) write(u *upload.Upload, l *upload.Lease) error {
 	next := cloneUpload(it.u)
 	c := stored(u)
 	next.Status, next.Error, next.UpdatedAt, next.Destinations, next.Assembled = c.Status, c.Error, c.UpdatedAt, c.Destinations, c.Assembled
+	next.Assembly, next.Advances = c.Assembly, c.Advances
 	next.Version++
 	it.u = next
+	it.progressAt = s.clock.Now()
 	return nil
 }
 
@@ -349,10 +415,14 @@ func (s *fakeStore) CompletePart(ctx context.Context, atomID, id string, n int) 
 		return nil, notFound(atomID, id)
 	}
 	if st := it.u.Status; st == upload.StatusCancelled || st == upload.StatusFailed {
-		return cloneUpload(it.u), upload.Errorf(upload.ECONFLICT, "upload %s is %s and takes no more parts", id, st)
+		return view(it), upload.Errorf(upload.ECONFLICT, "upload %s is %s and takes no more parts", id, st)
 	}
-	it.u.Completed[n] = true // an ADD to a set: the version stays
-	return cloneUpload(it.u), nil
+	// An ADD to a set, and one to the advances (every call, as the
+	// table's): the version stays.
+	it.u.Completed[n] = true
+	it.u.Advances++
+	it.progressAt = s.clock.Now()
+	return view(it), nil
 }
 
 func (s *fakeStore) Acquire(ctx context.Context, l upload.Lease) (*upload.Upload, bool, error) {
@@ -373,8 +443,9 @@ func (s *fakeStore) Acquire(ctx context.Context, l upload.Lease) (*upload.Upload
 	if prev != nil && prev.Expiry >= now.UnixMilli() && prev.Owner != l.Owner {
 		return nil, false, upload.ErrLeaseHeld
 	}
+	old := view(it) // the item as it was (ReturnValues ALL_OLD)
 	it.leases[l.Name] = &fakeLease{Owner: l.Owner, Expiry: now.Add(l.TTL).UnixMilli()}
-	return cloneUpload(it.u), prev != nil && prev.Owner != l.Owner, nil
+	return old, prev != nil && prev.Owner != l.Owner, nil
 }
 
 func (s *fakeStore) Renew(ctx context.Context, l upload.Lease) error {
@@ -386,12 +457,12 @@ func (s *fakeStore) Renew(ctx context.Context, l upload.Lease) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it := s.records[storeKey(l.AtomID, l.UploadID)]
+	ls := s.leaseOf(l)
 	now := s.clock.Now()
-	if it == nil || it.leases[l.Name] == nil || it.leases[l.Name].Owner != l.Owner || it.leases[l.Name].Expiry <= now.UnixMilli() {
+	if ls == nil || ls.Owner != l.Owner || ls.Expiry <= now.UnixMilli() {
 		return upload.ErrLeaseLost
 	}
-	it.leases[l.Name].Expiry = now.Add(l.TTL).UnixMilli()
+	ls.Expiry = now.Add(l.TTL).UnixMilli()
 	return nil
 }
 
@@ -418,6 +489,12 @@ func (s *fakeStore) release(ctx context.Context, l upload.Lease, n int) (bool, e
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if l.Name == upload.LeaseSweep {
+		if ls := s.sweeps[l.UploadID]; ls != nil && ls.Owner == l.Owner {
+			delete(s.sweeps, l.UploadID)
+		}
+		return true, nil
+	}
 	it := s.records[storeKey(l.AtomID, l.UploadID)]
 	if it == nil || it.leases[l.Name] == nil || it.leases[l.Name].Owner != l.Owner {
 		return true, nil
@@ -438,11 +515,113 @@ func (s *fakeStore) Abandon(ctx context.Context, l upload.Lease) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it := s.records[storeKey(l.AtomID, l.UploadID)]
-	if it != nil && it.leases[l.Name] != nil && it.leases[l.Name].Owner == l.Owner {
-		it.leases[l.Name].Expiry = 0
+	if ls := s.leaseOf(l); ls != nil && ls.Owner == l.Owner {
+		ls.Expiry = 0
 	}
 	return nil
+}
+
+// leaseOf is the lease l names: an upload's, or a sweep's; nil when
+// nobody's name is on it. s.mu is held.
+func (s *fakeStore) leaseOf(l upload.Lease) *fakeLease {
+	if l.Name == upload.LeaseSweep {
+		return s.sweeps[l.UploadID]
+	}
+	if it := s.records[storeKey(l.AtomID, l.UploadID)]; it != nil {
+		return it.leases[l.Name]
+	}
+	return nil
+}
+
+// Touch marks the upload as changed now without changing it (only while
+// it is live: a terminal record is not in the index, and the call is not
+// an error), as store.Store.Touch.
+func (s *fakeStore) Touch(ctx context.Context, atomID, id string) error {
+	if err := s.call("Touch"); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("touch upload %s: %w", id, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.touched = append(s.touched, storeKey(atomID, id))
+	if it := s.records[storeKey(atomID, id)]; it != nil && !it.u.Status.Terminal() {
+		it.progressAt = s.clock.Now()
+	}
+	return nil
+}
+
+// Quiet calls fn with the ids of the records that are not terminal and
+// have not changed since before, oldest change first, until fn fails, as
+// store.Store.Quiet. fn runs without the store's lock.
+func (s *fakeStore) Quiet(ctx context.Context, before time.Time, fn func(atomID, id string) error) error {
+	if err := s.call("Quiet"); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("query quiet uploads: %w", err)
+	}
+	type quiet struct {
+		atomID, id string
+		at         time.Time
+	}
+	s.mu.Lock()
+	var qs []quiet
+	for _, it := range s.records {
+		if (!it.u.Status.Terminal() || s.laggingIndex) && it.progressAt.UnixMilli() < before.UnixMilli() {
+			qs = append(qs, quiet{it.u.AtomID, it.u.ID, it.progressAt})
+		}
+	}
+	if s.laggingIndex {
+		for _, g := range s.ghosts {
+			qs = append(qs, quiet{g[0], g[1], time.Time{}})
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(qs, func(a, b quiet) int { return a.at.Compare(b.at) })
+	for _, q := range qs {
+		if err := fn(q.atomID, q.id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AcquireSweep takes a sweep's lease, as store.Store.AcquireSweep: free,
+// expired, or one's own.
+func (s *fakeStore) AcquireSweep(ctx context.Context, l upload.Lease) error {
+	if err := s.call("AcquireSweep"); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("acquire the %s sweep lease: %w", l.UploadID, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now()
+	if prev := s.sweeps[l.UploadID]; prev != nil && prev.Expiry >= now.UnixMilli() && prev.Owner != l.Owner {
+		return upload.ErrLeaseHeld
+	}
+	s.sweeps[l.UploadID] = &fakeLease{Owner: l.Owner, Expiry: now.Add(l.TTL).UnixMilli()}
+	return nil
+}
+
+// sweepLease returns a sweep's lease; ok is false when nobody holds it.
+func (s *fakeStore) sweepLease(name string) (l fakeLease, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ls := s.sweeps[name]; ls != nil {
+		return *ls, true
+	}
+	return fakeLease{}, false
+}
+
+// setSweepLease writes a sweep's lease, as another instance would have.
+func (s *fakeStore) setSweepLease(name, owner string, expiry time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweeps[name] = &fakeLease{Owner: owner, Expiry: expiry.UnixMilli()}
 }
 
 // cloneUpload deep-copies a record: nothing of the copy is shared.
@@ -452,6 +631,7 @@ func cloneUpload(u *upload.Upload) *upload.Upload {
 	if c.Completed == nil {
 		c.Completed = map[int]bool{}
 	}
+	c.Leases = maps.Clone(u.Leases)
 	c.Destinations = make([]upload.Destination, len(u.Destinations))
 	for i, d := range u.Destinations {
 		if d.Meta != nil {
@@ -469,9 +649,11 @@ func cloneUpload(u *upload.Upload) *upload.Upload {
 // monotonic reading.
 func stored(u *upload.Upload) *upload.Upload {
 	c := cloneUpload(u)
+	c.Leases = nil // the leases are attributes of their own (fakeItem.leases)
 	c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
 	for i := range c.Destinations {
 		c.Destinations[i].PolledAt = c.Destinations[i].PolledAt.UTC()
+		c.Destinations[i].RetryAt = c.Destinations[i].RetryAt.UTC()
 	}
 	return c
 }
@@ -491,6 +673,7 @@ type fakeS3 struct {
 	openBodies int // GetObject bodies not closed yet
 	copying    int // UploadPartCopy calls in flight
 	maxCopying int
+	listPage   int // parts in a page of ListParts (S3's 1000 unless set)
 }
 
 type fakeMPU struct {
@@ -511,6 +694,30 @@ func newFakeS3() *fakeS3 {
 
 func s3Error(op string, err error) error {
 	return &smithy.OperationError{ServiceID: "S3", OperationName: op, Err: err}
+}
+
+// apiError is an AWS service's refusal as the SDK reports it (the fakes of
+// S3 wrap it in the operation's error, as the SDK does); its message is
+// the service's own text, which no record may show.
+func apiError(code string) error {
+	return &smithy.GenericAPIError{Code: code, Message: code + ": the service's own words, request id 4F2A", Fault: smithy.FaultClient}
+}
+
+// dynamoError is a refusal of the progress table as package store passes
+// it on: the SDK's error of the DynamoDB operation.
+func dynamoError(code string) error {
+	return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "UpdateItem", Err: apiError(code)}
+}
+
+// storeBusy is the error package store returns when the table throttles:
+// a domain error joined to the SDK's.
+func storeBusy() error {
+	return errors.Join(upload.Errorf(upload.EUNAVAILABLE, "the progress table is busy; try again"), dynamoError("ProvisionedThroughputExceededException"))
+}
+
+// sqsError is a refusal of the queue as the SDK reports it.
+func sqsError(code string) error {
+	return &smithy.OperationError{ServiceID: "SQS", OperationName: "SendMessage", Err: apiError(code)}
 }
 
 // put stores an object; the fake keeps data as it is given (tests never
@@ -719,6 +926,62 @@ func (s *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMul
 	return &s3.CompleteMultipartUploadOutput{Bucket: in.Bucket, Key: in.Key}, nil
 }
 
+// ListParts lists the parts of a multipart upload, a page at a time from
+// after PartNumberMarker, in part order.
+func (s *fakeS3) ListParts(ctx context.Context, in *s3.ListPartsInput, _ ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
+	if err := s.call("ListParts"); err != nil {
+		return nil, s3Error("ListParts", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, s3Error("ListParts", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.mpus[aws.ToString(in.UploadId)]
+	if m == nil || m.bucket != aws.ToString(in.Bucket) || m.key != aws.ToString(in.Key) {
+		return nil, s3Error("ListParts", &s3types.NoSuchUpload{Message: aws.String("no such upload")})
+	}
+	from := int32(0)
+	if mk := aws.ToString(in.PartNumberMarker); mk != "" {
+		n, err := strconv.Atoi(mk)
+		if err != nil {
+			return nil, s3Error("ListParts", &smithy.GenericAPIError{Code: "InvalidArgument", Message: "bad part number marker " + mk})
+		}
+		from = int32(n)
+	}
+	page := s.listPage
+	if page <= 0 {
+		page = 1000
+	}
+	numbers := slices.Sorted(maps.Keys(m.parts))
+	out := &s3.ListPartsOutput{Bucket: in.Bucket, Key: in.Key, UploadId: in.UploadId, IsTruncated: aws.Bool(false)}
+	for _, n := range numbers {
+		if n <= from {
+			continue
+		}
+		if len(out.Parts) == page {
+			out.IsTruncated = aws.Bool(true)
+			out.NextPartNumberMarker = aws.String(strconv.Itoa(int(aws.ToInt32(out.Parts[len(out.Parts)-1].PartNumber))))
+			break
+		}
+		p := m.parts[n]
+		out.Parts = append(out.Parts, s3types.Part{PartNumber: aws.Int32(n), ETag: aws.String(p.etag), Size: aws.Int64(int64(len(p.data)))})
+	}
+	return out, nil
+}
+
+// mpuParts returns the part numbers copied into each multipart upload in
+// progress.
+func (s *fakeS3) mpuParts() map[string][]int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]int32{}
+	for id, m := range s.mpus {
+		out[id] = slices.Sorted(maps.Keys(m.parts))
+	}
+	return out
+}
+
 func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, _ ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
 	if err := s.call("AbortMultipartUpload"); err != nil {
 		return nil, s3Error("AbortMultipartUpload", err)
@@ -753,7 +1016,38 @@ type sentMessage struct {
 	Kind     worker.Kind
 	AtomID   string
 	UploadID string
+	Part     int // of a part task
 	Failures int
+	Mark     int64
+	Marked   bool // the body carries a mark
+	Cause    string
+}
+
+// decodeSent decodes a message sent to a queue.
+func decodeSent(queueURL, body string, delay time.Duration) sentMessage {
+	m := sentMessage{QueueURL: queueURL, Body: body, Delay: delay}
+	var own struct {
+		AtomUploads *struct {
+			Kind     worker.Kind `json:"kind"`
+			AtomID   string      `json:"atomId"`
+			UploadID string      `json:"uploadId"`
+			Part     *int        `json:"part"`
+			Failures int         `json:"failures"`
+			Mark     *int64      `json:"mark"`
+			Cause    string      `json:"cause"`
+		} `json:"atomUploads"`
+	}
+	if err := json.Unmarshal([]byte(body), &own); err == nil && own.AtomUploads != nil {
+		a := own.AtomUploads
+		m.Kind, m.AtomID, m.UploadID, m.Failures, m.Cause = a.Kind, a.AtomID, a.UploadID, a.Failures, a.Cause
+		if a.Part != nil {
+			m.Part = *a.Part
+		}
+		if a.Mark != nil {
+			m.Mark, m.Marked = *a.Mark, true
+		}
+	}
+	return m
 }
 
 var _ worker.Sender = (*fakeSender)(nil)
@@ -765,18 +1059,7 @@ func (q *fakeSender) SendMessage(ctx context.Context, in *sqs.SendMessageInput, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	m := sentMessage{QueueURL: aws.ToString(in.QueueUrl), Body: aws.ToString(in.MessageBody), Delay: time.Duration(in.DelaySeconds) * time.Second}
-	var own struct {
-		AtomUploads *struct {
-			Kind     worker.Kind `json:"kind"`
-			AtomID   string      `json:"atomId"`
-			UploadID string      `json:"uploadId"`
-			Failures int         `json:"failures"`
-		} `json:"atomUploads"`
-	}
-	if err := json.Unmarshal([]byte(m.Body), &own); err == nil && own.AtomUploads != nil {
-		m.Kind, m.AtomID, m.UploadID, m.Failures = own.AtomUploads.Kind, own.AtomUploads.AtomID, own.AtomUploads.UploadID, own.AtomUploads.Failures
-	}
+	m := decodeSent(aws.ToString(in.QueueUrl), aws.ToString(in.MessageBody), time.Duration(in.DelaySeconds)*time.Second)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.msgs = append(q.msgs, m)
@@ -875,7 +1158,7 @@ func quotaError() error {
 	return &youtube.Error{Status: 403, Reason: "quotaExceeded", Message: "YouTube answered 403 quotaExceeded: The request cannot be completed because you have exceeded your quota."}
 }
 
-func (y *fakeYouTube) StartSession(ctx context.Context, meta upload.YouTubeMetadata, size int64, contentType string) (string, error) {
+func (y *fakeYouTube) StartSession(ctx context.Context, meta upload.YouTubeMetadata, size int64, _ string) (string, error) {
 	if err := y.call("StartSession"); err != nil {
 		return "", fmt.Errorf("start session: %w", err)
 	}
@@ -984,7 +1267,7 @@ func (y *fakeYouTube) Offset(ctx context.Context, session string, total int64) (
 	return youtube.Progress{Committed: s.Committed}, nil
 }
 
-func (y *fakeYouTube) Processing(ctx context.Context, videoID string) (upload.YouTubeProcessing, error) {
+func (y *fakeYouTube) Processing(ctx context.Context, _ string) (upload.YouTubeProcessing, error) {
 	if err := y.call("Processing"); err != nil {
 		return upload.YouTubeProcessing{}, err
 	}
@@ -1010,7 +1293,7 @@ func (y *fakeYouTube) script(answers ...fakeProcessing) {
 	y.processing = answers
 }
 
-func (y *fakeYouTube) Cancel(ctx context.Context, session string) error {
+func (y *fakeYouTube) Cancel(_ context.Context, session string) error {
 	if err := y.call("Cancel"); err != nil {
 		return err
 	}
@@ -1183,6 +1466,7 @@ func (a *fakeAtom) assetsOf(atomID string) []string {
 const (
 	unitBucket   = "unit-uploads"
 	unitQueueURL = "https://sqs.eu-west-1.amazonaws.com/000000000000/unit-uploads"
+	unitDLQURL   = "https://sqs.eu-west-1.amazonaws.com/000000000000/unit-uploads-dlq"
 	unitAtom     = "atom-unit-1"
 )
 
@@ -1212,7 +1496,9 @@ type unitOpts struct {
 
 // unitConfig is the steps' configuration of the unit tests: leases long
 // enough that they never expire by themselves, 2 MiB chunks (two and a half
-// to a part).
+// to a part), and the production retry curve of failed attempts (10 s
+// doubling, capped at 5 minutes; the fakes send delayed messages at once,
+// so nothing waits for it).
 func unitConfig() worker.Config {
 	return worker.Config{
 		QueueURL:              unitQueueURL,
@@ -1225,6 +1511,8 @@ func unitConfig() worker.Config {
 		MaxTranscodeAttempts:  3,
 		MaxAttempts:           3,
 		MaxReceiveCount:       5,
+		RetryBackoff:          10 * time.Second,
+		MaxRetryDelay:         5 * time.Minute,
 	}
 }
 
@@ -1442,12 +1730,66 @@ func fullBody(u *upload.Upload) string {
 
 // ownBody is one of the service's own messages.
 func ownBody(kind worker.Kind, u *upload.Upload, failures int) string {
-	t := map[string]any{"kind": kind, "atomId": u.AtomID, "uploadId": u.ID}
-	if failures != 0 {
-		t["failures"] = failures
+	return ownTask{kind: kind, failures: failures}.body(u)
+}
+
+// ownTask is one of the service's own messages with every field it may
+// carry.
+type ownTask struct {
+	kind     worker.Kind
+	part     int // of a part task
+	failures int
+	mark     *int64
+	cause    string
+}
+
+func (o ownTask) body(u *upload.Upload) string {
+	t := map[string]any{"kind": o.kind, "atomId": u.AtomID, "uploadId": u.ID}
+	if o.kind == worker.KindPart {
+		t["part"] = o.part
+	}
+	if o.failures != 0 {
+		t["failures"] = o.failures
+	}
+	if o.mark != nil {
+		t["mark"] = *o.mark
+	}
+	if o.cause != "" {
+		t["cause"] = o.cause
 	}
 	b, _ := json.Marshal(map[string]any{"atomUploads": t})
 	return string(b)
+}
+
+// partTaskBody is the service's own message of part n, as a re-homed part
+// event becomes.
+func partTaskBody(u *upload.Upload, n, failures int) string {
+	return ownTask{kind: worker.KindPart, part: n, failures: failures}.body(u)
+}
+
+// retryCeiling is the longest pause the retry policy takes before the
+// retry of work that failed failures times in a row.
+func (e *unitEnv) retryCeiling(failures int) time.Duration {
+	c := e.cfg.RetryBackoff
+	for range max(failures, 1) - 1 {
+		c *= 2
+	}
+	return min(c, e.cfg.MaxRetryDelay, 15*time.Minute)
+}
+
+// checkRetry asserts that m is the continuation of work that failed: of
+// kind k, failures attempts without progress, the cause in words, marked
+// with the upload's progress, and delayed within the policy's jittered
+// bounds (half to all of its ceiling, in SQS's whole seconds).
+func (e *unitEnv) checkRetry(m sentMessage, k worker.Kind, failures int, cause string) {
+	e.t.Helper()
+	c := e.retryCeiling(failures)
+	if m.Kind != k || m.Failures != failures || m.Cause != cause || !m.Marked || m.QueueURL != e.cfg.QueueURL {
+		e.t.Errorf("retry message %+v, want %s with failures %d, cause %q and a mark, on the queue", m, k, failures, cause)
+	}
+	if m.Delay < (c/2).Truncate(time.Second) || m.Delay > c {
+		e.t.Errorf("retry of %s after %s, want %s–%s", k, m.Delay, c/2, c)
+	}
 }
 
 // checkVideo asserts that YouTube has exactly file, from one session
@@ -1554,9 +1896,15 @@ func (q *fakeSQS) enqueue(body string) string {
 }
 
 func (q *fakeSQS) enqueueAfter(body string, delay time.Duration) string {
+	return q.enqueueReceived(body, delay, 0)
+}
+
+// enqueueReceived puts a message on the queue that was received receives
+// times already (as one the redrive policy moved from another queue).
+func (q *fakeSQS) enqueueReceived(body string, delay time.Duration, receives int) string {
 	q.mu.Lock()
 	q.nextID++
-	m := &fakeSQSMessage{id: fmt.Sprintf("msg-%d", q.nextID), body: body, after: time.Now().Add(delay)}
+	m := &fakeSQSMessage{id: fmt.Sprintf("msg-%d", q.nextID), body: body, after: time.Now().Add(delay), receives: receives}
 	q.visible = append(q.visible, m)
 	q.mu.Unlock()
 	q.poke()
@@ -1617,7 +1965,7 @@ func (q *fakeSQS) take(n int) []sqstypes.Message {
 	return out
 }
 
-func (q *fakeSQS) DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error) {
+func (q *fakeSQS) DeleteMessage(_ context.Context, in *sqs.DeleteMessageInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error) {
 	if err := q.call("DeleteMessage"); err != nil {
 		return nil, err
 	}
@@ -1632,7 +1980,7 @@ func (q *fakeSQS) DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput,
 	return &sqs.DeleteMessageOutput{}, nil
 }
 
-func (q *fakeSQS) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+func (q *fakeSQS) ChangeMessageVisibility(_ context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
 	if err := q.call("ChangeMessageVisibility"); err != nil {
 		return nil, err
 	}
@@ -1665,7 +2013,7 @@ func (q *fakeSQS) SendMessage(ctx context.Context, in *sqs.SendMessageInput, _ .
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.elsewhere = append(q.elsewhere, sentMessage{QueueURL: aws.ToString(in.QueueUrl), Body: aws.ToString(in.MessageBody)})
+	q.elsewhere = append(q.elsewhere, decodeSent(aws.ToString(in.QueueUrl), aws.ToString(in.MessageBody), time.Duration(in.DelaySeconds)*time.Second))
 	return &sqs.SendMessageOutput{MessageId: aws.String("elsewhere")}, nil
 }
 

@@ -53,8 +53,15 @@ func TestUnitLeaseLostCancelsTheTurn(t *testing.T) {
 	if !errors.Is(cause(), upload.ErrLeaseLost) {
 		t.Errorf("the chunk's context ended with %v, want upload.ErrLeaseLost", cause())
 	}
-	if !errors.Is(res.Err, upload.ErrLeaseLost) {
-		t.Errorf("Handle = %+v, want upload.ErrLeaseLost", res)
+	// The lost turn is retried on a message of its own (the thief may die
+	// too): no failure, as the session it started is progress.
+	if res != (worker.Result{}) {
+		t.Errorf("Handle = %+v, want the message deleted", res)
+	}
+	if m := e.queue.ofKind(worker.KindRelay); len(m) != 1 {
+		t.Errorf("relay messages %+v, want one", m)
+	} else {
+		e.checkRetry(m[0], worker.KindRelay, 0, "another worker took the work over")
 	}
 	if n := e.yt.count("PutChunk"); n != 1 {
 		t.Errorf("%d chunk PUTs, want 1: nothing after the lease was lost", n)
@@ -78,8 +85,13 @@ func TestUnitLeaseThatCannotBeRenewedIsGivenUp(t *testing.T) {
 	if err := cause(); !errors.Is(err, upload.ErrLeaseLost) || !strings.Contains(err.Error(), "could not renew it for") {
 		t.Errorf("the chunk's context ended with %v, want upload.ErrLeaseLost: could not renew it", err)
 	}
-	if !errors.Is(res.Err, upload.ErrLeaseLost) {
-		t.Errorf("Handle = %+v, want upload.ErrLeaseLost", res)
+	if res != (worker.Result{}) {
+		t.Errorf("Handle = %+v, want the message deleted", res)
+	}
+	if m := e.queue.ofKind(worker.KindRelay); len(m) != 1 {
+		t.Errorf("relay messages %+v, want one", m)
+	} else {
+		e.checkRetry(m[0], worker.KindRelay, 0, "another worker took the work over")
 	}
 }
 
@@ -137,8 +149,11 @@ func TestUnitLeaseEndings(t *testing.T) {
 		errStore := errors.New("dynamodb unreachable")
 		e.store.failNext("ReleaseIfMissing", errStore)
 		e.putPart(u, file, 0)
-		if res := e.handle(partBody(u, 0)); !errors.Is(res.Err, errStore) {
-			t.Fatalf("Handle = %+v, want the store's error", res)
+		if res := e.handle(partBody(u, 0)); res != (worker.Result{}) {
+			t.Fatalf("Handle = %+v, want the message deleted: the relay is retried on a message of its own", res)
+		}
+		if m := e.queue.ofKind(worker.KindRelay); len(m) != 1 {
+			t.Errorf("relay messages %+v, want one", m)
 		}
 		if l, ok := e.store.lease(u.AtomID, u.ID, upload.LeaseYouTube); !ok || l.Expiry != 0 || !strings.HasPrefix(l.Owner, "unit-a#") {
 			t.Errorf("lease %+v (present %t), want abandoned: owner kept, expiry 0", l, ok)
@@ -189,13 +204,46 @@ func TestUnitLeaseEndingIsWrittenAfterTheContextEnds(t *testing.T) {
 		return context.Canceled
 	}
 	res := e.d.Handle(ctx, worker.Message{ID: "m-grace", Body: ownBody(worker.KindRelay, u, 0), ReceiveCount: 1})
-	if res.Err == nil {
-		t.Fatal("Handle succeeded, want the cancelled turn's error")
+	if res != (worker.Result{}) {
+		t.Fatalf("Handle = %+v, want the message deleted: the work is handed over on a fresh one", res)
 	}
 	if l, ok := e.store.lease(u.AtomID, u.ID, upload.LeaseYouTube); !ok || l.Expiry != 0 {
 		t.Errorf("lease %+v (present %t), want abandoned despite the ended context", l, ok)
 	}
-	if m := e.queue.sent(); len(m) != 0 {
-		t.Errorf("messages %+v, want none: the handed-back message carries on", m)
+	if m := e.queue.sent(); len(m) != 1 || m[0].Kind != worker.KindRelay || m[0].Delay != 0 || m[0].Failures != 0 {
+		t.Errorf("messages %+v, want the relay handed back at once", m)
+	}
+}
+
+// TestUnitLeaseStopsRenewingAfterAPanic: a step panics while it holds a
+// lease; the renewer stops with it, so the lease expires and another
+// instance can take the work over (it used to be renewed for as long as
+// the process lived).
+func TestUnitLeaseStopsRenewingAfterAPanic(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t, unitOpts{cfg: func(c *worker.Config) { c.LeaseTTL = 150 * time.Millisecond }})
+	u := e.create(threeParts, ytDest())
+	e.assetDue(u)
+	e.atom.onCall("AddAsset", func(int) {
+		waitUntil(t, "a renewal", func() bool { return e.store.count("Renew") >= 1 })
+		panic("atom client: nil pointer")
+	})
+	var recovered any
+	func() {
+		defer func() { recovered = recover() }()
+		// A context that outlives the turn, as the pool's does.
+		e.d.Handle(t.Context(), worker.Message{ID: "m-panic", Body: ownBody(worker.KindAsset, u, 0), ReceiveCount: 1})
+	}()
+	if recovered == nil {
+		t.Fatal("the step's panic did not reach the caller")
+	}
+	renewals := e.store.count("Renew")
+	time.Sleep(2 * e.cfg.LeaseTTL) // six renewal periods
+	if n := e.store.count("Renew"); n != renewals {
+		t.Errorf("%d renewals after the panic, want none", n-renewals)
+	}
+	_, takenOver, err := e.store.Acquire(t.Context(), upload.Lease{AtomID: u.AtomID, UploadID: u.ID, Name: upload.LeaseAsset, Owner: "unit-b#1", TTL: time.Minute})
+	if err != nil || !takenOver {
+		t.Errorf("Acquire by another instance = taken over %t, %v; want the expired lease taken over", takenOver, err)
 	}
 }

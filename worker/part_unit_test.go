@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"bytes"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -71,8 +70,13 @@ func TestUnitPartCompletesAndChainsRelayAndReassembly(t *testing.T) {
 	if assets := e.atom.assetsOf(u.AtomID); len(assets) != 1 || assets[0] != "https://www.youtube.com/watch?v="+s.VideoID || !d.AssetAdded {
 		t.Errorf("assets %q, recorded %t; want the video added once", assets, d.AssetAdded)
 	}
-	if got.Destination(upload.S3Bucket).Status != upload.DestWaiting {
-		t.Errorf("s3Bucket destination %s, want waiting for the full event", got.Destination(upload.S3Bucket).Status)
+	// The reassembly names the transcode as due itself, once it has
+	// recorded the original: S3's event of it is not waited for.
+	if sd := got.Destination(upload.S3Bucket); sd.Status != upload.DestTranscoding || sd.JobID != "job-1" || e.tc.count("Start") != 1 {
+		t.Errorf("s3Bucket destination %s, job %q after %d starts; want transcoding job-1, started once by the reassembly", sd.Status, sd.JobID, e.tc.count("Start"))
+	}
+	if polls := e.queue.ofKind(worker.KindTranscodePoll); len(polls) != 1 {
+		t.Errorf("transcodePoll messages %+v, want 1", polls)
 	}
 	if n := e.logged("part complete"); n != 3 {
 		t.Errorf("%d part-complete lines, want 3", n)
@@ -93,15 +97,15 @@ func TestUnitPartCompletesAndChainsRelayAndReassembly(t *testing.T) {
 func TestUnitPartAgainstThePlanFailsTheUpload(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name     string
-		part     int
-		size     int64 // of the object put
-		wantErr  string
-		wantHead bool
+		name    string
+		part    int
+		size    int64 // of the object put
+		wantErr string
 	}{
-		{name: "shorter than planned", part: 0, size: 5*upload.MiB - 1, wantErr: "part 0 is 5242879 bytes but the plan expects 5242880 (bytes 0–5242880 of the file); start a new upload", wantHead: true},
-		{name: "longer than planned", part: 2, size: 1001, wantErr: "part 2 is 1001 bytes but the plan expects 1000", wantHead: true},
-		{name: "not in the plan", part: 3, size: 1000, wantErr: "part 3 is not in the plan: the file has 3 parts (0–2)"},
+		{name: "shorter than planned", part: 0, size: 5*upload.MiB - 1, wantErr: "part 0 is 5242879 bytes but the plan expects 5242880 (bytes 0–5242880 of the file); start a new upload"},
+		{name: "longer than planned", part: 2, size: 1001, wantErr: "part 2 is 1001 bytes but the plan expects 1000"},
+		// A part outside the plan no longer fails the upload: see
+		// TestUnitPartEventsThatAreIgnored.
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,8 +131,8 @@ func TestUnitPartAgainstThePlanFailsTheUpload(t *testing.T) {
 			if len(got.Completed) != 0 {
 				t.Errorf("completed parts %v, want none", got.CompletedParts())
 			}
-			if head := e.s3.count("HeadObject") > 0; head != tt.wantHead {
-				t.Errorf("HeadObject called: %t, want %t", head, tt.wantHead)
+			if n := e.s3.count("HeadObject"); n != 1 {
+				t.Errorf("HeadObject called %d times, want once: the object's size is S3's answer, not the event's", n)
 			}
 			lines := e.logs.FilterMessage("upload failed").All()
 			if len(lines) != 1 || !strings.Contains(lines[0].ContextMap()["error"].(string), tt.wantErr) {
@@ -148,10 +152,28 @@ func TestUnitPartEventsThatAreIgnored(t *testing.T) {
 		wantStatus upload.Status // uploading unless set
 	}{
 		{
-			name:    "part no longer in S3",
+			name:    "part not in S3",
 			body:    func(u *upload.Upload) string { return partBody(u, 0) },
 			setup:   func(*unitEnv, *upload.Upload) {}, // nothing put
-			wantLog: "ignored an event of a part that is no longer in S3",
+			wantLog: "ignored an event of a part that is not in S3",
+		},
+		{
+			// An event is a hint: a forged one far outside the plan, with
+			// no object behind it, changes nothing.
+			name:    "forged event of a part outside the plan",
+			body:    func(u *upload.Upload) string { return partBody(u, 99999) },
+			setup:   func(*unitEnv, *upload.Upload) {},
+			wantLog: "ignored an event of a part that is not in S3",
+		},
+		{
+			// The browser's credentials may write any key under parts/:
+			// a stray object is its mistake, not the upload's end.
+			name: "object outside the plan",
+			body: func(u *upload.Upload) string { return partBody(u, 3) },
+			setup: func(e *unitEnv, u *upload.Upload) {
+				e.s3.put(unitBucket, u.PartKey(3), make([]byte, 1000))
+			},
+			wantLog: "ignored an object outside the plan",
 		},
 		{
 			name: "cancelled upload",
@@ -296,16 +318,25 @@ func TestUnitPartDuplicateEventIsIdempotent(t *testing.T) {
 	}
 }
 
+// TestUnitPartFailuresAreRetried: a part step that fails is retried on a
+// message of its own (the part's own task), which completes it.
 func TestUnitPartFailuresAreRetried(t *testing.T) {
 	t.Parallel()
-	errS3 := errors.New("SlowDown: reduce your request rate")
 	tests := []struct {
-		name   string
-		inject func(e *unitEnv)
+		name      string
+		inject    func(e *unitEnv)
+		wantCause string
 	}{
-		{name: "HeadObject fails", inject: func(e *unitEnv) { e.s3.failNext("HeadObject", errS3) }},
-		{name: "CompletePart fails", inject: func(e *unitEnv) { e.store.failNext("CompletePart", errors.New("ProvisionedThroughputExceeded")) }},
-		{name: "Get fails", inject: func(e *unitEnv) { e.store.failNext("Get", errors.New("RequestLimitExceeded")) }},
+		{
+			name:      "HeadObject fails",
+			inject:    func(e *unitEnv) { e.s3.failNext("HeadObject", apiError("SlowDown")) },
+			wantCause: "S3 refused: SlowDown",
+		},
+		{
+			name:      "CompletePart fails",
+			inject:    func(e *unitEnv) { e.store.failNext("CompletePart", storeBusy()) },
+			wantCause: "the progress table is busy; try again",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -315,20 +346,60 @@ func TestUnitPartFailuresAreRetried(t *testing.T) {
 			file := unitFile(t, u.Size)
 			e.putPart(u, file, 0)
 			tt.inject(e)
-			if res := e.handle(partBody(u, 0)); res.Err == nil {
-				t.Fatalf("Handle = %+v, want an error: the message must be tried again", res)
+			if res := e.handle(partBody(u, 0)); res != (worker.Result{}) {
+				t.Fatalf("Handle = %+v, want the event deleted: its work goes on on a message of its own", res)
 			}
 			if got := e.get(u); len(got.Completed) != 0 || got.Status != upload.StatusUploading {
 				t.Errorf("completed %v, status %s after a failed try; want nothing recorded", got.CompletedParts(), got.Status)
 			}
+			sent := e.queue.sent()
+			if len(sent) != 1 {
+				t.Fatalf("messages %+v, want one retry", sent)
+			}
+			e.checkRetry(sent[0], worker.KindPart, 1, tt.wantCause)
+			if sent[0].Part != 0 {
+				t.Errorf("retry of part %d, want part 0", sent[0].Part)
+			}
+			if n := e.store.touches(u.AtomID, u.ID); n != 1 {
+				t.Errorf("%d touches, want 1: the upload has a driver until the retry is due", n)
+			}
 			// The retry succeeds.
-			e.mustHandle(partBody(u, 0))
+			e.mustHandle(sent[0].Body)
 			if got := e.get(u); !got.Completed[0] || got.Destination(upload.YouTube).UploadedBytes != 5*upload.MiB {
 				t.Errorf("after the retry: completed %v, %d bytes relayed; want part 0 complete and relayed",
 					got.CompletedParts(), got.Destination(upload.YouTube).UploadedBytes)
 			}
 		})
 	}
+	t.Run("Get fails", func(t *testing.T) {
+		t.Parallel()
+		e := newUnitEnv(t)
+		u := e.create(threeParts, ytDest())
+		file := unitFile(t, u.Size)
+		e.putPart(u, file, 0)
+		e.store.failNext("Get", dynamoError("RequestLimitExceeded"))
+		// Without the record there is no work to retry: the message
+		// itself fails, and comes again.
+		if res := e.handle(partBody(u, 0)); res.Err == nil {
+			t.Fatalf("Handle = %+v, want an error: the message must be tried again", res)
+		}
+		if n := len(e.queue.sent()); n != 0 {
+			t.Errorf("%d messages sent, want none", n)
+		}
+		// It comes again: re-homed onto a part message of its own.
+		if res := e.handleOn(e.d, partBody(u, 0), 2); res != (worker.Result{}) {
+			t.Fatalf("Handle of the redelivery = %+v, want success", res)
+		}
+		sent := e.queue.ofKind(worker.KindPart)
+		if len(sent) != 1 || sent[0].Part != 0 || sent[0].Failures != 1 || sent[0].Delay != 0 {
+			t.Fatalf("part messages %+v, want one of part 0 with failures 1, at once", sent)
+		}
+		e.mustHandle(sent[0].Body)
+		if got := e.get(u); !got.Completed[0] || got.Destination(upload.YouTube).UploadedBytes != 5*upload.MiB {
+			t.Errorf("after the retry: completed %v, %d bytes relayed; want part 0 complete and relayed",
+				got.CompletedParts(), got.Destination(upload.YouTube).UploadedBytes)
+		}
+	})
 }
 
 func TestUnitPartOfAnS3BucketOnlyUploadIsNotRelayed(t *testing.T) {

@@ -113,24 +113,49 @@ func TestUnitRelayConcurrentInstancesDeliverEveryByteOnce(t *testing.T) {
 	e.checkS3Clean()
 }
 
+// TestUnitRelayLeaseHeldElsewhere: only a part's first S3 event may drop
+// the relay when another instance holds the lease (the holder sees the
+// part); the service's own messages may be the only driver left (the
+// holder may have died holding it), so they come back once the lease has
+// expired; and an event that comes again is first re-homed.
 func TestUnitRelayLeaseHeldElsewhere(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name         string
+		body         func(u *upload.Upload) string
 		receiveCount int
-		wantFollowUp bool
+		// wantRelay is the failures of the relay message sent for later;
+		// -1 for none.
+		wantRelay int
+		wantPart  bool // the part is recorded complete
+		wantMsgs  int
 	}{
-		{name: "first delivery is dropped: the holder sees the part", receiveCount: 1},
-		{name: "redelivery comes back once the lease has expired", receiveCount: 2, wantFollowUp: true},
+		{
+			name: "a part's first event is dropped: the holder sees the part",
+			body: func(u *upload.Upload) string { return partBody(u, 1) }, receiveCount: 1,
+			wantRelay: -1, wantPart: true,
+		},
+		{
+			name: "an own relay message comes back once the lease has expired",
+			body: func(u *upload.Upload) string { return ownBody(worker.KindRelay, u, 2) }, receiveCount: 1,
+			wantRelay: 2, wantMsgs: 1,
+		},
+		{
+			name: "the part's own message comes back too",
+			body: func(u *upload.Upload) string { return partTaskBody(u, 1, 0) }, receiveCount: 1,
+			wantRelay: 0, wantPart: true, wantMsgs: 1,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newUnitEnv(t)
 			u := e.create(threeParts, ytDest())
-			e.markIn(u, unitFile(t, u.Size), 0)
+			file := unitFile(t, u.Size)
+			e.markIn(u, file, 0)
+			e.putPart(u, file, 1)
 			e.store.setLease(t, u.AtomID, u.ID, upload.LeaseYouTube, "unit-z#9", e.store.clock.Now().Add(e.cfg.LeaseTTL))
-			if res := e.handleOn(e.d, ownBody(worker.KindRelay, u, 2), tt.receiveCount); res != (worker.Result{}) {
+			if res := e.handleOn(e.d, tt.body(u), tt.receiveCount); res != (worker.Result{}) {
 				t.Fatalf("Handle = %+v, want the message deleted", res)
 			}
 			if n := e.yt.count("StartSession") + e.yt.count("PutChunk") + e.yt.count("Offset"); n != 0 {
@@ -139,18 +164,47 @@ func TestUnitRelayLeaseHeldElsewhere(t *testing.T) {
 			if l, _ := e.store.lease(u.AtomID, u.ID, upload.LeaseYouTube); l.Owner != "unit-z#9" {
 				t.Errorf("lease owner %q, want the holder's", l.Owner)
 			}
+			if got := e.get(u).Completed[1]; got != tt.wantPart {
+				t.Errorf("part 1 complete: %t, want %t", got, tt.wantPart)
+			}
+			if n := len(e.queue.sent()); n != tt.wantMsgs {
+				t.Errorf("%d messages sent, want %d", n, tt.wantMsgs)
+			}
 			relays := e.queue.ofKind(worker.KindRelay)
-			if !tt.wantFollowUp {
+			if tt.wantRelay < 0 {
 				if len(relays) != 0 {
 					t.Errorf("relay messages %+v, want none", relays)
 				}
 				return
 			}
-			if len(relays) != 1 || relays[0].Delay != e.cfg.LeaseTTL+time.Second || relays[0].Failures != 2 || relays[0].QueueURL != unitQueueURL {
-				t.Errorf("relay messages %+v, want one after the lease TTL + 1s, failures kept at 2", relays)
+			if len(relays) != 1 || relays[0].Delay != e.cfg.LeaseTTL+time.Second || relays[0].Failures != tt.wantRelay || relays[0].QueueURL != unitQueueURL {
+				t.Errorf("relay messages %+v, want one after the lease TTL + 1s, failures kept at %d", relays, tt.wantRelay)
+			}
+			if n := e.store.touches(u.AtomID, u.ID); n != 0 {
+				t.Errorf("%d touches, want none: waiting for a lease is not a failure", n)
 			}
 		})
 	}
+	t.Run("an event that comes again is re-homed, not worked on", func(t *testing.T) {
+		t.Parallel()
+		e := newUnitEnv(t)
+		u := e.create(threeParts, ytDest())
+		file := unitFile(t, u.Size)
+		e.putPart(u, file, 1)
+		if res := e.handleOn(e.d, partBody(u, 1), 2); res != (worker.Result{}) {
+			t.Fatalf("Handle = %+v, want the message deleted", res)
+		}
+		if n := e.s3.count("HeadObject") + e.store.count("CompletePart") + e.store.count("Acquire"); n != 0 {
+			t.Errorf("%d calls of the part's work, want none", n)
+		}
+		sent := e.queue.sent()
+		if len(sent) != 1 || sent[0].Kind != worker.KindPart || sent[0].Part != 1 || sent[0].Failures != 1 || sent[0].Delay != 0 {
+			t.Errorf("messages %+v, want the part's own message, failures 1, at once", sent)
+		}
+		if n := e.logged("continuing on a fresh message"); n != 1 {
+			t.Errorf("%d re-home lines, want 1", n)
+		}
+	})
 }
 
 func TestUnitRelayTemporaryErrorIsRetriedWithinTheTurn(t *testing.T) {
@@ -196,6 +250,11 @@ func TestUnitRelayTemporaryErrorIsRetriedWithinTheTurn(t *testing.T) {
 	}
 }
 
+// TestUnitRelayThatKeepsFailingIsTriedAgainLater: a turn whose YouTube
+// calls keep failing gives up after its own retries, abandons the lease
+// and is retried later on a message of its own; an attempt that made
+// progress (it started the session) does not count, one that made none
+// does; the retry that finds YouTube back takes over and asks it first.
 func TestUnitRelayThatKeepsFailingIsTriedAgainLater(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
@@ -212,22 +271,39 @@ func TestUnitRelayThatKeepsFailingIsTriedAgainLater(t *testing.T) {
 		t.Errorf("%d chunk PUTs and %d offset queries, want 1 and 5", put, off)
 	}
 	relays := e.queue.ofKind(worker.KindRelay)
-	if len(relays) != 1 || relays[0].Failures != 2 || relays[0].Delay < 30*time.Second || relays[0].Delay > time.Minute {
-		t.Fatalf("relay messages %+v, want one with failures 2 after 30–60 s", relays)
+	if len(relays) != 1 {
+		t.Fatalf("relay messages %+v, want one", relays)
 	}
-	if d := e.get(u).Destination(upload.YouTube); d.Status.Terminal() {
-		t.Errorf("youtube destination %s (%s), want still running", d.Status, d.Error)
+	// The session started: progress, so the failures start again at 0.
+	e.checkRetry(relays[0], worker.KindRelay, 0, "YouTube answered backendError")
+	if d := e.get(u).Destination(upload.YouTube); d.Status.Terminal() || relays[0].Mark != d.Advances || d.Advances == 0 {
+		t.Errorf("youtube destination %s (%s), %d advances, retry marked %d; want running, marked with its progress", d.Status, d.Error, d.Advances, relays[0].Mark)
 	}
 	l, ok := e.store.lease(u.AtomID, u.ID, upload.LeaseYouTube)
 	if !ok || l.Expiry != 0 {
 		t.Errorf("lease %+v (present %t), want abandoned: free, but the next holder takes over", l, ok)
 	}
+	if n := e.store.touches(u.AtomID, u.ID); n != 1 {
+		t.Errorf("%d touches, want 1", n)
+	}
+
+	// Still failing: the retry takes over, asks YouTube (six times), makes
+	// no progress, and counts one failure.
+	e.mustHandle(relays[0].Body)
+	if put, off := e.yt.count("PutChunk"), e.yt.count("Offset"); put != 1 || off != 11 {
+		t.Errorf("%d chunk PUTs and %d offset queries, want 1 and 11", put, off)
+	}
+	relays = e.queue.ofKind(worker.KindRelay)
+	if len(relays) != 2 {
+		t.Fatalf("relay messages %+v, want a second one", relays)
+	}
+	e.checkRetry(relays[1], worker.KindRelay, 1, "YouTube answered backendError")
 
 	// YouTube recovers; the later message's turn takes over and asks first.
 	e.yt.failAlways("PutChunk", nil)
 	e.yt.failAlways("Offset", nil)
 	calls := e.ytCalls()
-	e.mustHandle(relays[0].Body)
+	e.mustHandle(relays[1].Body)
 	if c := calls(); len(c) == 0 || c[0] != "Offset" {
 		t.Errorf("YouTube calls %q, want the offset query first", c)
 	}
@@ -237,27 +313,69 @@ func TestUnitRelayThatKeepsFailingIsTriedAgainLater(t *testing.T) {
 	checkChunks(t, e.yt.allSessions()[0])
 }
 
+// TestUnitRelayChunksFailingWhileTheOffsetAnswersDoNotSpin: YouTube
+// answers the offset query but refuses every chunk. An answered query is
+// not a step forward, so the turn's retries run out as for any failure
+// (it used to start them again at every answer and never end).
+func TestUnitRelayChunksFailingWhileTheOffsetAnswersDoNotSpin(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	u := e.create(threeParts, ytDest())
+	e.markIn(u, unitFile(t, u.Size), 0)
+	e.yt.failAlways("PutChunk", temporaryYouTubeError())
+	if res := e.handle(ownBody(worker.KindRelay, u, 0)); res != (worker.Result{}) {
+		t.Fatalf("Handle = %+v, want the message deleted (a later relay message follows)", res)
+	}
+	if put, off := e.yt.count("PutChunk"), e.yt.count("Offset"); put != 6 || off != 5 {
+		t.Errorf("%d chunk PUTs and %d offset queries, want 6 and 5: six tries, each chunk after an answered query", put, off)
+	}
+	relays := e.queue.ofKind(worker.KindRelay)
+	if len(relays) != 1 {
+		t.Fatalf("relay messages %+v, want one", relays)
+	}
+	e.checkRetry(relays[0], worker.KindRelay, 0, "YouTube answered backendError") // the session started
+
+	// The next attempt starts no session: no progress, one failure.
+	e.mustHandle(relays[0].Body)
+	if put := e.yt.count("PutChunk"); put != 12 {
+		t.Errorf("%d chunk PUTs, want 12", put)
+	}
+	relays = e.queue.ofKind(worker.KindRelay)
+	if len(relays) != 2 {
+		t.Fatalf("relay messages %+v, want a second one", relays)
+	}
+	e.checkRetry(relays[1], worker.KindRelay, 1, "YouTube answered backendError")
+}
+
+// TestUnitRelayGivesUpAfterMaxAttempts: the attempt that makes
+// MaxAttempts in a row without progress gives the work up: the YouTube
+// destination fails with the reason in words; the rest of the upload goes
+// on.
 func TestUnitRelayGivesUpAfterMaxAttempts(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(threeParts, ytDest(), s3BucketDest())
 	e.markIn(u, unitFile(t, u.Size), 0)
 	e.yt.failAlways("StartSession", temporaryYouTubeError())
-	e.mustHandle(ownBody(worker.KindRelay, u, e.cfg.MaxAttempts))
+	e.mustHandle(ownBody(worker.KindRelay, u, e.cfg.MaxAttempts-1))
 	got := e.get(u)
 	d := got.Destination(upload.YouTube)
-	want := "YouTube did not take the upload after 4 attempts: start YouTube session: start session: YouTube answered 503 backendError: try again"
+	want := "gave up after 3 attempts without progress: YouTube answered backendError"
 	if d.Status != upload.DestFailed || d.Error != want {
 		t.Errorf("youtube destination %s, error %q; want failed, %q", d.Status, d.Error, want)
 	}
 	if s := got.Destination(upload.S3Bucket); s.Status != upload.DestWaiting || got.Status.Terminal() {
 		t.Errorf("s3Bucket destination %s, upload %s; want waiting and running", s.Status, got.Status)
 	}
-	if m := e.queue.ofKind(worker.KindRelay); len(m) != 0 {
-		t.Errorf("relay messages %+v, want none after giving up", m)
+	if m := e.queue.sent(); len(m) != 0 {
+		t.Errorf("messages %+v, want none after giving up (no dead-letter queue configured)", m)
 	}
-	if n := e.logged("destination failed"); n != 1 {
-		t.Errorf("%d destination-failed lines, want 1", n)
+	lines := e.logs.FilterMessage("gave up").All()
+	if len(lines) != 1 || lines[0].ContextMap()["kind"] != "relay" || lines[0].ContextMap()["error"] != want {
+		t.Errorf("gave-up lines %v, want one of the relay with the reason", lines)
+	}
+	if n := e.store.touches(u.AtomID, u.ID); n != 0 {
+		t.Errorf("%d touches, want none: nothing drives it any more", n)
 	}
 }
 
@@ -293,8 +411,9 @@ func TestUnitRelayPermanentRefusalFailsOnlyTheYouTubeDestination(t *testing.T) {
 				t.Errorf("%d more YouTube calls after the refusal, want none", n-calls)
 			}
 			got := e.get(u)
-			if !got.Assembled || got.Status != upload.StatusProcessing || got.Destination(upload.S3Bucket).Status != upload.DestWaiting {
-				t.Errorf("assembled %t, upload %s, s3Bucket %s; want the s3Bucket path unaffected",
+			// The reassembly starts the transcode itself.
+			if !got.Assembled || got.Status != upload.StatusProcessing || got.Destination(upload.S3Bucket).Status != upload.DestTranscoding {
+				t.Errorf("assembled %t, upload %s, s3Bucket %s; want the s3Bucket path unaffected (assembled, transcoding)",
 					got.Assembled, got.Status, got.Destination(upload.S3Bucket).Status)
 			}
 			if got.Error != "" {
@@ -384,7 +503,8 @@ func TestUnitRelayOfAVideoOnYouTubePicksUpTheFollowUps(t *testing.T) {
 		{name: "asset not added yet", dest: func(*upload.Destination) {}, wantPolls: 1, wantCalls: 1},
 		{name: "asset added", dest: func(d *upload.Destination) { d.AssetAdded = true }, wantPolls: 1},
 		{name: "processing over", dest: func(d *upload.Destination) { d.AssetAdded, d.Status = true, upload.DestComplete }},
-		{name: "failed on YouTube, asset still due", dest: func(d *upload.Destination) { d.Status = upload.DestFailed }, wantCalls: 1},
+		// A video YouTube rejected is no asset for the atom.
+		{name: "failed on YouTube: no asset", dest: func(d *upload.Destination) { d.Status = upload.DestFailed }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,12 +1,13 @@
 package worker_test
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/smithy-go"
 
 	"atomuploads/transcode"
 	"atomuploads/upload"
@@ -28,8 +29,8 @@ func (e *unitEnv) assembled(u *upload.Upload) *upload.Upload {
 }
 
 // transcoding records the s3Bucket destination's transcode as started
-// (job-1, recorded as the given attempt) and when it was last polled.
-func (e *unitEnv) transcoding(u *upload.Upload, attempt int, polledAt time.Time) {
+// (job-1, its first attempt) and when it was last polled.
+func (e *unitEnv) transcoding(u *upload.Upload, polledAt time.Time) {
 	e.t.Helper()
 	if _, err := e.tc.Start(e.t.Context(), transcode.Spec{AtomID: u.AtomID, UploadID: u.ID, SourceBucket: unitBucket,
 		SourceKey: u.FullKey(), Token: u.ID + "-1"}); err != nil {
@@ -37,7 +38,7 @@ func (e *unitEnv) transcoding(u *upload.Upload, attempt int, polledAt time.Time)
 	}
 	e.store.modify(e.t, u.AtomID, u.ID, func(u *upload.Upload) {
 		d := u.Destination(upload.S3Bucket)
-		d.Status, d.JobID, d.Attempt, d.PolledAt = upload.DestTranscoding, "job-1", attempt, polledAt
+		d.Status, d.JobID, d.Attempt, d.PolledAt = upload.DestTranscoding, "job-1", 1, polledAt
 	})
 }
 
@@ -114,7 +115,7 @@ func TestUnitTranscodePoll(t *testing.T) {
 			t.Parallel()
 			e := newUnitEnv(t)
 			u := e.assembled(e.create(threeParts))
-			e.transcoding(u, 1, time.Time{})
+			e.transcoding(u, time.Time{})
 			e.tc.script(tt.answer)
 			e.mustHandle(ownBody(worker.KindTranscodePoll, u, 0))
 			got := e.get(u)
@@ -190,44 +191,56 @@ func TestUnitTranscodeStartFailures(t *testing.T) {
 		t.Parallel()
 		e := newUnitEnv(t)
 		u := e.assembled(e.create(threeParts))
-		errBackend := errors.New("MediaConvert: TooManyRequestsException")
-		e.tc.failNext("Start", errBackend)
-		if res := e.handle(fullBody(u)); !errors.Is(res.Err, errBackend) {
-			t.Fatalf("Handle = %+v, want the backend's error", res)
+		e.tc.failNext("Start", &smithy.OperationError{ServiceID: "MediaConvert", OperationName: "CreateJob", Err: apiError("TooManyRequestsException")})
+		if res := e.handle(fullBody(u)); res != (worker.Result{}) {
+			t.Fatalf("Handle = %+v, want the event deleted: the start is retried on a message of its own", res)
 		}
 		if d := e.get(u).Destination(upload.S3Bucket); d.JobID != "" || d.Status != upload.DestWaiting {
 			t.Errorf("s3Bucket destination %s with job %q, want waiting without a job", d.Status, d.JobID)
 		}
-		e.mustHandle(fullBody(u))
+		retries := e.queue.ofKind(worker.KindFull)
+		if len(retries) != 1 {
+			t.Fatalf("transcode messages %+v, want one retry", retries)
+		}
+		e.checkRetry(retries[0], worker.KindFull, 1, "MediaConvert refused: TooManyRequestsException")
+		e.mustHandle(retries[0].Body)
 		if d := e.get(u).Destination(upload.S3Bucket); d.JobID != "job-1" {
 			t.Errorf("job %q after the retry, want job-1", d.JobID)
 		}
 	})
 }
 
-func TestUnitTranscodeFailedPollsAreRescheduledThenFail(t *testing.T) {
+// TestUnitTranscodeFailedPollsAreRetriedThenGivenUp: a poll the
+// transcoder does not answer is retried on a message of its own, with one
+// more failure each time and a longer pause; the MaxAttempts-th failure in
+// a row gives the destination up, readably.
+func TestUnitTranscodeFailedPollsAreRetriedThenGivenUp(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.assembled(e.create(threeParts))
-	e.transcoding(u, 1, time.Time{})
+	e.transcoding(u, time.Time{})
 	e.tc.failAlways("Job", upload.Errorf(upload.EUNAVAILABLE, "MediaConvert did not answer"))
 	body := ownBody(worker.KindTranscodePoll, u, 0)
-	for failures := 1; failures <= e.cfg.MaxAttempts; failures++ {
+	for failures := 1; failures < e.cfg.MaxAttempts; failures++ {
 		e.mustHandle(body)
 		polls := e.queue.ofKind(worker.KindTranscodePoll)
-		if len(polls) != failures || polls[failures-1].Failures != failures || polls[failures-1].Delay != e.cfg.PollInterval {
-			t.Fatalf("transcodePoll messages %+v, want the %dth with failures %d", polls, failures, failures)
+		if len(polls) != failures {
+			t.Fatalf("transcodePoll messages %+v, want %d", polls, failures)
 		}
+		e.checkRetry(polls[failures-1], worker.KindTranscodePoll, failures, "MediaConvert did not answer")
 		body = polls[failures-1].Body
 	}
 	e.mustHandle(body)
 	d := e.get(u).Destination(upload.S3Bucket)
-	want := "could not get the s3Bucket state after 3 attempts: MediaConvert did not answer"
+	want := "gave up after 3 attempts without progress: MediaConvert did not answer"
 	if d.Status != upload.DestFailed || d.Error != want {
 		t.Errorf("s3Bucket destination %s, error %q; want failed, %q", d.Status, d.Error, want)
 	}
-	if n := len(e.queue.ofKind(worker.KindTranscodePoll)); n != e.cfg.MaxAttempts {
+	if n := len(e.queue.ofKind(worker.KindTranscodePoll)); n != e.cfg.MaxAttempts-1 {
 		t.Errorf("%d transcodePoll messages, want no more after giving up", n)
+	}
+	if n := e.tc.count("Job"); n != e.cfg.MaxAttempts {
+		t.Errorf("%d Job calls, want %d", n, e.cfg.MaxAttempts)
 	}
 }
 
@@ -241,7 +254,7 @@ func TestUnitTranscodePollsThatDoNothing(t *testing.T) {
 	}{
 		{
 			name:  "polled recently: a duplicate chain is cut",
-			setup: func(e *unitEnv, u *upload.Upload) { e.transcoding(u, 1, time.Now()) },
+			setup: func(e *unitEnv, u *upload.Upload) { e.transcoding(u, time.Now()) },
 			body:  func(u *upload.Upload) string { return ownBody(worker.KindTranscodePoll, u, 0) },
 		},
 		{
@@ -301,5 +314,35 @@ func TestUnitTranscodeOfAYouTubeOnlyUploadDoesNothing(t *testing.T) {
 	e.mustHandle(fullBody(u))
 	if n := e.tc.count("Start"); n != 0 {
 		t.Errorf("%d transcodes started, want none without an s3Bucket destination", n)
+	}
+}
+
+// TestUnitTranscodeFullEventBeforeTheAssemblyIsIgnored: an event of the
+// original is a hint: until the record says the reassembly wrote it (a
+// forged event, or S3's coming first), it starts nothing; the reassembly
+// starts the transcode itself.
+func TestUnitTranscodeFullEventBeforeTheAssemblyIsIgnored(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	u := e.create(threeParts)
+	file := unitFile(t, u.Size)
+	e.s3.put(unitBucket, u.FullKey(), []byte("not the upload's file"))
+	e.mustHandle(fullBody(u))
+	if n := e.tc.count("Start"); n != 0 {
+		t.Errorf("%d transcodes started, want none", n)
+	}
+	if n := e.logged("ignored an original the record does not know as assembled"); n != 1 {
+		t.Errorf("%d ignored lines, want 1", n)
+	}
+	if got := e.get(u); got.Status != upload.StatusUploading || got.Error != "" || len(e.queue.sent()) != 0 {
+		t.Errorf("upload %s (%q), %d messages; want it untouched", got.Status, got.Error, len(e.queue.sent()))
+	}
+	e.allIn(u, file)
+	e.mustHandle(ownBody(worker.KindReassemble, u, 0))
+	if d := e.get(u).Destination(upload.S3Bucket); d.JobID != "job-1" || e.tc.count("Start") != 1 {
+		t.Errorf("job %q after %d starts, want job-1 started by the reassembly", d.JobID, e.tc.count("Start"))
+	}
+	if specs := e.tc.started(); len(specs) != 1 || specs[0].SourceKey != u.FullKey() {
+		t.Errorf("jobs %+v, want one of the original", specs)
 	}
 }

@@ -6,7 +6,6 @@ import (
 
 	"atomuploads/upload"
 	"atomuploads/worker"
-	"atomuploads/youtube"
 )
 
 // onYouTube records u's video as uploaded to YouTube and being processed
@@ -29,36 +28,46 @@ func TestUnitYouTubePoll(t *testing.T) {
 		wantStatus upload.DestinationStatus
 		wantProg   float64
 		wantErr    string
-		wantPoll   int // failures of the next poll; -1 for none
+		wantPoll   bool // the next poll, after the poll interval
+		// wantRetry is the cause of the failed poll's retry, with
+		// failures+1; "" for none.
+		wantRetry  string
 		wantUpload upload.Status
 	}{
 		{
 			name:       "processing",
 			answer:     fakeProcessing{p: upload.YouTubeProcessing{UploadStatus: "uploaded", ProcessingStatus: "processing", PartsProcessed: 3, PartsTotal: 10}},
-			wantStatus: upload.DestTranscoding, wantProg: 30, wantPoll: 0, wantUpload: upload.StatusProcessing,
+			wantStatus: upload.DestTranscoding, wantProg: 30, wantPoll: true, wantUpload: upload.StatusProcessing,
+		},
+		{
+			// An answer is progress: the failures before it are forgotten.
+			name:       "processing after failed polls",
+			answer:     fakeProcessing{p: upload.YouTubeProcessing{UploadStatus: "uploaded", ProcessingStatus: "processing", PartsProcessed: 5, PartsTotal: 10}},
+			failures:   2,
+			wantStatus: upload.DestTranscoding, wantProg: 50, wantPoll: true, wantUpload: upload.StatusProcessing,
 		},
 		{
 			name:       "succeeded",
 			answer:     fakeProcessing{p: upload.YouTubeProcessing{UploadStatus: "processed", ProcessingStatus: "succeeded"}},
-			wantStatus: upload.DestComplete, wantProg: 100, wantPoll: -1, wantUpload: upload.StatusComplete,
+			wantStatus: upload.DestComplete, wantProg: 100, wantUpload: upload.StatusComplete,
 		},
 		{
 			name:       "rejected",
 			answer:     fakeProcessing{p: upload.YouTubeProcessing{UploadStatus: "rejected", ProcessingStatus: "terminated", RejectionReason: "duplicate"}},
-			wantStatus: upload.DestFailed, wantErr: "YouTube rejected the video: duplicate", wantPoll: -1, wantUpload: upload.StatusFailed,
+			wantStatus: upload.DestFailed, wantErr: "YouTube rejected the video: duplicate", wantUpload: upload.StatusFailed,
 		},
 		{
 			name:       "poll failed",
-			answer:     fakeProcessing{err: youtube.ErrVideoNotFound},
+			answer:     fakeProcessing{err: temporaryYouTubeError()},
 			failures:   1,
-			wantStatus: upload.DestTranscoding, wantPoll: 2, wantUpload: upload.StatusProcessing,
+			wantStatus: upload.DestTranscoding, wantRetry: "YouTube answered backendError", wantUpload: upload.StatusProcessing,
 		},
 		{
 			name:       "poll failed once too often",
 			answer:     fakeProcessing{err: upload.Errorf(upload.EUNAVAILABLE, "YouTube did not answer")},
-			failures:   3,
-			wantStatus: upload.DestFailed, wantErr: "could not get the youtube state after 3 attempts: YouTube did not answer",
-			wantPoll: -1, wantUpload: upload.StatusFailed,
+			failures:   2,
+			wantStatus: upload.DestFailed, wantErr: "gave up after 3 attempts without progress: YouTube did not answer",
+			wantUpload: upload.StatusFailed,
 		},
 	}
 	for _, tt := range tests {
@@ -82,10 +91,15 @@ func TestUnitYouTubePoll(t *testing.T) {
 			}
 			polls := e.queue.ofKind(worker.KindYouTubePoll)
 			switch {
-			case tt.wantPoll < 0 && len(polls) != 0:
+			case tt.wantPoll && (len(polls) != 1 || polls[0].Failures != 0 || polls[0].Delay != e.cfg.PollInterval):
+				t.Errorf("youtubePoll messages %+v, want one after %s", polls, e.cfg.PollInterval)
+			case tt.wantRetry != "":
+				if len(polls) != 1 {
+					t.Fatalf("youtubePoll messages %+v, want the retry", polls)
+				}
+				e.checkRetry(polls[0], worker.KindYouTubePoll, tt.failures+1, tt.wantRetry)
+			case !tt.wantPoll && tt.wantRetry == "" && len(polls) != 0:
 				t.Errorf("youtubePoll messages %+v, want none", polls)
-			case tt.wantPoll >= 0 && (len(polls) != 1 || polls[0].Failures != tt.wantPoll || polls[0].Delay != e.cfg.PollInterval):
-				t.Errorf("youtubePoll messages %+v, want one with failures %d after %s", polls, tt.wantPoll, e.cfg.PollInterval)
 			}
 		})
 	}
