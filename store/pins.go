@@ -104,7 +104,7 @@ func (s *Store) PinPart(ctx context.Context, atomID, id string, p upload.PartPin
 // ClaimPart marks part n of the upload as read by reader ("youtube", or
 // "assembly"; the first claim's reader and time stay) and returns its pin;
 // from then on the pin never changes. A part never pinned is ENOTFOUND.
-func (s *Store) ClaimPart(ctx context.Context, atomID, id string, n int, reader string) (upload.PartPin, error) {
+func (s *Store) ClaimPart(ctx context.Context, _, id string, n int, reader string) (upload.PartPin, error) {
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.table),
 		Key:                 pinKey(id, n),

@@ -90,7 +90,7 @@ const (
 	PinRenewed = "renewed" // the part changed before anyone read it: checked afresh
 )
 
-// ErrPartRead: a part changed after a relay or a reassembly began to read
+// ErrPartRead is a part that changed after a relay or a reassembly began to read
 // it; what was sent can no longer be proven to be the part.
 var ErrPartRead = Errorf(ECONFLICT, "the part changed after it was read")
 

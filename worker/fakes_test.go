@@ -9,9 +9,11 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,6 +160,14 @@ type fakeStore struct {
 	// that are gone).
 	laggingIndex bool
 	ghosts       [][2]string
+	counters     map[string]int      // Admit's
+	pins         map[string]*fakePin // by storeKey and part
+}
+
+// fakePin is a part's pin item (store/pins.go).
+type fakePin struct {
+	pin    upload.PartPin
+	readBy string
 }
 
 type fakeItem struct {
@@ -552,6 +562,70 @@ func (s *fakeStore) Touch(ctx context.Context, atomID, id string) error {
 	return nil
 }
 
+// Admit counts one more under counter while it is below limit, as
+// store.Store.Admit.
+func (s *fakeStore) Admit(_ context.Context, counter string, limit int) (bool, error) {
+	if err := s.call("Admit"); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counters == nil {
+		s.counters = map[string]int{}
+	}
+	if s.counters[counter] >= limit {
+		return false, nil
+	}
+	s.counters[counter]++
+	return true, nil
+}
+
+// PinPart pins a part as store.Store.PinPart: new, the same, renewed while
+// nobody read it, or a PartChangedError once somebody has.
+func (s *fakeStore) PinPart(_ context.Context, atomID, id string, p upload.PartPin) (string, error) {
+	if err := s.call("PinPart"); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pins == nil {
+		s.pins = map[string]*fakePin{}
+	}
+	key := fmt.Sprintf("%s#%d", storeKey(atomID, id), p.Part)
+	old := s.pins[key]
+	switch {
+	case old == nil:
+		s.pins[key] = &fakePin{pin: p}
+		return upload.PinNew, nil
+	case old.pin.ETag == p.ETag:
+		return upload.PinSame, nil
+	case old.readBy != "":
+		return "", &upload.PartChangedError{Part: p.Part, ReadBy: old.readBy}
+	}
+	old.pin = p
+	return upload.PinRenewed, nil
+}
+
+// ClaimPart marks a part read by reader and returns its pin, as
+// store.Store.ClaimPart; a part never pinned is ENOTFOUND.
+func (s *fakeStore) ClaimPart(_ context.Context, atomID, id string, n int, reader string) (upload.PartPin, error) {
+	if err := s.call("ClaimPart"); err != nil {
+		return upload.PartPin{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pins[fmt.Sprintf("%s#%d", storeKey(atomID, id), n)]
+	if p == nil {
+		return upload.PartPin{}, upload.Errorf(upload.ENOTFOUND, "part %d of %s was never pinned", n, id)
+	}
+	if p.readBy == "" {
+		p.readBy = reader
+	}
+	pin := p.pin
+	pin.Read, pin.ReadBy = true, p.readBy
+	return pin, nil
+}
+
 // Quiet calls fn with the ids of the records that are not terminal and
 // have not changed since before, oldest change first, until fn fails, as
 // store.Store.Quiet. fn runs without the store's lock.
@@ -754,7 +828,18 @@ func (s *fakeS3) HeadObject(ctx context.Context, in *s3.HeadObjectInput, _ ...fu
 	if !ok {
 		return nil, s3Error("HeadObject", &s3types.NotFound{Message: aws.String("Not Found")})
 	}
-	return &s3.HeadObjectOutput{ContentLength: aws.Int64(int64(len(b))), ETag: aws.String(fmt.Sprintf("%q", strconv.Itoa(len(b))))}, nil
+	return &s3.HeadObjectOutput{ContentLength: aws.Int64(int64(len(b))), ETag: aws.String(fakeETag(b))}, nil
+}
+
+// fakeETag is a single PUT's ETag, as S3 makes it: the content's MD5.
+func fakeETag(b []byte) string {
+	sum := md5.Sum(b)
+	return `"` + hex.EncodeToString(sum[:]) + `"`
+}
+
+// preconditionFailed is S3's answer to an If-Match that does not hold.
+func preconditionFailed(op string) error {
+	return s3Error(op, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"})
 }
 
 func (s *fakeS3) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
@@ -767,6 +852,9 @@ func (s *fakeS3) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...func
 	b, ok := s.object(aws.ToString(in.Bucket), aws.ToString(in.Key))
 	if !ok {
 		return nil, s3Error("GetObject", &s3types.NoSuchKey{Message: aws.String("The specified key does not exist.")})
+	}
+	if m := aws.ToString(in.IfMatch); m != "" && m != fakeETag(b) {
+		return nil, preconditionFailed("GetObject")
 	}
 	if r := aws.ToString(in.Range); r != "" {
 		first, last, err := parseByteRange(r)
@@ -872,6 +960,9 @@ func (s *fakeS3) UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput,
 	data, ok := s.objects[bucket+"/"+key]
 	if !ok {
 		return nil, s3Error("UploadPartCopy", &s3types.NoSuchKey{Message: aws.String("no copy source " + src)})
+	}
+	if m := aws.ToString(in.CopySourceIfMatch); m != "" && m != fakeETag(data) {
+		return nil, preconditionFailed("UploadPartCopy")
 	}
 	m := s.mpus[aws.ToString(in.UploadId)]
 	if m == nil || m.bucket != aws.ToString(in.Bucket) || m.key != aws.ToString(in.Key) {
@@ -1151,6 +1242,11 @@ func (y *fakeYouTube) refused(format string, args ...any) error {
 // temporaryYouTubeError is a 503 that retrying may cure.
 func temporaryYouTubeError() error {
 	return &youtube.Error{Status: 503, Reason: "backendError", Message: "YouTube answered 503 backendError: try again", Temporary: true}
+}
+
+// refusedError is YouTube's refusal of an upload for good.
+func refusedError() error {
+	return &youtube.Error{Status: 403, Reason: "somethingElse", Message: "YouTube answered 403 somethingElse: no"}
 }
 
 // quotaError is YouTube's refusal of an upload over quota.

@@ -379,14 +379,19 @@ func TestUnitRelayGivesUpAfterMaxAttempts(t *testing.T) {
 	}
 }
 
-func TestUnitRelayPermanentRefusalFailsOnlyTheYouTubeDestination(t *testing.T) {
+func TestUnitRelayRefusalsFailOrParkOnlyTheYouTubeDestination(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name   string
-		inject func(e *unitEnv)
+		name    string
+		inject  func(e *unitEnv)
+		wantErr string // "" when the destination parks for the quota
 	}{
 		{name: "quota exceeded starting the session", inject: func(e *unitEnv) { e.yt.failNext("StartSession", quotaError()) }},
 		{name: "quota exceeded sending a chunk", inject: func(e *unitEnv) { e.yt.failNext("PutChunk", quotaError()) }},
+		{name: "refused starting the session", inject: func(e *unitEnv) { e.yt.failNext("StartSession", refusedError()) },
+			wantErr: "YouTube refused the upload (somethingElse)"},
+		{name: "refused sending a chunk", inject: func(e *unitEnv) { e.yt.failNext("PutChunk", refusedError()) },
+			wantErr: "YouTube refused the upload (somethingElse)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -397,12 +402,14 @@ func TestUnitRelayPermanentRefusalFailsOnlyTheYouTubeDestination(t *testing.T) {
 			tt.inject(e)
 			e.arrive(u, file, 0)
 			d := e.get(u).Destination(upload.YouTube)
-			want := "YouTube refused the upload: YouTube answered 403 quotaExceeded: The request cannot be completed because you have exceeded your quota."
-			if d.Status != upload.DestFailed || d.Error != want {
-				t.Errorf("youtube destination %s, error %q; want failed, %q", d.Status, d.Error, want)
+			switch {
+			case tt.wantErr != "" && (d.Status != upload.DestFailed || d.Error != tt.wantErr):
+				t.Errorf("youtube destination %s, error %q; want failed, %q", d.Status, d.Error, tt.wantErr)
+			case tt.wantErr == "" && (d.Status.Terminal() || d.Error != "" || d.WaitingFor != upload.WaitYouTubeQuota || !d.ResumeAt.After(time.Now())):
+				t.Errorf("youtube destination %s %q waiting for %q until %s; want it parked for the quota", d.Status, d.Error, d.WaitingFor, d.ResumeAt)
 			}
-			if _, held := e.store.lease(u.AtomID, u.ID, upload.LeaseYouTube); held {
-				t.Error("the youtube lease is still held after the destination failed")
+			if l, held := e.store.lease(u.AtomID, u.ID, upload.LeaseYouTube); held && l.Expiry > time.Now().UnixMilli() {
+				t.Error("the youtube lease is still held after the relay stopped")
 			}
 			calls := e.yt.count("StartSession") + e.yt.count("PutChunk")
 			e.arrive(u, file, 1)

@@ -54,7 +54,7 @@ func TestUnitYouTubePoll(t *testing.T) {
 		{
 			name:       "rejected",
 			answer:     fakeProcessing{p: upload.YouTubeProcessing{UploadStatus: "rejected", ProcessingStatus: "terminated", RejectionReason: "duplicate"}},
-			wantStatus: upload.DestFailed, wantErr: "YouTube rejected the video: duplicate", wantUpload: upload.StatusFailed,
+			wantStatus: upload.DestFailed, wantErr: "YouTube rejected the video as a duplicate of one already on the channel", wantUpload: upload.StatusFailed,
 		},
 		{
 			name:       "poll failed",
