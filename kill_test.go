@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"atomuploads/api/rest"
 	"atomuploads/atomapi/atomapitest"
@@ -67,6 +68,7 @@ func browserPut(ctx context.Context, st *stacktest.Stack, rec record, file []byt
 		p := rec.Parts[n]
 		if _, err := client.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: aws.String(st.Bucket), Key: aws.String(p.Key), Body: bytes.NewReader(file[p.Start:p.End]),
+			ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256,
 		}); err != nil {
 			return fmt.Errorf("put part %d: %w", n, err)
 		}

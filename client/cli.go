@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,6 +63,7 @@ type settings struct {
 	resume           string
 	parallel         int
 	noFollow         bool
+	noSHA256         bool
 	poll             time.Duration
 	s3Endpoint       string
 	s3EndpointSet    bool
@@ -146,6 +149,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (set
 	fs.StringVar(&s.resume, "resume", "", "continue upload `UPLOAD_ID` of this FILE: put only the parts not yet in, then follow")
 	fs.IntVar(&s.parallel, "parallel", DefaultParallel, "parts in flight at once")
 	fs.BoolVar(&s.noFollow, "no-follow", false, "stop once the parts are uploaded")
+	fs.BoolVar(&s.noSHA256, "no-sha256", false, "do not read the file once first to send its SHA-256 (the service then cannot prove the whole file)")
 	fs.DurationVar(&s.poll, "poll", DefaultPoll, "how often to read the upload's progress while following")
 	fs.StringVar(&s.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL, for a local stack (default $"+EnvS3Endpoint+")")
 	fs.BoolVar(&s.s3PathStyle, "s3-path-style", false, "path-style S3 addressing (default true when an endpoint is given)")
@@ -360,9 +364,15 @@ func (r *runner) run(ctx context.Context) int {
 func (r *runner) record(ctx context.Context) (rec *rest.Upload, code int, ok bool) {
 	name := filepath.Base(r.s.file)
 	if r.s.resume == "" {
-		rec, err := r.c.Start(ctx, r.s.atom, rest.StartRequest{
-			Filename: name, Size: r.size, ContentType: contentType(name), Destinations: r.s.destinations,
-		})
+		req := rest.StartRequest{Filename: name, Size: r.size, ContentType: contentType(name), Destinations: r.s.destinations}
+		if !r.s.noSHA256 {
+			sum, err := fileSHA256(ctx, r.s.file)
+			if err != nil {
+				return nil, r.fail(ctx, err, ""), false
+			}
+			req.SHA256 = sum
+		}
+		rec, err := r.c.Start(ctx, r.s.atom, req)
 		if err != nil {
 			return nil, r.fail(ctx, err, ""), false
 		}
@@ -466,4 +476,29 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// fileSHA256 reads the file once and returns its SHA-256 in hex.
+func fileSHA256(ctx context.Context, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	// Cancellable: the read stops between blocks when ctx ends.
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if errors.Is(err, io.EOF) {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", path, err)
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"golang.org/x/sync/errgroup"
@@ -161,6 +162,9 @@ func (c *Client) putPart(ctx context.Context, s3c *s3.Client, creds *aws.Credent
 			// grow with the part or the file.
 			Body:          io.NewSectionReader(file, p.Start, p.Size()),
 			ContentLength: aws.Int64(p.Size()),
+			// S3 verifies the part's SHA-256 on the PUT, and the service
+			// pins the part by it.
+			ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256,
 		})
 		if err == nil {
 			return nil

@@ -18,6 +18,9 @@ type StartRequest struct {
 	Size         int64                `json:"size"`
 	ContentType  string               `json:"contentType"`
 	Destinations []DestinationRequest `json:"destinations"`
+	// SHA256 is the whole file's SHA-256 in hex, optional: every byte
+	// YouTube and S3 receive is then proven against it.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // DestinationRequest asks for one destination: "youtube" or "s3Bucket". The
