@@ -32,7 +32,11 @@ import (
 type Uploads interface {
 	Create(ctx context.Context, u *upload.Upload) error
 	Get(ctx context.Context, atomID, id string) (*upload.Upload, error)
-	List(ctx context.Context, atomID string, limit int) ([]*upload.Upload, error)
+	// List hands up to limit uploads of the atom to fn, newest first,
+	// starting after the upload id after (when set), keeping only the
+	// given statuses (when any); next is where the following page starts,
+	// "" when there is none.
+	List(ctx context.Context, atomID, after string, statuses []upload.Status, limit int, fn func(*upload.Upload) error) (next string, err error)
 	Update(ctx context.Context, atomID, id string, fn func(*upload.Upload) error) (*upload.Upload, error)
 }
 
@@ -90,7 +94,7 @@ func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, 
 	e.Use(middleware.RequestID())
 	e.Use(s.accessLog)
 	e.Use(middleware.BodyLimit(strconv.FormatInt(cfg.MaxBodyBytes, 10) + "B"))
-	e.Use(middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{Timeout: cfg.RequestTimeout}))
+	e.Use(s.deadline)
 
 	e.GET("/healthcheck", s.healthcheck)
 	// Authentication is per route, not a group middleware: echo answers
@@ -168,6 +172,18 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 // errorHandler is the one place where errors become HTTP statuses.
 func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
+		// Too late for a status: the answer has begun (a streamed record
+		// or list). accessLog cuts the connection, so the client sees a
+		// broken answer, never a well-formed short one.
+		rid := c.Response().Header().Get(echo.HeaderXRequestID)
+		var we *writeError
+		if errors.As(err, &we) {
+			s.log.Info("answer not delivered: the client stopped reading", zap.String("requestId", rid),
+				zap.String("path", c.Path()), zap.Error(err))
+			return
+		}
+		s.log.Error("request failed after its answer began; the answer is cut", zap.String("requestId", rid),
+			zap.String("path", c.Path()), zap.String("atomId", c.Param("atomId")), zap.String("uploadId", c.Param("uploadId")), zap.Error(err))
 		return
 	}
 	status, msg := http.StatusInternalServerError, ""
@@ -227,8 +243,17 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		err := next(c)
+		// An error after the answer began cannot become a status.
+		cut := err != nil && c.Response().Committed
 		if err != nil {
 			c.Error(err)
+		}
+		cutField := zap.Skip()
+		if cut {
+			cutField = zap.Bool("cut", true)
+			// After the line below: net/http drops the connection without
+			// ending the answer, so the client sees it broken.
+			defer panic(http.ErrAbortHandler)
 		}
 		if c.Path() == "/healthcheck" {
 			return nil
@@ -243,6 +268,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			zap.String("uploadId", c.Param("uploadId")),
 			zap.Int64("bytes", res.Size),
 			zap.Int64("durationMs", time.Since(start).Milliseconds()),
+			cutField,
 		)
 		return nil
 	}
