@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -15,16 +17,45 @@ import (
 const untimedKey = "atomuploads.untimedContext"
 
 // deadline bounds a request by cfg.RequestTimeout: its context ends then,
-// and a call still waiting on a dependency fails with 503 (errorHandler).
+// so a call still waiting on a dependency fails with 503 (errorHandler),
+// and its body must have arrived by then, or reading it fails (408, bind).
+//
+// The body's deadline is the connection's read deadline. It is lifted once
+// the body is read (or at once when there is none): net/http reads on in
+// the background during the handler to notice a client that goes away, and
+// a read deadline passing there, the server's ReadTimeout included, would
+// cancel the request's context in the middle of a long answer.
 func (s *Server) deadline(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
+		rc := http.NewResponseController(c.Response())
+		if req.ContentLength == 0 { // no body (a chunked one is -1)
+			_ = rc.SetReadDeadline(time.Time{}) // not supported by a test recorder: no connection to bound
+		} else {
+			_ = rc.SetReadDeadline(time.Now().Add(s.cfg.RequestTimeout))
+			req.Body = &deadlineBody{ReadCloser: req.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+		}
 		c.Set(untimedKey, req.Context())
 		ctx, cancel := context.WithTimeout(req.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		c.SetRequest(req.WithContext(ctx))
 		return next(c)
 	}
+}
+
+// deadlineBody lifts the read deadline once the whole body is read.
+type deadlineBody struct {
+	io.ReadCloser
+	lift func()
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) && b.lift != nil {
+		b.lift()
+		b.lift = nil
+	}
+	return n, err
 }
 
 // errStalled ends a stallContext.

@@ -231,17 +231,25 @@ func (f *failingUploads) List(ctx context.Context, _, _ string, _ []upload.Statu
 
 func (f *failingUploads) Get(context.Context, string, string) (*upload.Upload, error) { return f.get() }
 
-func newFakeServer(t testing.TB, uploads api.Uploads, timeout ...time.Duration) (string, *stacktest.Logs) {
+// newFakeAPI is the API on the given table, without the local stack (its
+// credentials issuer has no STS).
+func newFakeAPI(t testing.TB, uploads api.Uploads, timeout ...time.Duration) (*api.Server, *stacktest.Logs) {
 	t.Helper()
 	log, logs := stacktest.NewLogger(t)
 	d := 10 * time.Second
 	if len(timeout) > 0 {
 		d = timeout[0]
 	}
-	srv := api.New(api.Config{
+	return api.New(api.Config{
 		Tokens: []string{token}, Region: "eu-west-1", Bucket: "bucket", PartSize: 8 * upload.MiB,
 		MaxBodyBytes: 64 << 10, RequestTimeout: d,
-	}, uploads, credentials.NewIssuer(nil, "arn:aws:iam::000000000000:role/upload", "bucket", time.Hour), nil, log)
+	}, uploads, credentials.NewIssuer(nil, "arn:aws:iam::000000000000:role/upload", "bucket", time.Hour), nil, log), logs
+}
+
+// newFakeServer serves newFakeAPI with httptest.
+func newFakeServer(t testing.TB, uploads api.Uploads, timeout ...time.Duration) (string, *stacktest.Logs) {
+	t.Helper()
+	srv, logs := newFakeAPI(t, uploads, timeout...)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return hs.URL, logs

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,9 @@ func bind(c echo.Context, dst any) error {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return echo.NewHTTPError(http.StatusRequestTimeout, "the request body did not arrive in time; send it again")
 		}
 		return fmt.Errorf("read body: %w", err)
 	}
