@@ -91,7 +91,7 @@ func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(middleware.RequestID())
+	e.Use(s.requestID)
 	e.Use(s.accessLog)
 	e.Use(middleware.BodyLimit(strconv.FormatInt(cfg.MaxBodyBytes, 10) + "B"))
 	e.Use(s.deadline)
@@ -165,6 +165,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="atom-uploads", error="invalid_token"`)
 			return upload.Errorf(upload.EUNAUTHORIZED, "the bearer token is not valid")
 		}
+		c.Set(authenticatedKey, true)
 		return next(c)
 	}
 }
@@ -175,15 +176,13 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		// Too late for a status: the answer has begun (a streamed record
 		// or list). accessLog cuts the connection, so the client sees a
 		// broken answer, never a well-formed short one.
-		rid := c.Response().Header().Get(echo.HeaderXRequestID)
+		fields := append(requestFields(c), zap.String("path", clip(c.Path())), errorField(err))
 		var we *writeError
 		if errors.As(err, &we) {
-			s.log.Info("answer not delivered: the client stopped reading", zap.String("requestId", rid),
-				zap.String("path", c.Path()), zap.Error(err))
+			s.log.Info("answer not delivered: the client stopped reading", fields...)
 			return
 		}
-		s.log.Error("request failed after its answer began; the answer is cut", zap.String("requestId", rid),
-			zap.String("path", c.Path()), zap.String("atomId", c.Param("atomId")), zap.String("uploadId", c.Param("uploadId")), zap.Error(err))
+		s.log.Error("request failed after its answer began; the answer is cut", fields...)
 		return
 	}
 	status, msg := http.StatusInternalServerError, ""
@@ -221,8 +220,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if status >= 500 {
 		// The edge: the only place a failed request's cause is logged.
 		rid := c.Response().Header().Get(echo.HeaderXRequestID)
-		s.log.Error("request failed", zap.String("requestId", rid), zap.String("path", c.Path()),
-			zap.String("atomId", c.Param("atomId")), zap.String("uploadId", c.Param("uploadId")), zap.Error(err))
+		s.log.Error("request failed", append(requestFields(c), zap.String("path", clip(c.Path())), errorField(err))...)
 		if status == http.StatusInternalServerError {
 			msg = "internal error (request " + rid + ")"
 		}
@@ -234,7 +232,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		werr = c.JSON(status, rest.Error{Message: msg})
 	}
 	if werr != nil {
-		s.log.Warn("write error response", zap.Error(werr))
+		s.log.Warn("write error response", append(requestFields(c), errorField(werr))...)
 	}
 }
 
@@ -259,17 +257,16 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			return nil
 		}
 		res := c.Response()
-		s.log.Info("request",
-			zap.String("requestId", res.Header().Get(echo.HeaderXRequestID)),
-			zap.String("method", c.Request().Method),
-			zap.String("route", c.Path()),
-			zap.Int("status", res.Status),
-			zap.String("atomId", c.Param("atomId")),
-			zap.String("uploadId", c.Param("uploadId")),
+		fields := append(idFields(c),
+			zap.String("method", clip(c.Request().Method)),
+			zap.String("route", clip(c.Path())),
+			zap.Int("status", res.Status))
+		fields = append(fields, paramFields(c)...)
+		s.log.Info("request", append(fields,
 			zap.Int64("bytes", res.Size),
 			zap.Int64("durationMs", time.Since(start).Milliseconds()),
 			cutField,
-		)
+		)...)
 		return nil
 	}
 }

@@ -153,3 +153,16 @@ func TestStatusParam(t *testing.T) {
 		}
 	}
 }
+
+func TestClip(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"", ""},
+		{strings.Repeat("a", 128), strings.Repeat("a", 128)},
+		{strings.Repeat("a", 129), strings.Repeat("a", 128) + "…(129 bytes)"},
+		{strings.Repeat("a", 127) + "é" + "z", strings.Repeat("a", 127) + "…(130 bytes)"}, // é is not cut in half
+	} {
+		if got := clip(tt.in); got != tt.want {
+			t.Errorf("clip(%d bytes) = %q, want %q", len(tt.in), got, tt.want)
+		}
+	}
+}
