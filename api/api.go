@@ -93,6 +93,7 @@ func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, 
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.requestID)
 	e.Use(s.accessLog)
+	e.Use(recoverPanic)
 	e.Use(middleware.BodyLimit(strconv.FormatInt(cfg.MaxBodyBytes, 10) + "B"))
 	e.Use(s.deadline)
 
@@ -176,7 +177,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		// Too late for a status: the answer has begun (a streamed record
 		// or list). accessLog cuts the connection, so the client sees a
 		// broken answer, never a well-formed short one.
-		fields := append(requestFields(c), zap.String("path", clip(c.Path())), errorField(err))
+		fields := append(requestFields(c), zap.String("path", clip(c.Path())), errorField(err), stackField(err))
 		var we *writeError
 		if errors.As(err, &we) {
 			s.log.Info("answer not delivered: the client stopped reading", fields...)
@@ -220,7 +221,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if status >= 500 {
 		// The edge: the only place a failed request's cause is logged.
 		rid := c.Response().Header().Get(echo.HeaderXRequestID)
-		s.log.Error("request failed", append(requestFields(c), zap.String("path", clip(c.Path())), errorField(err))...)
+		s.log.Error("request failed", append(requestFields(c), zap.String("path", clip(c.Path())), errorField(err), stackField(err))...)
 		if status == http.StatusInternalServerError {
 			msg = "internal error (request " + rid + ")"
 		}
