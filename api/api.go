@@ -2,7 +2,14 @@
 // with echo v4: start, list, get, refresh credentials and cancel uploads,
 // plus GET /healthcheck. Every route but /healthcheck needs a bearer token.
 // Domain errors map to HTTP statuses in one place, errorHandler. The bodies
-// are the wire types of package rest; view converts the domain's records.
+// are the wire types of package rest; view converts the domain's records,
+// and recordWriter writes them to the answer a record (and a part) at a
+// time, so that an answer's memory is bounded by one record (render.go).
+//
+// Middleware, outermost first: requestID (a short plain client id or a new
+// one), accessLog (one line per request; it cuts an answer that failed
+// after it began), recoverPanic (a panic is a 500), the body limit, and
+// deadline (the request timeout, for the context and the body).
 package api
 
 import (
