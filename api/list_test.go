@@ -317,10 +317,10 @@ func TestListFailureBeforeAndAfterTheAnswerBegins(t *testing.T) {
 // than the request timeout in all is delivered while every wait for the
 // table is shorter; one wait longer than it fails the list.
 func TestListRequestTimeoutBoundsEachWait(t *testing.T) {
-	const timeout = 300 * time.Millisecond
+	const timeout = 500 * time.Millisecond
 	f := &failingUploads{list: func(ctx context.Context, fn func(*upload.Upload) error) (string, error) {
 		for range 5 {
-			time.Sleep(timeout * 6 / 10) // a page read
+			time.Sleep(timeout / 2) // a page read
 			if err := ctx.Err(); err != nil {
 				return "", fmt.Errorf("query: %w", err)
 			}
@@ -334,7 +334,7 @@ func TestListRequestTimeoutBoundsEachWait(t *testing.T) {
 	began := time.Now()
 	status, body, err := get(t, base+"/api2/atom/atom-1/uploads")
 	if err != nil || status != 200 || !json.Valid(body) {
-		t.Errorf("a list of five waits of %s each: %d, %d bytes, %v; want the whole list", timeout*6/10, status, len(body), err)
+		t.Errorf("a list of five waits of %s each: %d, %d bytes, %v; want the whole list", timeout/2, status, len(body), err)
 	}
 	if took := time.Since(began); took < 2*timeout {
 		t.Fatalf("the list took %s; the test wants it longer than the timeout", took)
