@@ -207,6 +207,10 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	httpServer := api.NewHTTP(apiServer, api.Listener{
 		Addr:              cfg.HTTP.Addr,
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxConnections:    cfg.HTTP.MaxConnections,
 		DrainDelay:        min(2*time.Second, cfg.ShutdownGrace/5),
 	}, log)
 	sqsc := sqs.NewFromConfig(awsCfg)

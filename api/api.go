@@ -2,7 +2,14 @@
 // with echo v4: start, list, get, refresh credentials and cancel uploads,
 // plus GET /healthcheck. Every route but /healthcheck needs a bearer token.
 // Domain errors map to HTTP statuses in one place, errorHandler. The bodies
-// are the wire types of package rest; view converts the domain's records.
+// are the wire types of package rest; view converts the domain's records,
+// and recordWriter writes them to the answer a record (and a part) at a
+// time, so that an answer's memory is bounded by one record (render.go).
+//
+// Middleware, outermost first: requestID (a short plain client id or a new
+// one), accessLog (one line per request; it cuts an answer that failed
+// after it began), recoverPanic (a panic is a 500), the body limit, and
+// deadline (the request timeout, for the context and the body).
 package api
 
 import (
@@ -32,7 +39,11 @@ import (
 type Uploads interface {
 	Create(ctx context.Context, u *upload.Upload) error
 	Get(ctx context.Context, atomID, id string) (*upload.Upload, error)
-	List(ctx context.Context, atomID string, limit int) ([]*upload.Upload, error)
+	// List hands up to limit uploads of the atom to fn, newest first,
+	// starting after the upload id after (when set), keeping only the
+	// given statuses (when any); next is where the following page starts,
+	// "" when there is none.
+	List(ctx context.Context, atomID, after string, statuses []upload.Status, limit int, fn func(*upload.Upload) error) (next string, err error)
 	Update(ctx context.Context, atomID, id string, fn func(*upload.Upload) error) (*upload.Upload, error)
 }
 
@@ -87,10 +98,11 @@ func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(middleware.RequestID())
+	e.Use(s.requestID)
 	e.Use(s.accessLog)
+	e.Use(recoverPanic)
 	e.Use(middleware.BodyLimit(strconv.FormatInt(cfg.MaxBodyBytes, 10) + "B"))
-	e.Use(middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{Timeout: cfg.RequestTimeout}))
+	e.Use(s.deadline)
 
 	e.GET("/healthcheck", s.healthcheck)
 	// Authentication is per route, not a group middleware: echo answers
@@ -161,6 +173,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="atom-uploads", error="invalid_token"`)
 			return upload.Errorf(upload.EUNAUTHORIZED, "the bearer token is not valid")
 		}
+		c.Set(authenticatedKey, true)
 		return next(c)
 	}
 }
@@ -168,6 +181,16 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 // errorHandler is the one place where errors become HTTP statuses.
 func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
+		// Too late for a status: the answer has begun (a streamed record
+		// or list). accessLog cuts the connection, so the client sees a
+		// broken answer, never a well-formed short one.
+		fields := append(requestFields(c), zap.String("path", clip(c.Path())), errorField(err), stackField(err))
+		var we *writeError
+		if errors.As(err, &we) {
+			s.log.Info("answer not delivered: the client stopped reading", fields...)
+			return
+		}
+		s.log.Error("request failed after its answer began; the answer is cut", fields...)
 		return
 	}
 	status, msg := http.StatusInternalServerError, ""
@@ -205,8 +228,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if status >= 500 {
 		// The edge: the only place a failed request's cause is logged.
 		rid := c.Response().Header().Get(echo.HeaderXRequestID)
-		s.log.Error("request failed", zap.String("requestId", rid), zap.String("path", c.Path()),
-			zap.String("atomId", c.Param("atomId")), zap.String("uploadId", c.Param("uploadId")), zap.Error(err))
+		s.log.Error("request failed", append(requestFields(c), zap.String("path", clip(c.Path())), errorField(err), stackField(err))...)
 		if status == http.StatusInternalServerError {
 			msg = "internal error (request " + rid + ")"
 		}
@@ -218,7 +240,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		werr = c.JSON(status, rest.Error{Message: msg})
 	}
 	if werr != nil {
-		s.log.Warn("write error response", zap.Error(werr))
+		s.log.Warn("write error response", append(requestFields(c), errorField(werr))...)
 	}
 }
 
@@ -227,23 +249,32 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		err := next(c)
+		// An error after the answer began cannot become a status.
+		cut := err != nil && c.Response().Committed
 		if err != nil {
 			c.Error(err)
+		}
+		cutField := zap.Skip()
+		if cut {
+			cutField = zap.Bool("cut", true)
+			// After the line below: net/http drops the connection without
+			// ending the answer, so the client sees it broken.
+			defer panic(http.ErrAbortHandler)
 		}
 		if c.Path() == "/healthcheck" {
 			return nil
 		}
 		res := c.Response()
-		s.log.Info("request",
-			zap.String("requestId", res.Header().Get(echo.HeaderXRequestID)),
-			zap.String("method", c.Request().Method),
-			zap.String("route", c.Path()),
-			zap.Int("status", res.Status),
-			zap.String("atomId", c.Param("atomId")),
-			zap.String("uploadId", c.Param("uploadId")),
+		fields := append(idFields(c),
+			zap.String("method", clip(c.Request().Method)),
+			zap.String("route", clip(c.Path())),
+			zap.Int("status", res.Status))
+		fields = append(fields, paramFields(c)...)
+		s.log.Info("request", append(fields,
 			zap.Int64("bytes", res.Size),
 			zap.Int64("durationMs", time.Since(start).Milliseconds()),
-		)
+			cutField,
+		)...)
 		return nil
 	}
 }

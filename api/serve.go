@@ -9,12 +9,21 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 )
 
-// Listener configures the HTTP server of the API.
+// Listener configures the HTTP server of the API. Zero values are
+// net/http's defaults (no limit).
 type Listener struct {
 	Addr              string        // where to listen, e.g. ":8080"
-	ReadHeaderTimeout time.Duration // slow-loris guard
+	ReadHeaderTimeout time.Duration // slow-loris guard: the headers must arrive within it
+	ReadTimeout       time.Duration // the headers and body must arrive within it
+	WriteTimeout      time.Duration // the answer must be written within it of the headers
+	IdleTimeout       time.Duration // a keep-alive connection without a request is closed after it
+	// MaxConnections caps the connections served at once: more wait to be
+	// accepted (in the kernel's listen backlog) until one closes, so a
+	// flood of connections cannot exhaust file descriptors or memory.
+	MaxConnections int
 	// DrainDelay is how long Stop keeps serving with /healthcheck
 	// answering 503, so that a load balancer stops sending first.
 	DrainDelay time.Duration
@@ -45,9 +54,15 @@ func (h *HTTP) Start(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", h.cfg.Addr, err)
 	}
 	h.addr = ln.Addr()
+	if h.cfg.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, h.cfg.MaxConnections)
+	}
 	h.srv = &http.Server{
 		Handler:           h.api,
 		ReadHeaderTimeout: h.cfg.ReadHeaderTimeout,
+		ReadTimeout:       h.cfg.ReadTimeout,
+		WriteTimeout:      h.cfg.WriteTimeout,
+		IdleTimeout:       h.cfg.IdleTimeout,
 		ErrorLog:          zap.NewStdLog(h.log),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

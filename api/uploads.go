@@ -3,12 +3,14 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,46 +22,6 @@ import (
 	"atomuploads/credentials"
 	"atomuploads/upload"
 )
-
-// view renders an upload record as the contract has it, without
-// credentials.
-func view(u *upload.Upload) rest.Upload {
-	v := rest.Upload{
-		ID:          u.ID,
-		AtomID:      u.AtomID,
-		Filename:    u.Filename,
-		Size:        u.Size,
-		ContentType: u.ContentType,
-		Status:      string(u.Status),
-		Error:       u.Error,
-		CreatedAt:   u.CreatedAt.UTC().Format(time.RFC3339),
-		UpdatedAt:   u.UpdatedAt.UTC().Format(time.RFC3339),
-		Region:      u.Region,
-		Bucket:      u.Bucket,
-	}
-	for _, d := range u.Destinations {
-		dv := rest.Destination{
-			Type:     string(d.Type),
-			Status:   string(d.Status),
-			Progress: math.Round(d.Progress*100) / 100,
-			Error:    d.Error,
-		}
-		switch d.Type {
-		case upload.YouTube:
-			n := d.UploadedBytes
-			dv.Details = rest.Details{VideoID: d.VideoID, URL: d.URL(), UploadedBytes: &n, ProcessingStatus: d.ProcessingStatus}
-		case upload.S3Bucket:
-			dv.Details = rest.Details{JobID: d.JobID, Outputs: d.Outputs}
-		}
-		v.Destinations = append(v.Destinations, dv)
-	}
-	parts := u.Parts()
-	v.Parts = make([]rest.Part, len(parts))
-	for i, p := range parts {
-		v.Parts[i] = rest.Part{Start: p.Start, End: p.End, Key: u.PartKey(i), Complete: u.Completed[i]}
-	}
-	return v
-}
 
 // credentialsView renders temporary credentials, the expiry in unix seconds.
 func credentialsView(c credentials.Credentials) *rest.Credentials {
@@ -78,6 +40,9 @@ func bind(c echo.Context, dst any) error {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return echo.NewHTTPError(http.StatusRequestTimeout, "the request body did not arrive in time; send it again")
 		}
 		return fmt.Errorf("read body: %w", err)
 	}
@@ -110,7 +75,7 @@ func bind(c echo.Context, dst any) error {
 func atomParam(c echo.Context) (string, error) {
 	id := c.Param("atomId")
 	if !upload.ValidAtomID(id) {
-		return "", upload.Errorf(upload.EINVALID, "atomId %q must be 1-100 letters, digits, '-' or '_'", id)
+		return "", upload.Errorf(upload.EINVALID, "atomId %q must be 1-100 letters, digits, '-' or '_'", clip(id))
 	}
 	return id, nil
 }
@@ -122,7 +87,7 @@ func ids(c echo.Context) (string, string, error) {
 	}
 	id := c.Param("uploadId")
 	if !upload.ValidUploadID(id) {
-		return "", "", upload.Errorf(upload.EINVALID, "uploadId %q is not an upload id (26 characters, 0-9 and A-Z)", id)
+		return "", "", upload.Errorf(upload.EINVALID, "uploadId %q is not an upload id (26 characters, 0-9 and A-Z)", clip(id))
 	}
 	return atomID, id, nil
 }
@@ -161,10 +126,8 @@ func (s *Server) start(c echo.Context) error {
 	}
 	s.log.Info("upload started", zap.String("atomId", atomID), zap.String("uploadId", id),
 		zap.Int64("bytes", u.Size), zap.Int("parts", u.PartCount()), zap.String("status", string(u.Status)))
-	v := view(u)
-	v.Credentials = credentialsView(creds)
 	c.Response().Header().Set(echo.HeaderLocation, c.Request().URL.Path+"/"+id)
-	return c.JSON(http.StatusCreated, v)
+	return writeRecord(c, http.StatusCreated, u, viewFull, credentialsView(creds))
 }
 
 // startRequest checks what the domain cannot know: which destinations this
@@ -198,32 +161,136 @@ func (s *Server) startRequest(req rest.StartRequest) (upload.StartRequest, error
 
 // Bounds of GET …/uploads?limit=.
 const (
-	defaultListLimit = 50
+	defaultListLimit = 20
 	maxListLimit     = 100
 )
 
-func (s *Server) list(c echo.Context) error {
-	atomID, err := atomParam(c)
-	if err != nil {
-		return err
+// listStatuses are the upload statuses a list can be filtered by. expired
+// (an abandoned upload) is in the contract's additions (design.md) and
+// arrives in the domain with the issue that asks for it; filtering by it
+// finds nothing until then.
+var listStatuses = []upload.Status{
+	upload.StatusUploading, upload.StatusProcessing, upload.StatusComplete,
+	upload.StatusFailed, upload.StatusCancelled, "expired",
+}
+
+// listRequest is a checked GET …/uploads.
+type listRequest struct {
+	atomID   string
+	limit    int
+	after    string
+	statuses []upload.Status
+	view     recordView
+}
+
+func parseList(c echo.Context) (listRequest, error) {
+	var r listRequest
+	var err error
+	if r.atomID, err = atomParam(c); err != nil {
+		return r, err
 	}
-	limit := defaultListLimit
+	r.limit = defaultListLimit
 	if q := c.QueryParam("limit"); q != "" {
 		n, err := strconv.Atoi(q)
 		if err != nil || n < 1 || n > maxListLimit {
-			return upload.Errorf(upload.EINVALID, "limit must be a whole number from 1 to %d", maxListLimit)
+			return r, upload.Errorf(upload.EINVALID, "limit must be a whole number from 1 to %d", maxListLimit)
 		}
-		limit = n
+		r.limit = n
 	}
-	uploads, err := s.uploads.List(c.Request().Context(), atomID, limit)
+	if q := c.QueryParam("cursor"); q != "" {
+		if r.after, err = decodeCursor(q); err != nil {
+			return r, err
+		}
+	}
+	if r.statuses, err = statusParam(c.QueryParams()["status"]); err != nil {
+		return r, err
+	}
+	if r.view, err = viewParam(c); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// statusParam reads status=a,b and status=a&status=b alike.
+func statusParam(values []string) ([]upload.Status, error) {
+	var out []upload.Status
+	for _, v := range values {
+		for _, name := range strings.Split(v, ",") {
+			st := upload.Status(strings.TrimSpace(name))
+			if !slices.Contains(listStatuses, st) {
+				names := make([]string, len(listStatuses))
+				for i, s := range listStatuses {
+					names[i] = string(s)
+				}
+				return nil, upload.Errorf(upload.EINVALID, "status %q is not one of %s (comma-separated, or status= repeated)",
+					clip(string(st)), strings.Join(names, ", "))
+			}
+			if !slices.Contains(out, st) {
+				out = append(out, st)
+			}
+		}
+	}
+	return out, nil
+}
+
+// A cursor is the last upload id of a page, base64url-encoded: opaque to
+// clients, and it can only say where to go on within the atom of the path.
+const maxCursorLen = 64
+
+func encodeCursor(uploadID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(uploadID))
+}
+
+func decodeCursor(s string) (string, error) {
+	if len(s) <= maxCursorLen {
+		if b, err := base64.RawURLEncoding.DecodeString(s); err == nil && upload.ValidUploadID(string(b)) {
+			return string(b), nil
+		}
+	}
+	return "", upload.Errorf(upload.EINVALID, "cursor is not one this API gave; start again without it")
+}
+
+// list answers a page of the atom's uploads, each record written as the
+// store reads it. Nothing is written before the store has read its first
+// page, so a failure to read the table is still a clean status; a failure
+// after that cuts the answer short (accessLog).
+func (s *Server) list(c echo.Context) error {
+	r, err := parseList(c)
 	if err != nil {
 		return err
 	}
-	list := rest.UploadList{Uploads: make([]rest.Upload, 0, len(uploads))}
-	for _, u := range uploads {
-		list.Uploads = append(list.Uploads, view(u))
+	// The request timeout bounds each wait for the table, not the whole
+	// answer, whose delivery the server's write timeout bounds.
+	ctx, pause, resume, stop := s.stallContext(c)
+	defer stop()
+	var rw *recordWriter
+	next, err := s.uploads.List(ctx, r.atomID, r.after, r.statuses, r.limit, func(u *upload.Upload) error {
+		pause()
+		defer resume()
+		if rw == nil {
+			rw = startJSON(c, http.StatusOK)
+			rw.raw(`{"uploads":[`)
+		} else {
+			rw.raw(",")
+		}
+		return rw.record(u, r.view, nil)
+	})
+	if err != nil {
+		return stalled(ctx, err)
 	}
-	return c.JSON(http.StatusOK, list)
+	if rw == nil {
+		rw = startJSON(c, http.StatusOK)
+		rw.raw(`{"uploads":[`)
+	}
+	rw.raw("]")
+	if next != "" {
+		rw.raw(`,"nextCursor":`)
+		if err := rw.json(encodeCursor(next)); err != nil {
+			return err
+		}
+	}
+	rw.raw("}")
+	return rw.flush()
 }
 
 func (s *Server) get(c echo.Context) error {
@@ -231,11 +298,15 @@ func (s *Server) get(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	v, err := viewParam(c)
+	if err != nil {
+		return err
+	}
 	u, err := s.uploads.Get(c.Request().Context(), atomID, id)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, view(u))
+	return writeRecord(c, http.StatusOK, u, v, nil)
 }
 
 func (s *Server) refresh(c echo.Context) error {
@@ -287,5 +358,5 @@ func (s *Server) cancel(c echo.Context) error {
 				zap.String("destination", string(upload.YouTube)), zap.Error(err))
 		}
 	}
-	return c.JSON(http.StatusOK, view(u))
+	return writeRecord(c, http.StatusOK, u, viewFull, nil)
 }

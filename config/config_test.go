@@ -238,3 +238,32 @@ func TestReceiveWait(t *testing.T) {
 		t.Errorf("default receiveWait = %s (%v), want 20s, SQS's maximum", c.Worker.ReceiveWait, err)
 	}
 }
+
+func TestHTTPServerLimits(t *testing.T) {
+	c, err := Load(defaults(t), "", minimalEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.ReadTimeout != 30*time.Second || c.HTTP.WriteTimeout != 2*time.Minute || c.HTTP.IdleTimeout != 75*time.Second || c.HTTP.MaxConnections != 512 {
+		t.Errorf("defaults: read %s write %s idle %s connections %d", c.HTTP.ReadTimeout, c.HTTP.WriteTimeout, c.HTTP.IdleTimeout, c.HTTP.MaxConnections)
+	}
+	for _, tt := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"UPLOADS_HTTP_READ_TIMEOUT=5s"}, "UPLOADS_HTTP_READ_TIMEOUT"},      // below the 10s header timeout
+		{[]string{"UPLOADS_HTTP_WRITE_TIMEOUT=10s"}, "UPLOADS_HTTP_WRITE_TIMEOUT"},   // below the 30s request timeout
+		{[]string{"UPLOADS_HTTP_IDLE_TIMEOUT=0s"}, "UPLOADS_HTTP_IDLE_TIMEOUT"},      // never closing idle connections
+		{[]string{"UPLOADS_HTTP_MAX_CONNECTIONS=0"}, "UPLOADS_HTTP_MAX_CONNECTIONS"}, // no connection at all
+		{[]string{"UPLOADS_HTTP_MAX_CONNECTIONS=many"}, "UPLOADS_HTTP_MAX_CONNECTIONS"},
+	} {
+		if _, err := Load(defaults(t), "", append(minimalEnv(), tt.env...)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: error %v, want one naming %s", tt.env, err, tt.want)
+		}
+	}
+	c, err = Load(defaults(t), "", append(minimalEnv(), "UPLOADS_HTTP_READ_TIMEOUT=1m", "UPLOADS_HTTP_WRITE_TIMEOUT=10m",
+		"UPLOADS_HTTP_IDLE_TIMEOUT=5s", "UPLOADS_HTTP_MAX_CONNECTIONS=20"))
+	if err != nil || c.HTTP.ReadTimeout != time.Minute || c.HTTP.WriteTimeout != 10*time.Minute || c.HTTP.IdleTimeout != 5*time.Second || c.HTTP.MaxConnections != 20 {
+		t.Errorf("overrides: %+v %v", c.HTTP, err)
+	}
+}

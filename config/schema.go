@@ -54,8 +54,12 @@ type Config struct {
 type HTTP struct {
 	Addr              string        `yaml:"addr"`
 	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout"`
+	ReadTimeout       time.Duration `yaml:"readTimeout"`
+	WriteTimeout      time.Duration `yaml:"writeTimeout"`
+	IdleTimeout       time.Duration `yaml:"idleTimeout"`
 	RequestTimeout    time.Duration `yaml:"requestTimeout"`
 	MaxBodyBytes      int64         `yaml:"maxBodyBytes"`
+	MaxConnections    int           `yaml:"maxConnections"`
 }
 
 // Log configures the JSON logger.

@@ -37,9 +37,21 @@ func (c Config) Validate() error {
 		bad("http.addr", "is required, such as :8080")
 	}
 	within("http.readHeaderTimeout", c.HTTP.ReadHeaderTimeout, time.Second, 5*time.Minute)
+	within("http.readTimeout", c.HTTP.ReadTimeout, time.Second, 10*time.Minute)
+	if c.HTTP.ReadTimeout < c.HTTP.ReadHeaderTimeout {
+		bad("http.readTimeout", "%s must be at least http.readHeaderTimeout (%s): it covers the headers too", c.HTTP.ReadTimeout, c.HTTP.ReadHeaderTimeout)
+	}
+	within("http.writeTimeout", c.HTTP.WriteTimeout, time.Second, time.Hour)
+	if c.HTTP.WriteTimeout < c.HTTP.RequestTimeout {
+		bad("http.writeTimeout", "%s must be at least http.requestTimeout (%s), or answers are cut before their deadline", c.HTTP.WriteTimeout, c.HTTP.RequestTimeout)
+	}
+	within("http.idleTimeout", c.HTTP.IdleTimeout, time.Second, time.Hour)
 	within("http.requestTimeout", c.HTTP.RequestTimeout, time.Second, 10*time.Minute)
 	if c.HTTP.MaxBodyBytes < 1024 || c.HTTP.MaxBodyBytes > 10<<20 {
 		bad("http.maxBodyBytes", "%d is outside 1024–10485760", c.HTTP.MaxBodyBytes)
+	}
+	if c.HTTP.MaxConnections < 1 || c.HTTP.MaxConnections > 100000 {
+		bad("http.maxConnections", "%d is outside 1–100000", c.HTTP.MaxConnections)
 	}
 	within("shutdownGrace", c.ShutdownGrace, 5*time.Second, 10*time.Minute)
 	switch c.Log.Level {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -63,39 +64,99 @@ func (s *Store) Get(ctx context.Context, atomID, id string) (*upload.Upload, err
 	return fromAttrs(out.Item)
 }
 
-// List returns up to limit uploads of the atom, newest first.
-func (s *Store) List(ctx context.Context, atomID string, limit int) ([]*upload.Upload, error) {
-	var (
-		uploads []*upload.Upload
-		start   map[string]types.AttributeValue
-	)
-	for len(uploads) < limit {
-		out, err := s.db.Query(ctx, &dynamodb.QueryInput{
-			TableName:              aws.String(s.table),
-			KeyConditionExpression: aws.String("atomId = :a"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":a": &types.AttributeValueMemberS{Value: atomID},
-			},
-			ScanIndexForward:  aws.Bool(false),
-			Limit:             aws.Int32(int32(limit - len(uploads))),
-			ExclusiveStartKey: start,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list uploads of %s: %w", atomID, dbError(err))
+// Bounds of one List. DynamoDB answers a Query with at most 1 MB of items,
+// and a record of 10,000 parts is about 70 KB of them; List asks for at
+// most listQueryItems items a query, so one page in memory is a few
+// records, whatever the limit. A filtered list examines at most
+// listMaxExamined uploads (matching or not) before it stops with a cursor,
+// so a rare status cannot keep a request reading an atom of thousands.
+const listQueryItems = 20
+
+var listMaxExamined = 2000 // a variable for the tests
+
+// List hands uploads of the atom to fn one at a time, newest first, as it
+// reads them from DynamoDB a page at a time: it never holds more than one
+// page. after, when set, is the last upload id of the previous page: only
+// older uploads follow. statuses, when not empty, keeps only uploads in one
+// of them. List stops after limit uploads, when the atom has no more, after
+// listMaxExamined uploads examined, or at the first error of fn (returned
+// as it is).
+//
+// next is the id of the last upload examined when more may follow (pass it
+// as after for the next page), or "" when the atom has no more. With a
+// filter, a page may be short (or empty) and still have a next.
+func (s *Store) List(ctx context.Context, atomID, after string, statuses []upload.Status, limit int, fn func(*upload.Upload) error) (next string, err error) {
+	if limit < 1 {
+		return "", fmt.Errorf("list uploads of %s: limit %d is not positive", atomID, limit)
+	}
+	in := &dynamodb.QueryInput{
+		TableName:              aws.String(s.table),
+		KeyConditionExpression: aws.String("atomId = :a"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":a": &types.AttributeValueMemberS{Value: atomID},
+		},
+		ScanIndexForward: aws.Bool(false),
+	}
+	if after != "" {
+		in.ExclusiveStartKey = s.key(atomID, after)
+	}
+	if len(statuses) > 0 {
+		names := make([]string, len(statuses))
+		for i, st := range statuses {
+			names[i] = ":s" + strconv.Itoa(i)
+			in.ExpressionAttributeValues[names[i]] = &types.AttributeValueMemberS{Value: string(st)}
 		}
-		for _, av := range out.Items {
+		in.ExpressionAttributeNames = map[string]string{"#status": "status"}
+		in.FilterExpression = aws.String("#status IN (" + strings.Join(names, ", ") + ")")
+	}
+	given, examined := 0, 0
+	last := after
+	for {
+		// Unfiltered, one more than the page needs tells whether more follow.
+		n := listQueryItems
+		if in.FilterExpression == nil {
+			n = min(limit-given+1, listQueryItems)
+		}
+		in.Limit = aws.Int32(int32(n))
+		out, err := s.db.Query(ctx, in)
+		if err != nil {
+			return "", fmt.Errorf("list uploads of %s: %w", atomID, dbError(err))
+		}
+		examined += int(out.ScannedCount)
+		for i, av := range out.Items {
+			if given == limit {
+				return last, nil // an upload beyond the page: more follow
+			}
 			u, err := fromAttrs(av)
 			if err != nil {
-				return nil, err
+				return "", err
 			}
-			uploads = append(uploads, u)
+			out.Items[i] = nil // the page shrinks as records are handed over
+			if err := fn(u); err != nil {
+				return "", err
+			}
+			given++
+			last = u.ID
 		}
 		if out.LastEvaluatedKey == nil {
-			break
+			return "", nil
 		}
-		start = out.LastEvaluatedKey
+		var lek struct {
+			UploadID string `dynamodbav:"uploadId"`
+		}
+		if err := attributevalue.UnmarshalMap(out.LastEvaluatedKey, &lek); err != nil || lek.UploadID == "" {
+			return "", fmt.Errorf("list uploads of %s: DynamoDB gave a last key without an upload id", atomID)
+		}
+		if given == limit || examined >= listMaxExamined {
+			// Either the page is full and more may follow, or the filter
+			// skipped many: go on from the last upload examined.
+			if given < limit {
+				last = lek.UploadID
+			}
+			return last, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}
-	return uploads, nil
 }
 
 // Update reads the upload, applies fn and writes the record back on

@@ -29,7 +29,10 @@
 // the lease of one periodic sweep (the reconciler, the dead-letter reader).
 //
 // "One upload" is GetItem(atomId, uploadId) with a consistent read; "an
-// atom's uploads, newest first" is Query(atomId) with ScanIndexForward=false;
+// atom's uploads, newest first" is Query(atomId) with ScanIndexForward=false,
+// read a page of a few items at a time, from an ExclusiveStartKey made of
+// the atom and the last upload id of the previous page, with a
+// FilterExpression on status when the list asks for some;
 // "the live uploads that have been quiet since t" is Query on the index
 // live-progressAt (keys only). Billing is on demand.
 //

@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"atomuploads/devstack/stacktest"
 	"atomuploads/store"
@@ -72,10 +75,39 @@ func TestCreateGetRoundTrip(t *testing.T) {
 	}
 }
 
+type listQuery struct {
+	AtomID   string
+	After    string
+	Statuses []upload.Status
+	Limit    int
+}
+
+// list collects what List hands over.
+func list(t testing.TB, s *store.Store, q listQuery) ([]*upload.Upload, string) {
+	t.Helper()
+	var got []*upload.Upload
+	next, err := s.List(ctx(t), q.AtomID, q.After, q.Statuses, q.Limit, func(u *upload.Upload) error {
+		got = append(got, u)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, next
+}
+
+func ids(us []*upload.Upload) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.ID
+	}
+	return out
+}
+
 func TestListIsPerAtomNewestFirst(t *testing.T) {
 	s := newStore(t)
 	c := ctx(t)
-	base := time.Now().Add(-time.Hour)
+	base := time.Now().Add(-10 * time.Minute) // within the store's retention: DynamoDB Local deletes expired items
 	var want []string
 	for i := range 5 {
 		u := newUpload(t, "atom-a", base.Add(time.Duration(i)*time.Minute))
@@ -87,20 +119,156 @@ func TestListIsPerAtomNewestFirst(t *testing.T) {
 	if err := s.Create(c, newUpload(t, "atom-b", base)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.List(c, "atom-a", 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %d uploads, want %d", len(got), len(want))
+	got, next := list(t, s, listQuery{AtomID: "atom-a", Limit: 100})
+	if len(got) != len(want) || next != "" {
+		t.Fatalf("got %d uploads and next %q, want %d and no next", len(got), next, len(want))
 	}
 	for i := range got {
 		if got[i].ID != want[i] {
 			t.Errorf("uploads[%d] = %s, want %s", i, got[i].ID, want[i])
 		}
 	}
-	if got, _ := s.List(c, "atom-a", 2); len(got) != 2 || got[0].ID != want[0] {
-		t.Errorf("List with limit 2 = %d uploads, want the 2 newest", len(got))
+	if got, next := list(t, s, listQuery{AtomID: "atom-a", Limit: 2}); len(got) != 2 || got[0].ID != want[0] || next != want[1] {
+		t.Errorf("List with limit 2 = %d uploads, next %q; want the 2 newest and next %s", len(got), next, want[1])
+	}
+}
+
+// TestListPagesWithAfter: pages follow one another without a gap or a
+// repeat, and the last one says there is no more.
+func TestListPagesWithAfter(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	base := time.Now().Add(-10 * time.Minute) // within the store's retention: DynamoDB Local deletes expired items
+	var want []string
+	for i := range 7 {
+		u := newUpload(t, "atom-a", base.Add(time.Duration(i)*time.Minute))
+		if err := s.Create(c, u); err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{u.ID}, want...)
+	}
+	var all []string
+	after, pages := "", 0
+	for {
+		got, next := list(t, s, listQuery{AtomID: "atom-a", After: after, Limit: 3})
+		pages++
+		all = append(all, ids(got)...)
+		if next == "" {
+			break
+		}
+		if next != got[len(got)-1].ID {
+			t.Errorf("next %s is not the page's last upload %s", next, got[len(got)-1].ID)
+		}
+		after = next
+	}
+	if !slices.Equal(all, want) || pages != 3 {
+		t.Errorf("pages of 3 = %v in %d pages, want %v in 3", all, pages, want)
+	}
+	// A page that ends exactly at the atom's end says so.
+	if got, next := list(t, s, listQuery{AtomID: "atom-a", After: want[3], Limit: 3}); len(got) != 3 || next != "" {
+		t.Errorf("the last 3: %d uploads, next %q; want 3 and no next", len(got), next)
+	}
+}
+
+// TestListFiltersByStatus keeps only the asked statuses, fills the page
+// across DynamoDB's pages (Limit applies before the filter), and stops with
+// a cursor when it has examined too many uploads.
+func TestListFiltersByStatus(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	base := time.Now().Add(-10 * time.Minute) // within the store's retention: DynamoDB Local deletes expired items
+	var failed, cancelled []string
+	for i := range 50 {
+		u := newUpload(t, "atom-a", base.Add(time.Duration(i)*time.Second))
+		switch i % 10 {
+		case 3:
+			u.Status = upload.StatusFailed
+			failed = append([]string{u.ID}, failed...)
+		case 7:
+			u.Status = upload.StatusCancelled
+			cancelled = append([]string{u.ID}, cancelled...)
+		}
+		if err := s.Create(c, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, next := list(t, s, listQuery{AtomID: "atom-a", Statuses: []upload.Status{upload.StatusFailed}, Limit: 100})
+	if !slices.Equal(ids(got), failed) || next != "" {
+		t.Errorf("failed = %v next %q, want %v and no next", ids(got), next, failed)
+	}
+	got, next = list(t, s, listQuery{AtomID: "atom-a", Statuses: []upload.Status{upload.StatusFailed, upload.StatusCancelled}, Limit: 4})
+	both := []string{cancelled[0], failed[0], cancelled[1], failed[1]}
+	if !slices.Equal(ids(got), both) || next != both[3] {
+		t.Errorf("failed or cancelled, 4 = %v next %q, want %v and next %s", ids(got), next, both, both[3])
+	}
+	if got, next := list(t, s, listQuery{AtomID: "atom-a", Statuses: []upload.Status{upload.StatusComplete}, Limit: 10}); len(got) != 0 || next != "" {
+		t.Errorf("complete = %d uploads, next %q; want none", len(got), next)
+	}
+
+	// Examining at most 25 uploads (two queries of 20), a filtered page
+	// stops short with a cursor at the last upload examined, and the next
+	// page goes on from there.
+	defer store.SetListMaxExamined(25)()
+	got, next = list(t, s, listQuery{AtomID: "atom-a", Statuses: []upload.Status{upload.StatusFailed}, Limit: 100})
+	if len(got) != 4 || next == "" {
+		t.Fatalf("bounded: %d uploads, next %q; want the 4 failed of the 40 newest and a cursor", len(got), next)
+	}
+	rest, next2 := list(t, s, listQuery{AtomID: "atom-a", Statuses: []upload.Status{upload.StatusFailed}, After: next, Limit: 100})
+	if all := append(ids(got), ids(rest)...); !slices.Equal(all, failed) || next2 != "" {
+		t.Errorf("bounded pages = %v (next %q), want %v", all, next2, failed)
+	}
+}
+
+// countingDB records the Query calls among the records handed over.
+type countingDB struct {
+	store.DynamoDBAPI
+	events *[]string
+}
+
+func (d countingDB) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	*d.events = append(*d.events, "query")
+	return d.DynamoDBAPI.Query(ctx, in, opts...)
+}
+
+// TestListHandsRecordsOverPageByPage: List reads a DynamoDB page, hands its
+// records over, then reads the next; it never reads ahead of the page it
+// gives, and an error of fn stops it.
+func TestListHandsRecordsOverPageByPage(t *testing.T) {
+	st := stacktest.New(t)
+	var events []string
+	s := store.New(countingDB{st.DynamoDB, &events}, st.Table, time.Hour)
+	c := ctx(t)
+	base := time.Now().Add(-10 * time.Minute) // within the store's retention: DynamoDB Local deletes expired items
+	for i := range 45 {
+		if err := s.Create(c, newUpload(t, "atom-a", base.Add(time.Duration(i)*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	given := 0
+	next, err := s.List(c, "atom-a", "", nil, 45, func(*upload.Upload) error {
+		events = append(events, "record")
+		given++
+		return nil
+	})
+	if err != nil || given != 45 || next != "" {
+		t.Fatalf("List: %d records, next %q, error %v; want 45, none, nil", given, next, err)
+	}
+	var shape []string
+	for i, e := range events {
+		if i == 0 || e != events[i-1] {
+			shape = append(shape, e)
+		}
+	}
+	if want := []string{"query", "record", "query", "record", "query", "record"}; !slices.Equal(shape, want) {
+		t.Errorf("List did %v, want queries and records interleaved page by page, %v", shape, want)
+	}
+	stop := errors.New("stop")
+	events, given = nil, 0
+	if _, err := s.List(c, "atom-a", "", nil, 45, func(*upload.Upload) error {
+		given++
+		return stop
+	}); !errors.Is(err, stop) || given != 1 {
+		t.Errorf("fn failing: List error %v after %d records, want fn's error after 1", err, given)
 	}
 }
 

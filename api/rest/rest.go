@@ -36,6 +36,10 @@ type DestinationRequest struct {
 
 // Upload is an upload record: the answer to start, get and cancel, and an
 // item of the list. Credentials are present only in the answer to start.
+//
+// The full view (the default) has Parts, the whole plan. The summary view
+// (?view=summary on get and list) has no Parts but PartsTotal,
+// PartsComplete and PartsMissing, which are absent in the full view.
 type Upload struct {
 	ID           string        `json:"id"`
 	AtomID       string        `json:"atomId"`
@@ -49,9 +53,20 @@ type Upload struct {
 	Region       string        `json:"region"`
 	Bucket       string        `json:"bucket"`
 	Destinations []Destination `json:"destinations"`
-	Parts        []Part        `json:"parts"`
-	Credentials  *Credentials  `json:"credentials,omitempty"`
+	Parts        []Part        `json:"parts,omitempty"` // full view: every planned part (a plan has at least one)
+	// PartsTotal is how many parts the plan has (summary view).
+	PartsTotal *int `json:"partsTotal,omitempty"`
+	// PartsComplete is how many of them are in S3 (summary view).
+	PartsComplete *int `json:"partsComplete,omitempty"`
+	// PartsMissing lists the parts not yet in S3 as runs of part numbers,
+	// in order (summary view): [[3, 7], [12, 12]] is parts 3 to 7 and 12;
+	// [] when every part is in.
+	PartsMissing []PartRange  `json:"partsMissing,omitzero"`
+	Credentials  *Credentials `json:"credentials,omitempty"`
 }
+
+// PartRange is a run of part numbers, first and last, both included.
+type PartRange [2]int
 
 // Destination is the progress of one destination of an upload.
 type Destination struct {
@@ -111,9 +126,11 @@ type CredentialsResponse struct {
 }
 
 // UploadList is the body of the answer to GET /api2/atom/{atomId}/uploads,
-// newest first.
+// newest first: one page of at most limit uploads. NextCursor, when
+// present, asks for the next page (?cursor=); the last page has none.
 type UploadList struct {
-	Uploads []Upload `json:"uploads"`
+	Uploads    []Upload `json:"uploads"`
+	NextCursor string   `json:"nextCursor,omitempty"`
 }
 
 // Error is the body of every 4xx and 5xx answer: what is wrong, for people.
