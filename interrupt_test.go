@@ -89,7 +89,7 @@ func interruptRun(t *testing.T, instances int, signals []syscall.Signal) {
 	_, _ = rand.Read(file)
 	sum := sha256.Sum256(file)
 	rec, code, err := apiCall(ctx, "POST", base, map[string]any{
-		"filename": "interrupt.mp4", "size": size, "contentType": "video/mp4",
+		"filename": "interrupt.mp4", "size": size, "contentType": "video/mp4", "sha256": hex.EncodeToString(sum[:]),
 		"destinations": []map[string]any{{"type": "youtube", "title": "Interrupted ten times"}},
 	})
 	if err != nil || code != http.StatusCreated {
@@ -127,7 +127,7 @@ func interruptRun(t *testing.T, instances int, signals []syscall.Signal) {
 		running[i] = start(i)
 	}
 
-	var videoID string
+	var videoID, digest string
 	for videoID == "" {
 		got, _, err := apiCall(ctx, "GET", base+"/"+rec.ID, nil)
 		if err != nil {
@@ -137,7 +137,7 @@ func interruptRun(t *testing.T, instances int, signals []syscall.Signal) {
 		if d.Status == "failed" || got.Status == "failed" {
 			t.Fatalf("upload %s, youtube %s: %s %s", got.Status, d.Status, got.Error, d.Error)
 		}
-		videoID = d.Details.VideoID
+		videoID, digest = d.Details.VideoID, d.Details.SHA256
 		if ctx.Err() != nil {
 			t.Fatalf("not done after the interruptions %v: youtube %s at %d bytes", kinds, d.Status, committed())
 		}
@@ -149,6 +149,11 @@ func interruptRun(t *testing.T, instances int, signals []syscall.Signal) {
 	}
 	if v.SHA256 != hex.EncodeToString(sum[:]) || v.Size != size {
 		t.Errorf("video %d bytes %s, want %d bytes %x", v.Size, v.SHA256, size, sum)
+	}
+	// The running SHA-256 lived through every interruption: the digest
+	// the service proves is the file's.
+	if digest != v.SHA256 {
+		t.Errorf("the service's digest %q, want the file's %s", digest, v.SHA256)
 	}
 	if viol := yt.Violations(); len(viol) > 0 {
 		t.Errorf("protocol violations: %v", viol)

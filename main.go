@@ -194,6 +194,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	for i, t := range cfg.API.Tokens {
 		tokens[i] = t.Reveal()
 	}
+	sqsc := sqs.NewFromConfig(awsCfg)
 	apiServer := api.New(api.Config{
 		Tokens:         tokens,
 		Region:         awsCfg.Region,
@@ -203,7 +204,10 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		RequestTimeout: cfg.HTTP.RequestTimeout,
 		YouTube:        cfg.YouTube.Enabled,
 		Transcode:      tc != nil,
-	}, db, issuer, sessions, log)
+	}, db, issuer, sessions, log, api.WithRetry(worker.NewDriver(worker.SweepConfig{
+		QueueURL: cfg.Queue.URL, MaxChunkBytes: cfg.YouTube.MaxChunkBytes,
+		YouTube: yt != nil, Transcode: tc != nil, AtomAPI: atom != nil,
+	}, sqsc, log), s3c, cfg.Uploads.Bucket))
 	httpServer := api.NewHTTP(apiServer, api.Listener{
 		Addr:              cfg.HTTP.Addr,
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
@@ -213,7 +217,6 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		MaxConnections:    cfg.HTTP.MaxConnections,
 		DrainDelay:        min(2*time.Second, cfg.ShutdownGrace/5),
 	}, log)
-	sqsc := sqs.NewFromConfig(awsCfg)
 	owner := instanceID()
 	dispatcher := worker.New(worker.Config{
 		QueueURL:              cfg.Queue.URL,

@@ -81,16 +81,23 @@ type Server struct {
 	now      func() time.Time
 	entropy  io.Reader
 	draining atomic.Bool
+
+	driver        Driver  // WithRetry's
+	objects       Objects // WithRetry's
+	objectsBucket string
 }
 
 //go:embed openapi.yaml
 var openAPI []byte
 
 // New returns the API. sessions may be nil when YouTube is disabled.
-func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, log *zap.Logger) *Server {
+func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, log *zap.Logger, opts ...Option) *Server {
 	s := &Server{
 		cfg: cfg, uploads: uploads, issuer: issuer, sessions: sessions, log: log,
 		now: time.Now, entropy: rand.Reader,
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	for _, t := range cfg.Tokens {
 		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
@@ -114,6 +121,9 @@ func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, 
 	e.GET("/api2/atom/:atomId/uploads/:uploadId", s.get, auth)
 	e.POST("/api2/atom/:atomId/uploads/:uploadId/credentials", s.refresh, auth)
 	e.DELETE("/api2/atom/:atomId/uploads/:uploadId", s.cancel, auth)
+	if s.driver != nil {
+		e.POST("/api2/atom/:atomId/uploads/:uploadId/retry", s.retry, auth)
+	}
 	s.e = e
 	return s
 }

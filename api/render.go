@@ -67,9 +67,13 @@ func view(u *upload.Upload) rest.Upload {
 		switch d.Type {
 		case upload.YouTube:
 			n := d.UploadedBytes
-			dv.Details = rest.Details{VideoID: d.VideoID, URL: d.URL(), UploadedBytes: &n, ProcessingStatus: d.ProcessingStatus}
+			dv.Details = rest.Details{VideoID: d.VideoID, URL: d.URL(), UploadedBytes: &n, ProcessingStatus: d.ProcessingStatus,
+				ProcessingTimeLeftMs: d.ProcessingTimeLeftMs, SHA256: d.SHA256}
 		case upload.S3Bucket:
-			dv.Details = rest.Details{JobID: d.JobID, Outputs: d.Outputs}
+			dv.Details = rest.Details{JobID: d.JobID, Outputs: d.Outputs, SHA256: d.SHA256}
+		}
+		if d.WaitingFor != "" && !d.Status.Terminal() {
+			dv.Details.WaitingFor, dv.Details.ResumeAt = d.WaitingFor, d.ResumeAt.UTC().Format(time.RFC3339)
 		}
 		v.Destinations = append(v.Destinations, dv)
 	}

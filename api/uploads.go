@@ -133,7 +133,7 @@ func (s *Server) start(c echo.Context) error {
 // startRequest checks what the domain cannot know: which destinations this
 // service has enabled, and fields that belong to another destination type.
 func (s *Server) startRequest(req rest.StartRequest) (upload.StartRequest, error) {
-	sr := upload.StartRequest{Filename: req.Filename, Size: req.Size, ContentType: req.ContentType}
+	sr := upload.StartRequest{Filename: req.Filename, Size: req.Size, ContentType: req.ContentType, SHA256: req.SHA256}
 	var problems []string
 	for i, d := range req.Destinations {
 		t := upload.DestinationType(d.Type)

@@ -80,12 +80,21 @@ type Destination struct {
 // Details are a destination's type-specific fields: the video for youtube,
 // the transcode job for s3Bucket.
 type Details struct {
-	VideoID          string   `json:"videoId,omitempty"`
-	URL              string   `json:"url,omitempty"`
-	UploadedBytes    *int64   `json:"uploadedBytes,omitempty"` // bytes YouTube has committed
-	ProcessingStatus string   `json:"processingStatus,omitempty"`
-	JobID            string   `json:"jobId,omitempty"`
-	Outputs          []string `json:"outputs,omitempty"` // keys in the output bucket
+	VideoID              string `json:"videoId,omitempty"`
+	URL                  string `json:"url,omitempty"`
+	UploadedBytes        *int64 `json:"uploadedBytes,omitempty"` // bytes YouTube has committed
+	ProcessingStatus     string `json:"processingStatus,omitempty"`
+	ProcessingTimeLeftMs int64  `json:"processingTimeLeftMs,omitempty"` // YouTube's estimate, while it processes
+	// WaitingFor says what a parked destination waits for (youtubeQuota,
+	// youtubeUploadLimit, youtubeCredentials) and ResumeAt (RFC 3339) when
+	// it tries again.
+	WaitingFor string `json:"waitingFor,omitempty"`
+	ResumeAt   string `json:"resumeAt,omitempty"`
+	// SHA256 is the hex SHA-256 of the bytes the destination is proven to
+	// have: every byte YouTube committed, or the reassembled original.
+	SHA256  string   `json:"sha256,omitempty"`
+	JobID   string   `json:"jobId,omitempty"`
+	Outputs []string `json:"outputs,omitempty"` // keys in the output bucket
 }
 
 // Part is one planned part: bytes [Start, End) of the file go to Key.
