@@ -47,6 +47,7 @@ type harness struct {
 	logs     *stacktest.Logs
 	sessions *fakeSessions
 	srv      *api.Server
+	driver   *fakeDriver
 }
 
 func newHarness(t testing.TB) *harness {
@@ -55,6 +56,7 @@ func newHarness(t testing.TB) *harness {
 	log, logs := stacktest.NewLogger(t)
 	s := store.New(st.DynamoDB, st.Table, time.Hour)
 	sessions := &fakeSessions{}
+	driver := &fakeDriver{}
 	srv := api.New(api.Config{
 		Tokens:         []string{"another-token-000000", token},
 		Region:         st.AWS.Region,
@@ -64,10 +66,11 @@ func newHarness(t testing.TB) *harness {
 		RequestTimeout: 10 * time.Second,
 		YouTube:        true,
 		Transcode:      true,
-	}, s, credentials.NewIssuer(st.STS, "arn:aws:iam::000000000000:role/upload", st.Bucket, time.Hour), sessions, log)
+	}, s, credentials.NewIssuer(st.STS, "arn:aws:iam::000000000000:role/upload", st.Bucket, time.Hour), sessions, log,
+		api.WithRetry(driver, st.S3, st.Bucket))
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &harness{url: hs.URL, stack: st, store: s, logs: logs, sessions: sessions, srv: srv}
+	return &harness{url: hs.URL, stack: st, store: s, logs: logs, sessions: sessions, srv: srv, driver: driver}
 }
 
 type response struct {
