@@ -168,11 +168,14 @@ function setBar(card, key, value, text) {
 }
 
 function destBlock(d, rec) {
-  const words = (DEST_STATUS[d.type] || {})[d.status] || d.status;
+  // A cancelled upload stops its destinations: that is no failure to show.
+  const stopped = rec.status === 'cancelled' && d.status !== 'complete';
+  const status = stopped ? 'cancelled' : d.status;
+  const words = (DEST_STATUS[d.type] || {})[status] || status;
   const det = d.details || {};
   const block = h('div', { 'data-dest': d.type },
-    h('h4', {}, `${DEST_NAME[d.type] || d.type}: `, h('span', { class: `s-${d.status}`, 'data-dest-status': d.type }, words)));
-  if (d.error) block.append(h('p', { class: 'error-text' }, d.error));
+    h('h4', {}, `${DEST_NAME[d.type] || d.type}: `, h('span', { class: `s-${status}`, 'data-dest-status': d.type }, words)));
+  if (d.error && !stopped) block.append(h('p', { class: 'error-text' }, d.error));
   if (det.waitingFor) {
     const why = WAITING_FOR[det.waitingFor] || det.waitingFor;
     const at = det.resumeAt ? `; it goes on at ${when(det.resumeAt)}` : '';
@@ -182,10 +185,13 @@ function destBlock(d, rec) {
     block.append(h('p', {}, h('a', { href: det.url, target: '_blank', rel: 'noopener noreferrer', 'data-youtube-link': '' }, `Watch on YouTube (${det.videoId})`)));
   }
   if (d.type === 's3Bucket') {
-    const outs = det.outputs || [];
-    if (outs.length) {
-      block.append(h('p', {}, 'Outputs in the output bucket:'),
-        h('ul', { 'data-outputs': '' }, outs.map((o) => h('li', {}, h('code', {}, typeof o === 'string' ? o : o.key || JSON.stringify(o))))));
+    const keys = (det.outputs || []).map((o) => (typeof o === 'string' ? o : o.key || JSON.stringify(o)));
+    if (keys.length) {
+      // The keys share the upload's folder: name it once, then each file.
+      const dir = keys[0].slice(0, keys[0].lastIndexOf('/') + 1);
+      const same = keys.every((k) => k.startsWith(dir));
+      block.append(h('p', {}, 'Outputs in the output bucket', same && dir ? [' under ', h('code', {}, dir)] : '', ':'),
+        h('ul', { 'data-outputs': '' }, keys.map((k) => h('li', {}, h('code', { title: k }, same ? k.slice(dir.length) : k)))));
     } else if (d.status === 'complete' && rec.status === 'complete') {
       block.append(h('p', { class: 'muted' }, 'No outputs were reported.'));
     }
