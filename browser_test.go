@@ -173,15 +173,16 @@ func (b *browser) open(pageURL, atomID string) {
 	b.waitFor("the list of uploads", `!/Loading|Enter the API token/.test(document.querySelector('#list-state').textContent)`, 20*time.Second)
 }
 
-// startFromPage picks the file and the destinations in the form, starts the
-// upload and returns its id, once its card is on the page.
-func (b *browser) startFromPage(file, title string, youtube, selfHosted bool) string {
+// startFromPage picks the file in the form, YouTube (and self-hosted, when
+// asked) as destinations, starts the upload and returns its id, once its
+// card is on the page.
+func (b *browser) startFromPage(file, title string, selfHosted bool) string {
 	b.t.Helper()
 	before := eval[int](b, `document.querySelectorAll('article.upload').length`)
 	b.do(chromedp.SetUploadFiles(chromedp.ID("file"), []string{file}),
 		chromedp.SetValue(chromedp.ID("yt-title"), title),
-		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector('#dest-youtube').checked = %t;
-			document.querySelector('#dest-s3').checked = %t`, youtube, selfHosted)),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector('#dest-youtube').checked = true;
+			document.querySelector('#dest-s3').checked = %t`, selfHosted)),
 		chromedp.Click(chromedp.ID("start")))
 	b.waitFor("the new upload's card", fmt.Sprintf(`document.querySelectorAll('article.upload').length > %d`, before), 30*time.Second)
 	return eval[string](b, `document.querySelector('article.upload').dataset.uploadId`)
@@ -366,11 +367,18 @@ func newProxy(t testing.TB, addr, service string, rewrite func(r *http.Request, 
 	return srv.URL
 }
 
-// browserService starts the service on the test's stack for the page.
-func browserService(t *testing.T, selfHosted bool) (*stacktest.Stack, *service, string, func(string) (string, bool)) {
+// browserEnv is the service on the test's stack, for the page.
+type browserEnv struct {
+	st   *stacktest.Stack
+	svc  *service
+	base string // the service's URL
+	yt   *youtubetest.Server
+}
+
+func browserService(t *testing.T, selfHosted bool, extra map[string]string) *browserEnv {
 	t.Helper()
 	st := stacktest.New(t)
-	yt, ytURL, _, atomURL := newStandIns(t, youtubeOptions())
+	yt, ytURL, _, atomURL := newStandIns(t, youtubetest.Options{ProcessingSteps: 2})
 	env := serviceEnv(t, st, ytURL, atomURL)
 	env["UPLOADS_LOG_LEVEL"] = "info"
 	if selfHosted {
@@ -378,24 +386,31 @@ func browserService(t *testing.T, selfHosted bool) (*stacktest.Stack, *service, 
 		env["UPLOADS_TRANSCODE_OUTPUT_BUCKET"] = st.OutputBucket
 		env["UPLOADS_TRANSCODE_FFMPEG_PRESET"] = "ultrafast"
 	}
+	for k, v := range extra {
+		env[k] = v
+	}
 	svc := startService(t, env)
 	svc.waitHealthy(t)
-	videoSHA := func(id string) (string, bool) {
-		v, ok := yt.Video(id)
-		if viol := yt.Violations(); len(viol) > 0 {
-			t.Errorf("YouTube protocol violations: %v", viol)
-		}
-		return v.SHA256, ok && v.Sessions == 1
+	return &browserEnv{st: st, svc: svc, base: "http://" + svc.addr, yt: yt}
+}
+
+// videoSHA is the sha256 of what YouTube got for the video, and whether it
+// came in one session by the protocol.
+func (e *browserEnv) videoSHA(t testing.TB, videoID string) (string, bool) {
+	t.Helper()
+	v, ok := e.yt.Video(videoID)
+	if viol := e.yt.Violations(); len(viol) > 0 {
+		t.Errorf("YouTube protocol violations: %v", viol)
 	}
-	return st, svc, "http://" + svc.addr, videoSHA
+	return v.SHA256, ok && v.Sessions == 1
 }
 
 // TestBrowserUploadPage uploads a generated video from the page to both
 // destinations, then reloads the page half-way through another upload and
 // resumes it from the file picker.
 func TestBrowserUploadPage(t *testing.T) {
-	st, svc, base, videoSHA := browserService(t, true)
-	_ = svc
+	e := browserService(t, true, nil)
+	st, base := e.st, e.base
 	dir := t.TempDir()
 	video := filepath.Join(dir, "clip.mp4")
 	if out, err := exec.Command("ffmpeg", "-v", "error", "-y",
@@ -422,7 +437,7 @@ func TestBrowserUploadPage(t *testing.T) {
 	b.open(base+"/", atomID)
 
 	// 1. A video to YouTube and self-hosted, from the file picker.
-	id := b.startFromPage(video, "From the browser", true, true)
+	id := b.startFromPage(video, "From the browser", true)
 	b.waitComplete(id, 3*time.Minute)
 	for bar, v := range b.bars(id) {
 		if v != 100 {
@@ -447,7 +462,7 @@ func TestBrowserUploadPage(t *testing.T) {
 	if outputs != 4 {
 		t.Errorf("%d self-hosted outputs listed, want 4", outputs)
 	}
-	if sum, one := videoSHA(videoID); sum != sha256Hex(data) || !one {
+	if sum, one := e.videoSHA(t, videoID); sum != sha256Hex(data) || !one {
 		t.Errorf("YouTube got sha256 %s (one session: %t), want the file's %s", sum, one, sha256Hex(data))
 	}
 	full := s3Object(t, st, st.Bucket, "uploads/"+atomID+"/"+id+"/full")
@@ -462,7 +477,7 @@ func TestBrowserUploadPage(t *testing.T) {
 	second, data2 := writeRandom(t, dir, "second.mp4", 2*(5<<20)+123457) // 3 parts
 	hold := newPartHolder(t, b, 2)
 	phase.Store("n", 1)
-	id2 := b.startFromPage(second, "Reloaded half-way", true, false)
+	id2 := b.startFromPage(second, "Reloaded half-way", false)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		r := getRecord(t, base, atomID, id2)
@@ -506,13 +521,11 @@ func TestBrowserUploadPage(t *testing.T) {
 		t.Errorf("before the reload the page PUT parts %v, want 0, 1 and 2 (held)", before)
 	}
 	rec2 := getRecord(t, base, atomID, id2)
-	if sum, one := videoSHA(rec2.Destinations[0].Details.VideoID); sum != sha256Hex(data2) || !one {
+	if sum, one := e.videoSHA(t, rec2.Destinations[0].Details.VideoID); sum != sha256Hex(data2) || !one {
 		t.Errorf("YouTube got sha256 %s (one session: %t) for the resumed upload, want %s", sum, one, sha256Hex(data2))
 	}
 	b.screenshot("resumed")
 }
-
-func youtubeOptions() youtubetest.Options { return youtubetest.Options{ProcessingSteps: 2} }
 
 // partHolder pauses the browser's PUT of one part (DevTools' Fetch
 // interception) until released; every other request goes on.
@@ -577,12 +590,12 @@ func (h *partHolder) release() {
 // after them need fresh credentials, and each PUT is checked, as DevTools
 // saw it, against the expiry stated for its session token.
 func TestBrowserCredentialsRefresh(t *testing.T) {
-	_, svc, _, videoSHA := browserService(t, false)
+	e := browserService(t, false, nil)
 	const life = 4 * time.Second
 	var mu sync.Mutex
 	expiryOf := map[string]time.Time{} // session token → the expiry the page was told
 	refreshes, startToken := 0, ""
-	proxyURL := newProxy(t, "127.0.0.1:0", svc.addr, func(r *http.Request, body map[string]any) bool {
+	proxyURL := newProxy(t, "127.0.0.1:0", e.svc.addr, func(r *http.Request, body map[string]any) bool {
 		creds, _ := body["credentials"].(map[string]any)
 		if creds == nil {
 			return false
@@ -614,7 +627,7 @@ func TestBrowserCredentialsRefresh(t *testing.T) {
 	const atomID = "refresh-atom"
 	b.open(proxyURL+"/", atomID)
 	file, data := writeRandom(t, t.TempDir(), "slow.mp4", 6*(5<<20)-4096) // 6 parts, 4 in flight at once
-	id := b.startFromPage(file, "Slow link", true, false)
+	id := b.startFromPage(file, "Slow link", false)
 	b.waitComplete(id, 2*time.Minute)
 	b.screenshot("slow-link")
 
@@ -646,7 +659,7 @@ func TestBrowserCredentialsRefresh(t *testing.T) {
 		t.Errorf("parts sent %v: %d with the first credentials, %d with refreshed ones; want both", sent, first, fresh)
 	}
 	rec := getRecord(t, proxyURL, atomID, id)
-	if sum, one := videoSHA(rec.Destinations[0].Details.VideoID); sum != sha256Hex(data) || !one {
+	if sum, one := e.videoSHA(t, rec.Destinations[0].Details.VideoID); sum != sha256Hex(data) || !one {
 		t.Errorf("YouTube got sha256 %s (one session: %t), want %s", sum, one, sha256Hex(data))
 	}
 	t.Logf("%d part PUTs, %d with the first credentials and %d with %d refreshed ones", len(all), first, fresh, refreshes)
@@ -658,12 +671,13 @@ func TestBrowserCredentialsRefresh(t *testing.T) {
 // (127.0.0.2, through a proxy), whose PUTs the browser refuses with a
 // message that names CORS and the origin.
 func TestBrowserCORS(t *testing.T) {
-	st, svc, base, _ := browserService(t, false)
+	e := browserService(t, false, nil)
+	st, base := e.st, e.base
 	allowed := os.Getenv("ATOM_UPLOADS_S3_CORS_ORIGINS")
 	if allowed == "" || allowed == "*" || strings.Contains(allowed, "127.0.0.2") {
 		t.Fatalf("the stack allows S3 CORS for %q: scripts/stack sets it to the page's local origins", allowed)
 	}
-	refused := newProxy(t, "127.0.0.2:0", svc.addr, nil)
+	refused := newProxy(t, "127.0.0.2:0", e.svc.addr, nil)
 	b := newBrowser(t)
 
 	const script = `(async () => {
@@ -722,4 +736,82 @@ func TestBrowserCORS(t *testing.T) {
 	if len(list.Contents) != 0 {
 		t.Errorf("%d parts reached S3 from the refused origin", len(list.Contents))
 	}
+}
+
+// TestBrowserCancelAndRetry cancels an upload from its card while a part is
+// in flight, and asks for a retry of an upload whose YouTube destination
+// failed. The retry route is another change's (POST …/retry), so a proxy
+// answers it here as the contract says it answers when nothing can be
+// retried: 409 with a reason, which the page must show.
+func TestBrowserCancelAndRetry(t *testing.T) {
+	e := browserService(t, false, map[string]string{"UPLOADS_WORKER_MAX_ATTEMPTS": "2"})
+	const reason = "nothing to retry: the YouTube destination is not retryable yet (from the test's proxy)"
+	var mu sync.Mutex
+	var retries []string // Authorization of each retry request
+	target, err := url.Parse(e.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/retry") {
+			mu.Lock()
+			retries = append(retries, r.Header.Get("Authorization"))
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusConflict)
+			_ = json.NewEncoder(w).Encode(map[string]string{"message": reason})
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+
+	b := newBrowser(t)
+	const atomID = "cancel-atom"
+	b.open(proxy.URL+"/", atomID)
+	dir := t.TempDir()
+
+	// Cancel while the last part is held in the browser.
+	big, _ := writeRandom(t, dir, "cancel.mp4", 2*(5<<20)+1000)
+	hold := newPartHolder(t, b, 2)
+	id := b.startFromPage(big, "Cancelled", false)
+	deadline := time.Now().Add(30 * time.Second)
+	for !hold.held() {
+		if time.Now().After(deadline) {
+			t.Fatal("the page never sent the last part")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.do(chromedp.Click(chromedp.CSS(`[data-upload-id="` + id + `"] [data-action="cancel"]`)))
+	b.waitFor("the upload cancelled on the page", b.card(id)+`.querySelector('[data-status]').dataset.status === 'cancelled'`, 20*time.Second)
+	if rec := getRecord(t, proxy.URL, atomID, id); rec.Status != "cancelled" {
+		t.Errorf("record status %s after Cancel, want cancelled", rec.Status)
+	}
+	if hidden := eval[bool](b, b.card(id)+`.querySelector('[data-action="cancel"]').hidden`); !hidden {
+		t.Error("the Cancel button is still offered on a cancelled upload")
+	}
+	hold.release()
+
+	// A YouTube destination that fails (YouTube answers 503 to everything,
+	// and the service gives up after 2 attempts), then Retry.
+	e.yt.FailNext(1 << 20)
+	small, _ := writeRandom(t, dir, "fails.mp4", 300_000)
+	id2 := b.startFromPage(small, "Fails", false)
+	b.waitFor("the failed upload's Retry button", b.card(id2)+`?.querySelector('[data-action="retry"]')?.hidden === false`, time.Minute)
+	errText := eval[string](b, b.card(id2)+`.querySelector('[data-dest="youtube"]').innerText`)
+	if !strings.Contains(errText, "Failed") || !strings.Contains(errText, "gave up") {
+		t.Errorf("the failed destination reads %q, want Failed and the service's reason", errText)
+	}
+	b.do(chromedp.Click(chromedp.CSS(`[data-upload-id="` + id2 + `"] [data-action="retry"]`)))
+	b.waitFor("the retry's answer", b.card(id2)+`.querySelector('[data-action-msg]').textContent.includes('Not retried')`, 20*time.Second)
+	if msg := eval[string](b, b.card(id2)+`.querySelector('[data-action-msg]').textContent`); !strings.Contains(msg, reason) {
+		t.Errorf("after Retry the card says %q, want the 409's message %q", msg, reason)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(retries) != 1 || retries[0] != "Bearer "+browserToken {
+		t.Errorf("retry requests with Authorization %q, want one with the bearer token", retries)
+	}
+	b.screenshot("cancel-and-retry")
 }
