@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -814,4 +815,94 @@ func TestBrowserCancelAndRetry(t *testing.T) {
 		t.Errorf("retry requests with Authorization %q, want one with the bearer token", retries)
 	}
 	b.screenshot("cancel-and-retry")
+}
+
+// TestBrowserPartRetry drops the first PUT of a part in the browser (DevTools'
+// Fetch interception answers it with a connection reset): the uploader
+// reports the retry and sends the part again, and the upload completes.
+func TestBrowserPartRetry(t *testing.T) {
+	e := browserService(t, false, nil)
+	b := newBrowser(t)
+	puts := &putLog{}
+	puts.listen(t, b, func() int { return 0 })
+	var mu sync.Mutex
+	dropped := 0
+	err := chromedp.Listen(b.ctx, func(ev any) {
+		p, ok := ev.(*fetch.EventRequestPaused)
+		if !ok {
+			return
+		}
+		mu.Lock()
+		drop := p.Request.Method == http.MethodPut && dropped == 0
+		if drop {
+			dropped++
+		}
+		mu.Unlock()
+		go func() {
+			if drop {
+				_, _ = chromedp.Call(b.ctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: p.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
+				return
+			}
+			_, _ = chromedp.Call(b.ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: p.RequestID})
+		}()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do(chromedp.Navigate(e.base + "/static/config.json"))
+	if _, err := chromedp.Call(b.ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
+		{URLPattern: "*/parts/*", RequestStage: fetch.RequestStageRequest},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		ID      string   `json:"id"`
+		Error   string   `json:"error"`
+		Retries []int    `json:"retries"`
+		Parts   []int    `json:"parts"`
+		Types   []string `json:"types"`
+	}
+	res := eval[result](b, fmt.Sprintf(`(async () => {
+		const m = await import('/static/uploader.js');
+		const cfg = await (await fetch('/static/config.json')).json();
+		const api = { baseUrl: location.origin, token: %q, s3: cfg.s3 };
+		const file = new File([new Uint8Array(%d).fill(9)], 'retry.mp4', { type: 'video/mp4' });
+		const events = [];
+		try {
+			const rec = await m.startUpload(api, 'retry-atom', file, [{ type: 'youtube', title: 'Retry' }],
+				{ follow: false, backoffMs: 200, onProgress: (e) => events.push(e) });
+			return { id: rec.id, retries: events.filter((e) => e.type === 'retry').map((e) => e.part),
+				parts: events.filter((e) => e.type === 'part').map((e) => e.part),
+				types: [...new Set(events.map((e) => e.type))] };
+		} catch (err) {
+			return { error: err.message };
+		}
+	})()`, browserToken, 5<<20+1000))
+	if res.Error != "" {
+		t.Fatalf("upload: %s", res.Error)
+	}
+	if len(res.Retries) != 1 || len(res.Parts) != 2 {
+		t.Errorf("retries of parts %v and parts in %v: want one retry and both parts in", res.Retries, res.Parts)
+	}
+	for _, want := range []string{"started", "credentials", "bytes", "part", "retry", "sent"} {
+		if !slices.Contains(res.Types, want) {
+			t.Errorf("no %q event among %v", want, res.Types)
+		}
+	}
+	counts := map[int]int{}
+	for _, p := range puts.all() {
+		counts[p.part]++
+	}
+	if len(res.Retries) == 1 && counts[res.Retries[0]] != 2 {
+		t.Errorf("PUTs per part %v: want the dropped part sent twice", counts)
+	}
+	rec := getRecord(t, e.base, "retry-atom", res.ID)
+	for i, p := range rec.Parts {
+		head, err := e.st.S3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(e.st.Bucket), Key: aws.String(p.Key)})
+		if err != nil {
+			t.Errorf("part %d in S3: %v", i, err)
+		} else if n := aws.ToInt64(head.ContentLength); n != p.End-p.Start || !p.Complete {
+			t.Errorf("part %d: %d bytes in S3 (complete %t), want %d", i, n, p.Complete, p.End-p.Start)
+		}
+	}
 }

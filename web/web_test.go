@@ -128,3 +128,29 @@ func TestVendoredAWS4FetchIsPinned(t *testing.T) {
 		t.Error("the vendored aws4fetch's licence is not served")
 	}
 }
+
+// Every control of the page has a label a screen reader reads out.
+func TestEveryControlIsLabelled(t *testing.T) {
+	h, err := web.New(web.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := get(t, h, "GET", "/", nil).Body
+	labelled := map[string]bool{}
+	for _, m := range regexp.MustCompile(`<label for="([^"]+)"`).FindAllStringSubmatch(html, -1) {
+		labelled[m[1]] = true
+	}
+	controls := regexp.MustCompile(`<(input|select|textarea)\b[^>]*>`).FindAllString(html, -1)
+	if len(controls) < 8 {
+		t.Fatalf("found only %d controls", len(controls))
+	}
+	for _, c := range controls {
+		id := regexp.MustCompile(`\bid="([^"]+)"`).FindStringSubmatch(c)
+		if id == nil || !labelled[id[1]] {
+			t.Errorf("control without a label: %s", c)
+		}
+	}
+	if !strings.Contains(html, `<html lang="en">`) || !strings.Contains(html, `aria-live="polite"`) {
+		t.Error("the page has no language or no live region for its messages")
+	}
+}
