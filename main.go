@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/mediaconvert"
@@ -45,6 +46,7 @@ import (
 	"atomuploads/credentials"
 	"atomuploads/store"
 	"atomuploads/transcode"
+	"atomuploads/web"
 	"atomuploads/worker"
 	"atomuploads/youtube"
 )
@@ -195,6 +197,17 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		tokens[i] = t.Reveal()
 	}
 	sqsc := sqs.NewFromConfig(awsCfg)
+	// The uploads page PUTs to the S3 endpoint the service uses (the local
+	// stack's, or AWS's own when none is set).
+	page, err := web.New(web.Config{
+		S3Endpoint:  aws.ToString(s3c.Options().BaseEndpoint),
+		S3PathStyle: cfg.AWS.S3UsePathStyle,
+		YouTube:     cfg.YouTube.Enabled,
+		SelfHosted:  tc != nil,
+	})
+	if err != nil {
+		return fmt.Errorf("uploads page: %w", err)
+	}
 	apiServer := api.New(api.Config{
 		Tokens:         tokens,
 		Region:         awsCfg.Region,
@@ -204,6 +217,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		RequestTimeout: cfg.HTTP.RequestTimeout,
 		YouTube:        cfg.YouTube.Enabled,
 		Transcode:      tc != nil,
+		Page:           page,
 	}, db, issuer, sessions, log, api.WithRetry(worker.NewDriver(worker.SweepConfig{
 		QueueURL: cfg.Queue.URL, MaxChunkBytes: cfg.YouTube.MaxChunkBytes,
 		YouTube: yt != nil, Transcode: tc != nil, AtomAPI: atom != nil,

@@ -67,6 +67,7 @@ type Config struct {
 	RequestTimeout time.Duration // deadline of one request
 	YouTube        bool          // youtube destinations are enabled
 	Transcode      bool          // s3Bucket destinations are enabled
+	Page           http.Handler  // the uploads page at / and /static/ (package web); nil: none
 }
 
 // Server is the HTTP API.
@@ -124,6 +125,11 @@ func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, 
 	if s.driver != nil {
 		e.POST("/api2/atom/:atomId/uploads/:uploadId/retry", s.retry, auth)
 	}
+	if cfg.Page != nil { // the page is not an API route: no token to fetch it, not in Routes
+		page := []string{http.MethodGet, http.MethodHead}
+		e.Match(page, "/", echo.WrapHandler(cfg.Page))
+		e.Match(page, "/static/*", echo.WrapHandler(cfg.Page))
+	}
 	s.e = e
 	return s
 }
@@ -139,7 +145,7 @@ func (s *Server) Drain() { s.draining.Store(true) }
 func (s *Server) Routes() []string {
 	var out []string
 	for _, r := range s.e.Routes() {
-		if r.Method == echo.RouteNotFound || strings.HasSuffix(r.Path, "/*") {
+		if r.Method == echo.RouteNotFound || strings.HasSuffix(r.Path, "/*") || r.Path == "/" {
 			continue
 		}
 		parts := strings.Split(r.Path, "/")
