@@ -42,11 +42,13 @@ export const DEFAULTS = Object.freeze({
   refreshBeforeMs: 5 * 60 * 1000, // refresh credentials this long before they expire (at most half their life)
   pollMs: 2000, // how often the destinations are followed
   follow: true, // false: resolve once the parts are in S3
-  // INTEGRITY HOOK, OFF. The integrity issue (not landed yet) lets each part
-  // carry x-amz-checksum-sha256, which S3 verifies. With checksum: true this
-  // module computes it per part (sha256Base64 below) and sends it, signed.
-  // Leave it false until the service and the bucket's CORS rule take it.
-  checksum: false,
+  // Each part carries x-amz-checksum-sha256 (computed per part with
+  // WebCrypto, sha256Base64 below, and signed), which S3 verifies on the PUT
+  // and the service pins the part by; a service with
+  // uploads.requirePartChecksums refuses parts without it. The whole file's
+  // SHA-256 is not sent: WebCrypto cannot hash a file of tens of GB without
+  // holding it in memory (the CLI client sends it).
+  checksum: true,
 });
 
 const TERMINAL = new Set(['complete', 'failed', 'cancelled', 'expired']);
