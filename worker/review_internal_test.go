@@ -1,0 +1,111 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"atomuploads/upload"
+)
+
+// renewStore's Renew succeeds (taking latency) until failing is set, then
+// fails at once (or hangs until its context ends).
+type renewStore struct {
+	mu      sync.Mutex
+	latency time.Duration
+	failing bool
+	hang    bool
+	expiry  time.Time // the lease's expiry as the table has it
+	ttl     time.Duration
+}
+
+func (s *renewStore) Renew(ctx context.Context, _ upload.Lease) error {
+	s.mu.Lock()
+	failing, hang := s.failing, s.hang
+	s.mu.Unlock()
+	if hang && failing {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if failing {
+		return errors.New("DynamoDB unavailable")
+	}
+	now := time.Now() // the table's clock when the write is applied
+	time.Sleep(s.latency)
+	s.mu.Lock()
+	s.expiry = now.Add(s.ttl)
+	s.mu.Unlock()
+	return nil
+}
+
+// TestReviewRenewLeaseStopsTheTurnOnlyWhenTheLeaseHasExpired: the design
+// and renewLease's comment say a holder stops when it could not renew for
+// two thirds of the TTL, "a holder must stop before another may take
+// over". The check runs only on the renewal ticks (every TTL/3) against
+// the time the last successful renewal *returned*, so with any latency the
+// tick at 2/3 TTL finds a little less than 2/3 and lets the turn go on; the
+// turn is cancelled at the next tick, when the lease has already expired
+// in the table (and another instance may already hold it). A renewal that
+// hangs (no per-call timeout) never cancels the turn at all.
+func TestReviewRenewLeaseStopsTheTurnOnlyWhenTheLeaseHasExpired(t *testing.T) {
+	for _, hang := range []bool{false, true} {
+		name := "failing renewals"
+		if hang {
+			name = "a hanging renewal"
+		}
+		t.Run(name, func(t *testing.T) {
+			const ttl = 600 * time.Millisecond
+			st := &renewStore{latency: 15 * time.Millisecond, ttl: ttl, hang: hang}
+			ctx, lose := context.WithCancelCause(context.Background())
+			defer lose(nil)
+			lease := upload.Lease{AtomID: "a", UploadID: "u", Name: upload.LeaseYouTube, Owner: "me", TTL: ttl}
+			done := make(chan struct{})
+			go func() { defer close(done); renewLease(ctx, lose, st, lease, zap.NewNop()) }()
+			// Let one renewal succeed, then fail every one after it.
+			time.Sleep(ttl/3 + ttl/10)
+			st.mu.Lock()
+			st.failing = true
+			expiry := st.expiry
+			st.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(3 * ttl):
+			}
+			stopped := time.Now()
+			if ctx.Err() == nil {
+				t.Errorf("the turn was never cancelled (%s after the lease expired in the table)", stopped.Sub(expiry).Round(time.Millisecond))
+				lose(nil)
+			} else if margin := expiry.Sub(stopped); margin < ttl/6 {
+				t.Errorf("the turn was cancelled %s before the lease's expiry in the table, want at least %s (it stops at 2/3 of the TTL)", margin.Round(time.Millisecond), ttl/6)
+			}
+			<-done
+		})
+	}
+}
+
+// TestReviewCatchUpHashKeepsAStatePerBoundary: hashTo re-hashes the bytes
+// between the saved state and YouTube's offset through the same
+// runningHash that sendNext uses, which saves a state at every 256 KiB
+// boundary it passes. Only the state at `to` is ever used, but all are
+// kept: re-hashing from byte 0 (a record without a hash state, as every
+// upload in flight when this version is deployed; YouTube behind the
+// record; an unreadable state) keeps ~4,000 states a GiB, about 1M (≈200
+// MB) for a 256 GB file, in one relay: memory grows with the file.
+func TestReviewCatchUpHashKeepsAStatePerBoundary(t *testing.T) {
+	h, err := newRunningHash(nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, upload.MiB)
+	const total = 64 * upload.MiB
+	for range total / upload.MiB {
+		_, _ = h.Write(buf)
+	}
+	if n := len(h.saved); n > 16 {
+		t.Errorf("%d states kept after hashing %d MiB (one per 256 KiB): %d bytes of state per GiB", n, total/upload.MiB, int64(n*len(h.saved[0]))*(upload.GiB/total))
+	}
+}
