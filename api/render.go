@@ -64,6 +64,9 @@ func view(u *upload.Upload) rest.Upload {
 			Progress: math.Round(d.Progress*100) / 100,
 			Error:    d.Error,
 		}
+		if dv.Error == "" {
+			dv.Error = d.AssetError // the video is fine; the atom did not get it
+		}
 		switch d.Type {
 		case upload.YouTube:
 			n := d.UploadedBytes

@@ -45,3 +45,22 @@ func (s *Store) Admit(ctx context.Context, counter string, limit int) (bool, err
 	}
 	return true, nil
 }
+
+// Refund gives back one of the named counter's admissions, for one whose
+// purpose failed (a YouTube session that was refused). It never takes the
+// counter below zero.
+func (s *Store) Refund(ctx context.Context, counter string) error {
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.table),
+		Key:                       s.key(counterAtom, counter),
+		UpdateExpression:          aws.String("ADD #n :minus"),
+		ConditionExpression:       aws.String("#n > :zero"),
+		ExpressionAttributeNames:  map[string]string{"#n": "n"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":minus": num(-1), ":zero": num(0)},
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if err != nil && !errors.As(err, &ccf) {
+		return fmt.Errorf("refund %s: %w", counter, dbError(err))
+	}
+	return nil
+}

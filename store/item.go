@@ -30,7 +30,9 @@ type item struct {
 	Assembled     bool       `dynamodbav:"assembled"`
 	AssemblyID    string     `dynamodbav:"assemblyUploadId,omitempty"`
 	AssemblyDone  int        `dynamodbav:"assemblyCopied,omitempty"`
+	AssemblyETag  string     `dynamodbav:"assemblyETag,omitempty"`
 	Advances      int64      `dynamodbav:"advances,omitempty"`
+	RetriedAt     int64      `dynamodbav:"retriedAt,omitempty"`
 	Destinations  []destItem `dynamodbav:"destinations"`
 	CompleteParts []int      `dynamodbav:"completeParts,numberset,omitempty"`
 	ExpiresAt     int64      `dynamodbav:"expiresAt,omitempty"`
@@ -58,6 +60,7 @@ type destItem struct {
 	VideoID          string `dynamodbav:"videoId,omitempty"`
 	ProcessingStatus string `dynamodbav:"processingStatus,omitempty"`
 	AssetAdded       bool   `dynamodbav:"assetAdded,omitempty"`
+	AssetError       string `dynamodbav:"assetError,omitempty"`
 
 	JobID   string   `dynamodbav:"jobId,omitempty"`
 	Attempt int      `dynamodbav:"attempt,omitempty"`
@@ -112,7 +115,9 @@ func toItem(u *upload.Upload) item {
 		Assembled:    u.Assembled,
 		AssemblyID:   u.Assembly.UploadID,
 		AssemblyDone: u.Assembly.Copied,
+		AssemblyETag: u.Assembly.ETag,
 		Advances:     u.Advances,
+		RetriedAt:    unixMilli(u.RetriedAt),
 		ProgressAt:   u.UpdatedAt.UnixMilli(),
 	}
 	if !u.Status.Terminal() {
@@ -132,6 +137,7 @@ func toItem(u *upload.Upload) item {
 			VideoID:          d.VideoID,
 			ProcessingStatus: d.ProcessingStatus,
 			AssetAdded:       d.AssetAdded,
+			AssetError:       d.AssetError,
 			JobID:            d.JobID,
 			Attempt:          d.Attempt,
 			Outputs:          d.Outputs,
@@ -175,8 +181,9 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 		PartSize:    it.PartSize,
 		SHA256:      it.SHA256,
 		Assembled:   it.Assembled,
-		Assembly:    upload.Assembly{UploadID: it.AssemblyID, Copied: it.AssemblyDone},
+		Assembly:    upload.Assembly{UploadID: it.AssemblyID, Copied: it.AssemblyDone, ETag: it.AssemblyETag},
 		Advances:    it.Advances,
+		RetriedAt:   fromUnixMilli(it.RetriedAt),
 		Version:     it.Version,
 		Completed:   make(map[int]bool, len(it.CompleteParts)),
 	}
@@ -204,6 +211,7 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 			VideoID:              di.VideoID,
 			ProcessingStatus:     di.ProcessingStatus,
 			AssetAdded:           di.AssetAdded,
+			AssetError:           di.AssetError,
 			JobID:                di.JobID,
 			Attempt:              di.Attempt,
 			Outputs:              di.Outputs,
@@ -227,4 +235,20 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 		u.Destinations = append(u.Destinations, d)
 	}
 	return u, nil
+}
+
+// unixMilli is t in unix milliseconds, 0 for the zero time.
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromUnixMilli is the time of unix milliseconds ms, the zero time for 0.
+func fromUnixMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
 }

@@ -209,13 +209,15 @@ func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease) er
 		":asm":     &types.AttributeValueMemberBOOL{Value: it.Assembled},
 		":asmid":   &types.AttributeValueMemberS{Value: it.AssemblyID},
 		":asmdone": num(int64(it.AssemblyDone)),
+		":asmetag": &types.AttributeValueMemberS{Value: it.AssemblyETag},
 		":adv":     num(it.Advances),
+		":rat":     num(it.RetriedAt),
 		":pat":     num(s.now().UnixMilli()),
 		":v":       num(u.Version),
 		":nv":      num(u.Version + 1),
 	}
 	update := "SET #status = :status, #error = :error, updatedAt = :updated, destinations = :dests, assembled = :asm, " +
-		"assemblyUploadId = :asmid, assemblyCopied = :asmdone, advances = :adv, progressAt = :pat, version = :nv"
+		"assemblyUploadId = :asmid, assemblyCopied = :asmdone, assemblyETag = :asmetag, advances = :adv, retriedAt = :rat, progressAt = :pat, version = :nv"
 	remove := ""
 	if it.Live != "" {
 		values[":live"] = &types.AttributeValueMemberS{Value: it.Live}

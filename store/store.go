@@ -18,7 +18,8 @@
 //	advances     N   the upload's steps forward (parts completed, reassembly
 //	             checkpoints); destinations[].advances likewise per destination:
 //	             a worker compares them to tell an attempt that progressed
-//	assemblyUploadId S, assemblyCopied N
+//	retriedAt    N   unix ms of the last retry a person asked for (POST …/retry)
+//	assemblyUploadId S, assemblyCopied N, assemblyETag S
 //	             the multipart copy of the original while it is under way
 //	live         S   "1" while the upload is not terminal, absent after: the
 //	             partition key of the sparse index live-progressAt

@@ -142,4 +142,24 @@ func TestAdmitCountsUpToTheLimit(t *testing.T) {
 	if ok, err := s.Admit(c, "youtubeSessions-2026-11-30", limit); err != nil || !ok {
 		t.Errorf("the next day's counter: %v, %v; want admitted", ok, err)
 	}
+	// A refund makes room for exactly one more.
+	if err := s.Refund(c, "youtubeSessions-2026-11-29"); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false} {
+		if ok, err := s.Admit(c, "youtubeSessions-2026-11-29", limit); err != nil || ok != want {
+			t.Errorf("admission %d after a refund: %v, %v; want %t", i+1, ok, err, want)
+		}
+	}
+	// Refunds never take a counter below zero, nor create one.
+	for range 2 {
+		if err := s.Refund(c, "youtubeSessions-2026-12-01"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range limit + 1 {
+		if ok, err := s.Admit(c, "youtubeSessions-2026-12-01", limit); err != nil || ok != (i < limit) {
+			t.Errorf("admission %d of a counter refunded before any: %v, %v", i+1, ok, err)
+		}
+	}
 }

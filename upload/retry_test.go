@@ -41,11 +41,17 @@ func TestRetry(t *testing.T) {
 		{name: "a rejected video is sent again from byte 0", change: func(u *upload.Upload) {
 			d := u.Destination(upload.YouTube)
 			d.VideoID, d.UploadedBytes, d.ProcessingStatus = "vid", u.Size, "succeeded"
+			d.AssetAdded, d.SHA256, d.HashState, d.HashedBytes, d.PolledAt = true, "ab12", []byte("state"), u.Size, now
 			d.Fail("YouTube rejected the video as a duplicate")
 		}, wantStatus: upload.StatusUploading, check: func(t *testing.T, u *upload.Upload) {
 			d := u.Destination(upload.YouTube)
 			if d.Status != upload.DestWaiting || d.VideoID != "" || d.UploadedBytes != 0 || d.Session != "" {
 				t.Errorf("youtube %+v, want waiting for a new session from byte 0", d)
+			}
+			// The new video is a new asset, proven by a new digest.
+			if d.AssetAdded || d.SHA256 != "" || d.HashState != nil || d.HashedBytes != 0 || !d.PolledAt.IsZero() {
+				t.Errorf("youtube asset added %t, sha256 %q, hash state %d bytes at %d, polled %s; want all of the old video's reset",
+					d.AssetAdded, d.SHA256, len(d.HashState), d.HashedBytes, d.PolledAt)
 			}
 		}},
 		{name: "a transcode gets a new job", change: func(u *upload.Upload) {
@@ -59,9 +65,9 @@ func TestRetry(t *testing.T) {
 		}},
 		{name: "an asset call given up", change: func(u *upload.Upload) {
 			d := u.Destination(upload.YouTube)
-			d.VideoID, d.Status, d.Error = "vid", upload.DestComplete, "the atom API did not take it"
+			d.VideoID, d.Status, d.AssetError = "vid", upload.DestComplete, "the atom API did not take it"
 		}, wantStatus: upload.StatusUploading, check: func(t *testing.T, u *upload.Upload) {
-			if d := u.Destination(upload.YouTube); d.Status != upload.DestComplete || d.Error != "" || d.VideoID != "vid" {
+			if d := u.Destination(upload.YouTube); d.Status != upload.DestComplete || d.AssetError != "" || d.VideoID != "vid" {
 				t.Errorf("youtube %+v, want complete with the video, error cleared", d)
 			}
 		}},

@@ -84,6 +84,11 @@ type Destination struct {
 	// left, while it processes.
 	ProcessingTimeLeftMs int64
 	AssetAdded           bool // the atom API has the video as an asset
+	// AssetError says why the atom API did not take the video when that
+	// work was given up. It is kept apart from Error, which the
+	// destination's own lifecycle sets and clears (YouTube may still be
+	// processing the video when the asset call is given up).
+	AssetError string
 
 	// SHA256 is the hex SHA-256 of the bytes the destination is proven to
 	// have received: for YouTube, of every byte YouTube committed, in order.
@@ -214,9 +219,12 @@ type Upload struct {
 	Error       string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
-	Region      string
-	Bucket      string
-	PartSize    int64
+	// RetriedAt is when a person last asked for the failed work to be
+	// tried again (Retry); work given up before then is not failed again.
+	RetriedAt time.Time
+	Region    string
+	Bucket    string
+	PartSize  int64
 	// SHA256 is the hex SHA-256 of the whole file, as the client said when
 	// it started the upload; empty when it did not say.
 	SHA256 string
@@ -250,6 +258,9 @@ type Assembly struct {
 	UploadID string
 	// Copied is how many parts had been copied at the last checkpoint.
 	Copied int
+	// ETag is the original's, once S3 completed the multipart copy: what
+	// is left then is to read it back and prove it, not to copy again.
+	ETag string
 }
 
 // LeaseLive reports whether some worker holds the named lease at now.
@@ -627,10 +638,13 @@ func (u *Upload) Retry(now time.Time) error {
 		d := &u.Destinations[i]
 		switch {
 		case d.Status == DestFailed && d.Type == YouTube:
-			if d.VideoID != "" {
-				// YouTube has a video it failed or rejected: send the
-				// file again.
+			if d.VideoID != "" || d.Session == "" {
+				// YouTube has a video it failed or rejected, or there is no
+				// session to go on with: send the file again, as a new
+				// video that the atom gets once YouTube has it.
 				d.VideoID, d.Session, d.UploadedBytes, d.ProcessingStatus, d.ProcessingTimeLeftMs = "", "", 0, "", 0
+				d.AssetAdded, d.AssetError, d.SHA256 = false, "", ""
+				d.HashState, d.HashedBytes, d.PolledAt = nil, 0, time.Time{}
 			}
 			d.Status, d.Error = DestWaiting, ""
 			if d.Session != "" {
@@ -644,10 +658,10 @@ func (u *Upload) Retry(now time.Time) error {
 			retried++
 		case d.Status == DestFailed && d.Type == S3Bucket:
 			// A new job: Attempt goes on counting, so its token is new.
-			d.Status, d.Error, d.JobID, d.Progress, d.Outputs = DestWaiting, "", "", 0, nil
+			d.Status, d.Error, d.JobID, d.Progress, d.Outputs, d.PolledAt = DestWaiting, "", "", 0, nil, time.Time{}
 			retried++
-		case d.Type == YouTube && d.Status == DestComplete && !d.AssetAdded && d.Error != "":
-			d.Error = "" // the asset call is tried again
+		case d.Type == YouTube && d.Status != DestFailed && !d.AssetAdded && d.AssetError != "":
+			d.AssetError = "" // the asset call is tried again
 			retried++
 		}
 	}
@@ -659,6 +673,6 @@ func (u *Upload) Retry(now time.Time) error {
 	if u.AllPartsComplete() {
 		u.Status = StatusProcessing
 	}
-	u.UpdatedAt = now.UTC()
+	u.UpdatedAt, u.RetriedAt = now.UTC(), now.UTC()
 	return nil
 }

@@ -56,9 +56,10 @@ func (s *assetStep) run(ctx context.Context, j job) outcome {
 
 // assetDue reports whether the atom should get the destination's video:
 // YouTube has it, the atom has not, and neither YouTube (a rejection) nor
-// a person (a cancel) said no.
+// a person (a cancel) said no, and it was not given up (until a person
+// retries it).
 func assetDue(u *upload.Upload, d *upload.Destination) bool {
-	return d != nil && d.VideoID != "" && !d.AssetAdded && d.Status != upload.DestFailed && u.Status != upload.StatusCancelled
+	return d != nil && d.VideoID != "" && !d.AssetAdded && d.AssetError == "" && d.Status != upload.DestFailed && u.Status != upload.StatusCancelled
 }
 
 // add adds the asset under the asset lease. It reports nil when the atom
@@ -88,10 +89,7 @@ func (s *assetStep) add(ctx context.Context, log *zap.Logger, j job) error {
 		defer cancel()
 		if _, err := s.store.UpdateHolding(bctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
 			d := u.Destination(upload.YouTube)
-			d.AssetAdded = true
-			if d.Status == upload.DestComplete {
-				d.Error = "" // an earlier asset failure's
-			}
+			d.AssetAdded, d.AssetError = true, ""
 			d.Advance()
 			return nil
 		})); err != nil {

@@ -132,8 +132,8 @@ func TestUnitAssetGivesUpAfterMaxAttempts(t *testing.T) {
 	d := e.get(u).Destination(upload.YouTube)
 	want := "the video is on YouTube, but the atom API did not take it as an asset: gave up after 3 attempts without progress: " +
 		"a dependency could not be reached (see the service's logs)"
-	if d.Error != want {
-		t.Errorf("youtube destination error %q, want %q", d.Error, want)
+	if d.AssetError != want || d.Error != "" {
+		t.Errorf("youtube destination asset error %q (error %q), want %q (and none)", d.AssetError, d.Error, want)
 	}
 	if d.AssetAdded || d.Status != upload.DestTranscoding {
 		t.Errorf("asset recorded %t, status %s; want not recorded, the video's status unchanged", d.AssetAdded, d.Status)

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -48,10 +49,12 @@ func (r *deadLetters) name() string { return "deadLetters" }
 func (r *deadLetters) sweep(ctx context.Context) error {
 	for read := 0; read < deadLettersPerRound; {
 		out, err := r.queue.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl:                    aws.String(r.url),
-			MaxNumberOfMessages:         10,
-			VisibilityTimeout:           60,
-			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+			QueueUrl:            aws.String(r.url),
+			MaxNumberOfMessages: 10,
+			VisibilityTimeout:   60,
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{
+				types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp,
+			},
 		})
 		if err != nil {
 			return fmt.Errorf("read the dead-letter queue: %w", err)
@@ -85,11 +88,18 @@ func (r *deadLetters) handle(ctx context.Context, m types.Message) error {
 		})
 		return err
 	}
+	sent := sentAt(m)
 	for _, t := range tasks {
-		// The service puts given-up work here itself, with its attempts
-		// and cause; the redrive policy moves a message here after its
-		// handlers kept failing to finish, and its receive count goes on
-		// counting here (this reader's own receive is the one more).
+		ulog := log.With(zap.String("atomId", t.AtomID), zap.String("uploadId", t.UploadID), zap.String("kind", string(t.Kind)))
+		if t.GaveUp {
+			// The service recorded the give-up before it put the letter
+			// here: applied again now, it would undo a retry since.
+			ulog.Info("removed a dead letter of work already given up")
+			continue
+		}
+		// The redrive policy moved it here after its handlers kept failing
+		// to finish, and its receive count goes on counting here (this
+		// reader's own receive is the one more).
 		rc, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 		attempts, why := max(t.Attempt+rc-1, 1), t.Cause
 		if why == "" {
@@ -98,6 +108,9 @@ func (r *deadLetters) handle(ctx context.Context, m types.Message) error {
 		reason := fmt.Sprintf("gave up after %d attempts without progress: %s", attempts, why)
 		var changed bool
 		_, err := r.store.Update(ctx, t.AtomID, t.UploadID, func(u *upload.Upload) error {
+			if why := outlived(u, t, sent); why != "" {
+				return &staleLetter{why}
+			}
 			before := fmt.Sprint(u.Status, u.Error, destinationErrors(u))
 			if err := giveUpChange(t.Kind, reason, r.now)(u); err != nil {
 				return err
@@ -105,10 +118,12 @@ func (r *deadLetters) handle(ctx context.Context, m types.Message) error {
 			changed = before != fmt.Sprint(u.Status, u.Error, destinationErrors(u))
 			return nil
 		})
-		ulog := log.With(zap.String("atomId", t.AtomID), zap.String("uploadId", t.UploadID), zap.String("kind", string(t.Kind)))
+		var stale *staleLetter
 		switch {
 		case upload.ErrorCode(err) == upload.ENOTFOUND:
 			ulog.Warn("dropped a dead letter of an unknown upload")
+		case errors.As(err, &stale):
+			ulog.Info("dropped a dead letter the upload has outlived", zap.String("why", stale.why))
 		case err != nil:
 			return err
 		case changed:
@@ -121,10 +136,59 @@ func (r *deadLetters) handle(ctx context.Context, m types.Message) error {
 	return err
 }
 
+// staleLetter is a dead letter of work the upload has moved past.
+type staleLetter struct{ why string }
+
+func (e *staleLetter) Error() string { return e.why }
+
+// outlived says why the dead letter of t, sent at sent (zero if unknown),
+// no longer describes the upload u, or "" if it still does: a person
+// retried the work since, the work was done since, or it progressed since
+// the letter's mark. Whatever is still due then has a driver in the
+// reconciler, which re-drives any upload nobody drives.
+func outlived(u *upload.Upload, t Task, sent time.Time) string {
+	if !sent.IsZero() && !u.RetriedAt.IsZero() && !u.RetriedAt.Before(sent) {
+		return "the upload was retried since"
+	}
+	if t.Marked && markOf(u, t.Kind) > t.Mark {
+		return "the work progressed since"
+	}
+	done := false
+	switch t.Kind {
+	case KindPart:
+		done = u.Completed[t.Part] || u.Assembled
+	case KindReassemble:
+		done = u.Assembled
+	case KindRelay, KindYouTubePoll:
+		d := u.Destination(upload.YouTube)
+		done = d == nil || d.Status == upload.DestComplete
+	case KindAsset:
+		d := u.Destination(upload.YouTube)
+		done = d == nil || d.AssetAdded
+	case KindFull, KindTranscodePoll:
+		d := u.Destination(upload.S3Bucket)
+		done = d == nil || d.Status == upload.DestComplete
+	}
+	if done {
+		return "the work was done since"
+	}
+	return ""
+}
+
+// sentAt is when SQS first took the message (its SentTimestamp, which the
+// redrive keeps), or the zero time when it does not say.
+func sentAt(m types.Message) time.Time {
+	ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+	if err != nil || ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
 func destinationErrors(u *upload.Upload) []string {
 	out := make([]string, 0, len(u.Destinations))
 	for _, d := range u.Destinations {
-		out = append(out, string(d.Status)+":"+d.Error)
+		out = append(out, string(d.Status)+":"+d.Error+":"+d.AssetError)
 	}
 	return out
 }

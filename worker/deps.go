@@ -26,6 +26,8 @@ type Store interface {
 	Touch(ctx context.Context, atomID, id string) error
 	// Admit counts one more under a counter while it is below limit.
 	Admit(ctx context.Context, counter string, limit int) (bool, error)
+	// Refund gives one admission of a counter back.
+	Refund(ctx context.Context, counter string) error
 	pinStore
 }
 

@@ -17,16 +17,18 @@ import (
 )
 
 // runningHash is a SHA-256 over a stream of bytes that can be saved and
-// resumed (crypto/sha256 marshals its state), with a saved state at every
-// 256 KiB boundary of the stream: YouTube commits a chunk whole or a 256
-// KiB-aligned prefix of it, and the relay keeps the state at exactly the
-// committed offset. It is written by the HTTP transport's goroutine while
-// the relay reads it, so it locks.
+// resumed (crypto/sha256 marshals its state). It keeps two states: where it
+// started and where it is, whatever it hashed between, so its memory does
+// not grow with the bytes hashed. YouTube usually commits a whole chunk
+// (the state where the hash is); when it commits a prefix, the relay
+// hashes that prefix again from the start (relayRun.hashTo). It is
+// written by the HTTP transport's goroutine while the relay reads it, so
+// it locks.
 type runningHash struct {
 	mu    sync.Mutex
 	h     hash.Hash
 	off   int64            // the stream offset of the next byte
-	saved map[int64][]byte // states at 256 KiB boundaries (and at the start)
+	saved map[int64][]byte // the state where it started, by offset
 }
 
 // newRunningHash resumes state (nil: an empty stream) at offset at.
@@ -37,8 +39,8 @@ func newRunningHash(state []byte, at int64) (*runningHash, error) {
 			return nil, fmt.Errorf("resume the relay's SHA-256: %w", err)
 		}
 	}
-	r := &runningHash{h: h, off: at, saved: map[int64][]byte{}}
-	r.saved[at] = r.state()
+	r := &runningHash{h: h, off: at}
+	r.saved = map[int64][]byte{at: r.state()}
 	return r, nil
 }
 
@@ -50,25 +52,17 @@ func (r *runningHash) state() []byte {
 	return b
 }
 
-// Write hashes p, saving the state at each 256 KiB boundary it crosses.
+// Write hashes p.
 func (r *runningHash) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := len(p)
-	for len(p) > 0 {
-		next := (r.off/upload.ChunkAlign + 1) * upload.ChunkAlign
-		k := min(int64(len(p)), next-r.off)
-		r.h.Write(p[:k])
-		r.off += k
-		p = p[k:]
-		if r.off%upload.ChunkAlign == 0 {
-			r.saved[r.off] = r.state()
-		}
-	}
-	return n, nil
+	r.h.Write(p)
+	r.off += int64(len(p))
+	return len(p), nil
 }
 
-// at is the saved state at offset off, if the stream passed it there.
+// at is the state at offset off, if that is where the hash started or
+// where it is.
 func (r *runningHash) at(off int64) ([]byte, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -240,7 +240,13 @@ func (d *Dispatcher) start(ctx context.Context, m Message, t Task, log *zap.Logg
 		log.Warn("ignored an event of an unknown upload", zap.String("kind", string(t.Kind)))
 		return Result{}
 	case err != nil:
-		return Result{Err: err}
+		// The table did not answer: a failed attempt like any other,
+		// retried on a message of its own after the retry policy's pause
+		// (left to SQS, a minute's outage would use up its receives).
+		// Earlier receives are not counted: without the record nobody can
+		// tell whether they progressed, and the give-up they would lead
+		// to could not be recorded anyway.
+		return d.retryLater(ctx, job{task: t, msg: m, log: log, base: base, fresh: event && m.ReceiveCount <= 1}, err)
 	case (t.Kind == KindPart || t.Kind == KindFull) && (u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed):
 		log.Info("ignored an event of a finished upload", zap.String("status", string(u.Status)))
 		return Result{}
@@ -292,13 +298,18 @@ func (d *Dispatcher) run(ctx context.Context, j job) Result {
 func (d *Dispatcher) continuation(j job, fresh *upload.Upload, failures int, why string) Task {
 	t := j.task
 	t.Attempt, t.Cause = failures, why
-	t.Mark, t.Marked = markOf(fresh, t.Kind), true
+	if fresh != nil { // unread: the task keeps the mark it has
+		t.Mark, t.Marked = markOf(fresh, t.Kind), true
+	}
 	return t
 }
 
 // progressed reads the upload again and reports whether it moved past the
 // job's record (or its message's mark) as far as the job's kind goes.
 func (d *Dispatcher) progressed(ctx context.Context, j job) (*upload.Upload, bool) {
+	if j.upload == nil {
+		return nil, false // the job's record could not be read: nothing to compare
+	}
 	fresh, err := d.store.Get(ctx, j.task.AtomID, j.task.UploadID)
 	if err != nil {
 		return j.upload, false
@@ -398,6 +409,7 @@ func (d *Dispatcher) giveUp(ctx context.Context, j job, fresh *upload.Upload, fa
 	j.log.Error("gave up", zap.String("kind", string(j.task.Kind)), zap.Int("failures", failures), zap.String("error", reason))
 	if d.cfg.DeadLetterURL != "" {
 		t := d.continuation(j, fresh, failures, why)
+		t.GaveUp = true // recorded already: the reader only keeps it for people
 		if err := d.sched.deadLetter(ctx, t); err != nil {
 			j.log.Warn("could not put the given-up work in the dead-letter queue", zap.Error(err))
 		}

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -86,12 +87,21 @@ func TestUnitDispatchStoreErrorIsRetried(t *testing.T) {
 	u := e.create(threeParts, ytDest())
 	errStore := errors.New("dynamodb: RequestLimitExceeded")
 	e.store.failNext("Get", errStore)
-	res := e.handle(ownBody(worker.KindRelay, u, 0))
-	if !errors.Is(res.Err, errStore) || res.DeadLetter {
-		t.Fatalf("Handle = %+v, want the store's error", res)
+	// Without the record the step cannot run: a failed attempt, retried
+	// on a message of its own after a pause, not left to SQS's receives.
+	if res := e.handle(ownBody(worker.KindRelay, u, 0)); res != (worker.Result{}) {
+		t.Fatalf("Handle = %+v, want the message replaced by its retry", res)
 	}
 	if n := e.yt.count("StartSession"); n != 0 {
 		t.Errorf("%d sessions started without a record, want none", n)
+	}
+	sent := e.queue.ofKind(worker.KindRelay)
+	if len(sent) != 1 || sent[0].Failures != 1 || sent[0].Delay <= 0 {
+		t.Fatalf("relay messages %+v, want one retry with failures 1, later", sent)
+	}
+	e.mustHandle(sent[0].Body)
+	if n := e.yt.count("StartSession"); n != 1 {
+		t.Errorf("%d sessions started by the retry, want 1", n)
 	}
 }
 
@@ -129,12 +139,12 @@ func TestUnitDispatchFullEventOfAFinishedUploadIsIgnored(t *testing.T) {
 // reason instead of leaving it to look busy, when no dead-letter reader
 // will; earlier receives do not. A step's own failures never fail the
 // message any more (they are retried on messages of their own): what
-// fails it is what keeps the work from going on at all, such as the record
-// that cannot be read or the fresh message that cannot be sent.
+// fails it is what keeps the work from going on at all: the fresh message
+// that cannot be sent. (A record that cannot be read is a failed attempt,
+// retried on a message of its own: TestUnitDispatchStoreErrorIsRetried.)
 func TestUnitDispatchLastTryFailsTheUpload(t *testing.T) {
 	t.Parallel()
 	errSQS := sqsError("AWS.SimpleQueueService.NonExistentQueue")
-	errDB := dynamoError("AccessDeniedException")
 	tests := []struct {
 		name         string
 		receiveCount int
@@ -156,13 +166,6 @@ func TestUnitDispatchLastTryFailsTheUpload(t *testing.T) {
 			setup:      func(e *unitEnv, _ *upload.Upload) { e.queue.failNext("SendMessage", errSQS) },
 			wantErr:    errSQS,
 			wantFailed: "gave up after 5 attempts without progress: the queue refused: AWS.SimpleQueueService.NonExistentQueue",
-		},
-		{
-			name: "reassembly, past the last receive", receiveCount: 7,
-			body:       func(u *upload.Upload) string { return ownBody(worker.KindReassemble, u, 0) },
-			setup:      func(e *unitEnv, _ *upload.Upload) { e.store.failNext("Get", errDB) },
-			wantErr:    errDB,
-			wantFailed: "gave up after 7 attempts without progress: the progress table refused: AccessDeniedException",
 		},
 		{
 			name: "last receive, with a dead-letter reader", receiveCount: 5, deadLetters: true,
@@ -219,11 +222,11 @@ func TestUnitDispatchGiveUpReasonIsBounded(t *testing.T) {
 	u := e.create(threeParts)
 	e.putPart(u, unitFile(t, 5*upload.MiB), 0)
 	e.store.failNext("Get", errors.New(strings.Repeat("x", 1000)))
-	if res := e.handleOn(e.d, partBody(u, 0), e.cfg.MaxReceiveCount); res.Err == nil {
-		t.Fatal("Handle succeeded, want the error")
+	if res := e.handle(ownBody(worker.KindReassemble, u, e.cfg.MaxAttempts-1)); res.Err != nil {
+		t.Fatalf("Handle = %+v, want the work given up", res)
 	}
 	got := e.get(u)
-	want := "gave up after 5 attempts without progress: a dependency could not be reached (see the service's logs)"
+	want := fmt.Sprintf("gave up after %d attempts without progress: a dependency could not be reached (see the service's logs)", e.cfg.MaxAttempts)
 	if got.Status != upload.StatusFailed || got.Error != want {
 		t.Errorf("upload %s, error of %d bytes %q; want failed, %q", got.Status, len(got.Error), got.Error, want)
 	}

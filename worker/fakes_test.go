@@ -404,7 +404,7 @@ func (s *fakeStore) write(u *upload.Upload, l *upload.Lease) error {
 	next := cloneUpload(it.u)
 	c := stored(u)
 	next.Status, next.Error, next.UpdatedAt, next.Destinations, next.Assembled = c.Status, c.Error, c.UpdatedAt, c.Destinations, c.Assembled
-	next.Assembly, next.Advances = c.Assembly, c.Advances
+	next.Assembly, next.Advances, next.RetriedAt = c.Assembly, c.Advances, c.RetriedAt
 	next.Version++
 	it.u = next
 	it.progressAt = s.clock.Now()
@@ -578,6 +578,19 @@ func (s *fakeStore) Admit(_ context.Context, counter string, limit int) (bool, e
 	}
 	s.counters[counter]++
 	return true, nil
+}
+
+// Refund gives one admission back, as store.Store.Refund.
+func (s *fakeStore) Refund(_ context.Context, counter string) error {
+	if err := s.call("Refund"); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counters[counter] > 0 {
+		s.counters[counter]--
+	}
+	return nil
 }
 
 // PinPart pins a part as store.Store.PinPart: new, the same, renewed while
@@ -1014,7 +1027,7 @@ func (s *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMul
 	}
 	s.objects[m.bucket+"/"+m.key] = full
 	delete(s.mpus, aws.ToString(in.UploadId))
-	return &s3.CompleteMultipartUploadOutput{Bucket: in.Bucket, Key: in.Key}, nil
+	return &s3.CompleteMultipartUploadOutput{Bucket: in.Bucket, Key: in.Key, ETag: aws.String(fakeETag(full))}, nil
 }
 
 // ListParts lists the parts of a multipart upload, a page at a time from
@@ -1112,6 +1125,7 @@ type sentMessage struct {
 	Mark     int64
 	Marked   bool // the body carries a mark
 	Cause    string
+	GaveUp   bool // the service's own dead letter of work it gave up
 }
 
 // decodeSent decodes a message sent to a queue.
@@ -1126,11 +1140,12 @@ func decodeSent(queueURL, body string, delay time.Duration) sentMessage {
 			Failures int         `json:"failures"`
 			Mark     *int64      `json:"mark"`
 			Cause    string      `json:"cause"`
+			GaveUp   bool        `json:"gaveUp"`
 		} `json:"atomUploads"`
 	}
 	if err := json.Unmarshal([]byte(body), &own); err == nil && own.AtomUploads != nil {
 		a := own.AtomUploads
-		m.Kind, m.AtomID, m.UploadID, m.Failures, m.Cause = a.Kind, a.AtomID, a.UploadID, a.Failures, a.Cause
+		m.Kind, m.AtomID, m.UploadID, m.Failures, m.Cause, m.GaveUp = a.Kind, a.AtomID, a.UploadID, a.Failures, a.Cause, a.GaveUp
 		if a.Part != nil {
 			m.Part = *a.Part
 		}
@@ -1837,6 +1852,8 @@ type ownTask struct {
 	failures int
 	mark     *int64
 	cause    string
+	hop      bool // a link of a parked destination's chain of hops
+	gaveUp   bool // the service's own dead letter of work it gave up
 }
 
 func (o ownTask) body(u *upload.Upload) string {
@@ -1852,6 +1869,12 @@ func (o ownTask) body(u *upload.Upload) string {
 	}
 	if o.cause != "" {
 		t["cause"] = o.cause
+	}
+	if o.hop {
+		t["hop"] = true
+	}
+	if o.gaveUp {
+		t["gaveUp"] = true
 	}
 	b, _ := json.Marshal(map[string]any{"atomUploads": t})
 	return string(b)
@@ -1973,6 +1996,7 @@ type fakeSQSMessage struct {
 	id, body string
 	receives int
 	after    time.Time // not visible before
+	sent     time.Time // SQS's SentTimestamp: kept when the redrive moves it
 }
 
 type visibilityChange struct {
@@ -2000,7 +2024,7 @@ func (q *fakeSQS) enqueueAfter(body string, delay time.Duration) string {
 func (q *fakeSQS) enqueueReceived(body string, delay time.Duration, receives int) string {
 	q.mu.Lock()
 	q.nextID++
-	m := &fakeSQSMessage{id: fmt.Sprintf("msg-%d", q.nextID), body: body, after: time.Now().Add(delay), receives: receives}
+	m := &fakeSQSMessage{id: fmt.Sprintf("msg-%d", q.nextID), body: body, after: time.Now().Add(delay), receives: receives, sent: time.Now()}
 	q.visible = append(q.visible, m)
 	q.mu.Unlock()
 	q.poke()
@@ -2054,7 +2078,10 @@ func (q *fakeSQS) take(n int) []sqstypes.Message {
 		q.inFlight[receipt] = m
 		out = append(out, sqstypes.Message{
 			MessageId: aws.String(m.id), ReceiptHandle: aws.String(receipt), Body: aws.String(m.body),
-			Attributes: map[string]string{"ApproximateReceiveCount": strconv.Itoa(m.receives)},
+			Attributes: map[string]string{
+				"ApproximateReceiveCount": strconv.Itoa(m.receives),
+				"SentTimestamp":           strconv.FormatInt(m.sent.UnixMilli(), 10),
+			},
 		})
 	}
 	q.visible = rest

@@ -95,17 +95,32 @@ func (l *leases) hold(ctx context.Context, atomID, id string, name upload.LeaseN
 		defer recoverTo(l.log, "lease renewer", zap.String("atomId", atomID), zap.String("uploadId", id))
 		renewLease(turnCtx, lose, l.store, lease, l.log)
 	}()
-	// Deferred, so that a panic in fn stops the renewer too: the lease
-	// then expires instead of being renewed for as long as ctx lives.
 	stopRenewing := func() { lose(nil); wg.Wait() }
-	defer stopRenewing()
+	defer func() {
+		// A panic in fn (recovered further up, and retried like any
+		// failure) stops the renewer and abandons the lease: the retry
+		// may take it at once, as a takeover that checks what the record
+		// cannot know.
+		if p := recover(); p != nil {
+			stopRenewing()
+			if !h.ended {
+				l.end(ctx, lease, abandon)
+			}
+			panic(p)
+		}
+	}()
 	end, err := fn(turnCtx, h)
 	stopRenewing()
-	if h.ended {
-		return err
+	if !h.ended {
+		l.end(ctx, lease, end)
 	}
-	// Ending a lease that was lost meanwhile is harmless: every ending is
-	// conditional on the owner.
+	return err
+}
+
+// end ends a turn at a lease, even when ctx is over, within
+// bookkeepingTimeout. Ending a lease that was lost meanwhile is harmless:
+// every ending is conditional on the owner.
+func (l *leases) end(ctx context.Context, lease upload.Lease, end ending) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
 	var eerr error
@@ -117,10 +132,9 @@ func (l *leases) hold(ctx context.Context, atomID, id string, name upload.LeaseN
 	case keep:
 	}
 	if eerr != nil {
-		l.log.Warn("could not let go of the lease; it expires by itself", zap.String("atomId", atomID), zap.String("uploadId", id),
-			zap.String("lease", string(name)), zap.Stringer("ending", end), zap.Error(eerr))
+		l.log.Warn("could not let go of the lease; it expires by itself", zap.String("atomId", lease.AtomID), zap.String("uploadId", lease.UploadID),
+			zap.String("lease", string(lease.Name)), zap.Stringer("ending", end), zap.Error(eerr))
 	}
-	return err
 }
 
 // holder names one turn of this instance at a lease: two goroutines of one
@@ -131,29 +145,52 @@ func (l *leases) holder() string {
 
 // renewLease renews the lease at a third of its TTL until ctx ends.
 // Losing it, or failing to renew it for two thirds of its TTL, cancels the
-// turn with upload.ErrLeaseLost.
+// turn with upload.ErrLeaseLost: the table's expiry is at most a TTL after
+// the start of the last renewal that succeeded (or of this turn), so the
+// holder stops a third of a TTL before another may take over, whether the
+// renewals fail or hang (each is bounded by the time left).
 func renewLease(ctx context.Context, lose context.CancelCauseFunc, st interface {
 	Renew(ctx context.Context, l upload.Lease) error
 }, lease upload.Lease, log *zap.Logger) {
-	t := time.NewTicker(lease.TTL / 3)
-	defer t.Stop()
-	renewed := time.Now()
+	tick := time.NewTicker(lease.TTL / 3)
+	defer tick.Stop()
+	valid := time.Now().Add(lease.TTL * 2 / 3) // stop by then unless renewed
+	stop := time.NewTimer(time.Until(valid))
+	defer stop.Stop()
+	lost := func(cause error) {
+		lose(fmt.Errorf("%w: could not renew it for %s: %w", upload.ErrLeaseLost, (lease.TTL * 2 / 3).Round(time.Millisecond), cause))
+	}
+	last := errors.New("no renewal answered in time")
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			err := st.Renew(ctx, lease)
+		case <-stop.C:
+			lost(last)
+			return
+		case <-tick.C:
+			start := time.Now()
+			by := start.Add(lease.TTL / 3)
+			if valid.Before(by) {
+				by = valid
+			}
+			rctx, cancel := context.WithDeadline(ctx, by)
+			err := st.Renew(rctx, lease)
+			cancel()
 			switch {
 			case err == nil:
-				renewed = time.Now()
+				valid = start.Add(lease.TTL * 2 / 3)
+				stop.Reset(time.Until(valid))
 			case errors.Is(err, upload.ErrLeaseLost):
 				lose(upload.ErrLeaseLost)
 				return
-			case time.Since(renewed) >= lease.TTL*2/3:
-				lose(fmt.Errorf("%w: could not renew it for %s: %w", upload.ErrLeaseLost, time.Since(renewed).Round(time.Second), err))
+			case ctx.Err() != nil:
 				return
-			case ctx.Err() == nil:
+			case !time.Now().Before(valid):
+				lost(err)
+				return
+			default:
+				last = err
 				log.Warn("renew lease", zap.String("atomId", lease.AtomID), zap.String("uploadId", lease.UploadID),
 					zap.String("lease", string(lease.Name)), zap.Error(err))
 			}

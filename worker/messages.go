@@ -49,6 +49,13 @@ type Task struct {
 	Marked bool
 	// Cause is why the last attempt failed, in domain words.
 	Cause string
+	// Hop: the task is a link of the one chain of delayed messages that
+	// drives parked work until it resumes. Other messages that find the
+	// work parked leave it to the chain.
+	Hop bool
+	// GaveUp: the service gave the work up and put the task on the
+	// dead-letter queue itself, after recording why.
+	GaveUp bool
 }
 
 // ownMessage is a message the service sends itself on the same queue.
@@ -64,11 +71,13 @@ type ownTask struct {
 	Attempt  int    `json:"failures,omitempty"`
 	Mark     *int64 `json:"mark,omitempty"`
 	Cause    string `json:"cause,omitempty"`
+	Hop      bool   `json:"hop,omitempty"`
+	GaveUp   bool   `json:"gaveUp,omitempty"`
 }
 
 // body is the task as a message body.
 func (t Task) body() string {
-	o := &ownTask{Kind: t.Kind, AtomID: t.AtomID, UploadID: t.UploadID, Attempt: t.Attempt, Cause: t.Cause}
+	o := &ownTask{Kind: t.Kind, AtomID: t.AtomID, UploadID: t.UploadID, Attempt: t.Attempt, Cause: t.Cause, Hop: t.Hop, GaveUp: t.GaveUp}
 	if t.Kind == KindPart {
 		o.Part = &t.Part
 	}
@@ -145,7 +154,7 @@ func parse(body string) (message, error) {
 		case t.Kind == KindPart && (t.Part == nil || *t.Part < 0):
 			return message{}, fmt.Errorf("atomUploads part message without a part number")
 		}
-		task := &Task{Kind: t.Kind, AtomID: t.AtomID, UploadID: t.UploadID, Attempt: t.Attempt, Cause: t.Cause}
+		task := &Task{Kind: t.Kind, AtomID: t.AtomID, UploadID: t.UploadID, Attempt: t.Attempt, Cause: t.Cause, Hop: t.Hop, GaveUp: t.GaveUp}
 		if t.Part != nil {
 			task.Part = *t.Part
 		}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -141,3 +142,42 @@ func hop(now, resumeAt time.Time, maxHop time.Duration) time.Duration {
 
 // stillParked reports whether the destination waits at now.
 func stillParked(d *upload.Destination, now time.Time) bool { return d != nil && d.Parked(now) }
+
+// parkYouTube parks the YouTube destination of j's upload until resumeAt,
+// if it is not parked already and eligible says so of it, and reports
+// whether this call parked it: that call starts the chain of hops.
+func parkYouTube(ctx context.Context, store recordStore, now func() time.Time, j job, waitingFor string, resumeAt time.Time,
+	eligible func(*upload.Destination) bool,
+) (bool, error) {
+	at := now()
+	parked := false
+	_, err := store.Update(ctx, j.task.AtomID, j.task.UploadID, upload.Settled(now, func(u *upload.Upload) error {
+		parked = false
+		if d := u.Destination(upload.YouTube); d != nil && !d.Status.Terminal() && eligible(d) && !d.Parked(at) {
+			d.Park(waitingFor, resumeAt, at)
+			parked = true
+		}
+		return nil
+	}))
+	return parked, err
+}
+
+// sendHop sends t, flagged as a hop, as the next link of the chain that
+// drives parked work: due at resumeAt, or after the longest hop when that
+// is further off, and keeps the upload out of the reconciler's sight
+// meanwhile.
+func sendHop(ctx context.Context, sched *scheduler, store toucher, log *zap.Logger, t Task, now, resumeAt time.Time, maxHop time.Duration) error {
+	t.Hop = true
+	if err := sched.schedule(ctx, t, hop(now, resumeAt, maxHop)); err != nil {
+		return err
+	}
+	if err := store.Touch(ctx, t.AtomID, t.UploadID); err != nil {
+		log.Warn("touch upload", zap.Error(err))
+	}
+	return nil
+}
+
+// toucher marks an upload as driven (store.Touch).
+type toucher interface {
+	Touch(ctx context.Context, atomID, id string) error
+}

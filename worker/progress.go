@@ -34,8 +34,14 @@ func markOf(u *upload.Upload, k Kind) int64 {
 		add(upload.YouTube) // a part drives the relay in the same message
 	case KindReassemble:
 		m += u.Advances
-	case KindRelay, KindYouTubePoll, KindAsset:
+	case KindRelay, KindYouTubePoll:
 		add(upload.YouTube)
+	case KindAsset:
+		// Its only step forward is the addition itself: the destination's
+		// other advances (processing polls) are not the asset's progress.
+		if d := u.Destination(upload.YouTube); d != nil && d.AssetAdded {
+			m = 1
+		}
 	case KindFull, KindTranscodePoll:
 		add(upload.S3Bucket)
 	}
@@ -45,8 +51,8 @@ func markOf(u *upload.Upload, k Kind) int64 {
 // giveUpChange is the change of a record that gives up on work of kind k:
 // the destination that work drives fails with reason, or the whole upload
 // for a part or the reassembly, without which it cannot finish. A given-up
-// asset call leaves the destination complete, with the reason as its
-// error: the video itself is fine on YouTube.
+// asset call leaves the destination as it is, with the reason as its
+// AssetError: the video itself is fine on YouTube.
 func giveUpChange(k Kind, reason string, now func() time.Time) func(*upload.Upload) error {
 	return upload.Settled(now, func(u *upload.Upload) error {
 		switch k {
@@ -58,7 +64,7 @@ func giveUpChange(k Kind, reason string, now func() time.Time) func(*upload.Uplo
 			}
 		case KindAsset:
 			if d := u.Destination(upload.YouTube); d != nil && !d.AssetAdded && d.Status != upload.DestFailed {
-				d.Error = "the video is on YouTube, but the atom API did not take it as an asset: " + reason
+				d.AssetError = "the video is on YouTube, but the atom API did not take it as an asset: " + reason
 			}
 		case KindFull, KindTranscodePoll:
 			if d := u.Destination(upload.S3Bucket); d != nil {

@@ -99,7 +99,7 @@ func TestMarkOf(t *testing.T) {
 	}}
 	want := map[Kind]int64{
 		KindPart: 120, KindReassemble: 100,
-		KindRelay: 20, KindYouTubePoll: 20, KindAsset: 20,
+		KindRelay: 20, KindYouTubePoll: 20, KindAsset: 0, // no asset added: the polls' advances are not its progress
 		KindFull: 3, KindTranscodePoll: 3,
 	}
 	for _, k := range ownKinds {
@@ -109,6 +109,10 @@ func TestMarkOf(t *testing.T) {
 		if got := markOf(nil, k); got != 0 {
 			t.Errorf("markOf(nil, %s) = %d, want 0", k, got)
 		}
+	}
+	u.Destinations[0].AssetAdded = true
+	if got := markOf(u, KindAsset); got != 1 {
+		t.Errorf("markOf(asset) of an added asset = %d, want 1", got)
 	}
 	s3Only := &upload.Upload{Advances: 7, Destinations: []upload.Destination{{Type: upload.S3Bucket, Advances: 3}}}
 	if got := markOf(s3Only, KindRelay); got != 0 {

@@ -89,6 +89,11 @@ func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *hel
 	}
 	start := time.Now()
 	full := u.FullKey()
+	if u.Assembly.ETag != "" {
+		// S3 completed the copy before: only the proof is left.
+		log.Info("resuming the reassembly", zap.Int("copied", u.PartCount()), zap.Int("parts", u.PartCount()))
+		return s.finish(ctx, log, h, u.Assembly.ETag, start)
+	}
 	done := map[int32]s3types.CompletedPart{}
 	mpu := u.Assembly.UploadID
 	if mpu != "" {
@@ -135,12 +140,35 @@ func (s *reassembleStep) reassemble(ctx context.Context, log *zap.Logger, h *hel
 	if err != nil {
 		return nil, fmt.Errorf("complete multipart copy of %s: %w", u.ID, err)
 	}
-	// The original is made of the parts as pinned (each copy was
-	// conditional on its ETag). With the file's SHA-256 from the start
-	// request, it is read back once and proven against it.
+	// Recorded before the read-back, so that a read-back that fails is all
+	// the next attempt does again.
+	etag := aws.ToString(out.ETag)
+	if err := s.checkpoint(ctx, h, upload.Assembly{UploadID: mpu, Copied: len(done), ETag: etag}); err != nil {
+		return nil, err
+	}
+	return s.finish(ctx, log, h, etag, start)
+}
+
+// finish proves the completed original and records it assembled. The
+// original is made of the parts as pinned (each copy was conditional on its
+// ETag). With the file's SHA-256 from the start request, it is read back
+// once and proven against it.
+func (s *reassembleStep) finish(ctx context.Context, log *zap.Logger, h *held, etag string, start time.Time) (*upload.Upload, error) {
+	u := h.upload
+	full := u.FullKey()
 	var digest string
 	if u.SHA256 != "" {
-		if digest, err = s.digest(ctx, full, aws.ToString(out.ETag)); err != nil {
+		var err error
+		digest, err = s.digest(ctx, full, etag)
+		if changedError(err) || isNotFound(err) {
+			// The original is not the one completed (replaced, or deleted
+			// since): the next attempt copies it again.
+			if cerr := s.checkpoint(ctx, h, upload.Assembly{}); cerr != nil {
+				return nil, cerr
+			}
+			return nil, fmt.Errorf("the original of %s changed before it was proven: %w", u.ID, err)
+		}
+		if err != nil {
 			return nil, err
 		}
 		if digest != u.SHA256 {

@@ -88,7 +88,7 @@ func (r *reconciler) due(u *upload.Upload, now time.Time) []Kind {
 		case d.VideoID != "":
 			due = append(due, KindYouTubePoll)
 		}
-		if d.VideoID != "" && !d.AssetAdded && d.Status != upload.DestFailed && d.Error == "" && r.atomAPI && !u.LeaseLive(upload.LeaseAsset, now) {
+		if d.VideoID != "" && !d.AssetAdded && d.Status != upload.DestFailed && d.AssetError == "" && r.atomAPI && !u.LeaseLive(upload.LeaseAsset, now) {
 			due = append(due, KindAsset)
 		}
 	}

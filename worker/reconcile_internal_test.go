@@ -190,7 +190,7 @@ func TestReconcilerDue(t *testing.T) {
 			name: "YouTube done, the asset given up: nothing",
 			fn: func(u *upload.Upload, yt, s3 *upload.Destination) {
 				onYouTube(u, yt)
-				yt.Status, yt.Error = upload.DestComplete, "the video is on YouTube, but the atom API did not take it as an asset: gave up"
+				yt.Status, yt.AssetError = upload.DestComplete, "the video is on YouTube, but the atom API did not take it as an asset: gave up"
 				s3.Status = upload.DestComplete
 			},
 		},

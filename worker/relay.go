@@ -28,6 +28,7 @@ type relayStore interface {
 	partReleaser
 	Touch(ctx context.Context, atomID, id string) error
 	Admit(ctx context.Context, counter string, limit int) (bool, error)
+	Refund(ctx context.Context, counter string) error
 	pinStore
 }
 
@@ -71,7 +72,15 @@ func (s *relayStep) run(ctx context.Context, j job) outcome {
 	case d.VideoID == "" && !d.Status.Terminal():
 		now := s.now()
 		if stillParked(d, now) {
-			return s.hop(ctx, j, d.ResumeAt)
+			// One chain of hops drives parked work: the one the park
+			// started. Anything else (a part's event, a re-sent message)
+			// leaves it to that chain, so that the number of messages of a
+			// parked upload does not grow with its parts.
+			if j.task.Hop {
+				return s.hop(ctx, j, d.ResumeAt)
+			}
+			j.log.Debug("relay parked; its hops drive it", zap.String("waitingFor", d.WaitingFor), zap.Time("resumeAt", d.ResumeAt))
+			return outcome{}
 		}
 		if until, parked := s.creds.parkedUntil(now); parked {
 			return s.parkWithout(ctx, j, upload.WaitYouTubeCredentials, until)
@@ -100,16 +109,25 @@ func (s *relayStep) relay(ctx context.Context, j job) outcome {
 	if !s.locks.lockOrFlag(id) {
 		return outcome{}
 	}
+	held := true
+	defer func() {
+		// A turn that panicked (the panic is recovered and retried above)
+		// or failed lets go too: the retried message relays what was
+		// flagged.
+		if held {
+			s.locks.unlock(id)
+		}
+	}()
 	for {
 		out := s.turn(ctx, j)
 		if out.err != nil || ctx.Err() != nil {
-			s.locks.unlock(id) // the retried message relays what was flagged
 			return out
 		}
 		if !s.locks.unlockUnlessFlagged(id) {
+			held = false
 			return out
 		}
-		j.task.Attempt, j.fresh = 0, true
+		j.task.Attempt, j.task.Hop, j.fresh = 0, false, true
 	}
 }
 
@@ -175,26 +193,19 @@ func (s *relayStep) turn(ctx context.Context, j job) outcome {
 func (s *relayStep) hop(ctx context.Context, j job, resumeAt time.Time) outcome {
 	t := j.task
 	t.Kind = KindRelay
-	if err := s.sched.schedule(ctx, t, hop(s.now(), resumeAt, s.park.MaxHop)); err != nil {
-		return outcome{err: err}
-	}
-	if err := s.store.Touch(ctx, j.task.AtomID, j.task.UploadID); err != nil {
-		j.log.Warn("touch upload", zap.Error(err))
-	}
-	return outcome{}
+	return outcome{err: sendHop(ctx, s.sched, s.store, j.log, t, s.now(), resumeAt, s.park.MaxHop)}
 }
 
 // parkWithout parks the destination without having called YouTube (the
-// process knows the answer already), then hops.
+// process knows the answer already), then hops: the message that parked it
+// starts the chain of hops (or a hop goes on with its own).
 func (s *relayStep) parkWithout(ctx context.Context, j job, waitingFor string, resumeAt time.Time) outcome {
-	now := s.now()
-	if _, err := s.store.Update(ctx, j.task.AtomID, j.task.UploadID, upload.Settled(s.now, func(u *upload.Upload) error {
-		if d := u.Destination(upload.YouTube); d != nil && !d.Status.Terminal() && d.WaitingFor != waitingFor {
-			d.Park(waitingFor, resumeAt, now)
-		}
-		return nil
-	})); err != nil {
+	parked, err := parkYouTube(ctx, s.store, s.now, j, waitingFor, resumeAt, func(d *upload.Destination) bool { return d.VideoID == "" })
+	if err != nil {
 		return outcome{err: err}
+	}
+	if !parked && !j.task.Hop {
+		return outcome{} // parked by another message meanwhile, whose chain drives it
 	}
 	return s.hop(ctx, j, resumeAt)
 }
@@ -251,6 +262,9 @@ type relayRun struct {
 	held   *held
 	log    *zap.Logger
 	synced bool // the recorded committed offset is YouTube's: asked, or left by a clean release
+	// admitted: this turn has counted a session start under the daily
+	// limit that it has not used yet (its start's answer was lost).
+	admitted bool
 }
 
 // run relays until the next part is missing (the lease is then released),
@@ -264,6 +278,12 @@ func (r *relayRun) run(ctx context.Context) error {
 		u := r.u
 		d := u.Destination(upload.YouTube)
 		if d == nil || d.Status.Terminal() || d.VideoID != "" || u.Status.Terminal() {
+			return nil
+		}
+		if d.Parked(r.s.now()) {
+			// Parked by another turn meanwhile (this one ran again for a
+			// part that came in), whose hops drive it: YouTube said no
+			// until then.
 			return nil
 		}
 		var step error
@@ -329,11 +349,12 @@ func (r *relayRun) run(ctx context.Context) error {
 
 func (r *relayRun) startSession(ctx context.Context) error {
 	d := r.u.Destination(upload.YouTube)
-	if limit := r.s.park.DailyUploadLimit; limit > 0 {
+	counter := "youtubeSessions-" + quotaDay(r.s.now())
+	if limit := r.s.park.DailyUploadLimit; limit > 0 && !r.admitted {
 		// Starting a session is what costs quota: count it first, across
 		// every instance, and wait for tomorrow rather than spend it.
 		now := r.s.now()
-		ok, err := r.s.store.Admit(ctx, "youtubeSessions-"+quotaDay(now), limit)
+		ok, err := r.s.store.Admit(ctx, counter, limit)
 		if err != nil {
 			return err
 		}
@@ -341,11 +362,23 @@ func (r *relayRun) startSession(ctx context.Context) error {
 			return &parkError{upload.WaitYouTubeQuota, nextQuotaReset(now).Add(jitter(r.s.park.Jitter)),
 				fmt.Errorf("the service's daily limit of %d YouTube uploads is reached", limit)}
 		}
+		r.admitted = true
 	}
 	session, err := r.s.yt.StartSession(ctx, *d.Meta, r.u.Size, r.u.ContentType)
+	var ye *youtube.Error
+	if r.admitted && errors.As(err, &ye) && ye.Status != 0 {
+		// YouTube answered no: no session was started, so none is
+		// counted. (When no answer came, one may have been: the count
+		// stays, and this turn's retries use it.)
+		if rerr := r.s.store.Refund(ctx, counter); rerr != nil {
+			r.log.Warn("could not give back a YouTube session of the daily limit", zap.Error(rerr))
+		}
+		r.admitted = false
+	}
 	if err != nil {
 		return r.s.classify(fmt.Errorf("start YouTube session: %w", err), r.u.Destination(upload.YouTube))
 	}
+	r.admitted = false
 	r.s.creds.ok()
 	if err := r.update(ctx, func(d *upload.Destination) {
 		d.Session, d.UploadedBytes, d.Progress = session, 0, 0
@@ -458,8 +491,24 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 		return n, r.s.classify(fmt.Errorf("put bytes %d-%d: %w", from, from+n-1, err), r.u.Destination(upload.YouTube))
 	}
 	r.s.creds.ok()
+	if !p.Done && p.Committed <= from {
+		// A 308 that took none of the chunk: a failed step (paced, and
+		// given up on like any), not a success to send it again at once.
+		r.synced = false
+		return n, fmt.Errorf("YouTube took none of bytes %d-%d (committed %d)", from, from+n-1, p.Committed)
+	}
 	state, ok := h.at(p.Committed)
-	if !ok {
+	switch {
+	case ok:
+	case p.Committed < from+n && p.Committed%upload.ChunkAlign == 0:
+		// YouTube took a prefix of the chunk: hash that prefix again from
+		// the chunk's start (the record's state), read from the parts as
+		// pinned.
+		if state, err = r.hashTo(ctx, p.Committed); err != nil {
+			r.synced = false
+			return n, err
+		}
+	default:
 		// YouTube says it has bytes this chunk did not end or stop at a
 		// boundary of: ask it again, and hash to wherever it is.
 		r.synced = false

@@ -267,14 +267,14 @@ func TestUnitGiveUpOfEveryKind(t *testing.T) {
 			if got.Status != tt.wantUpload || yt.Status != tt.wantYT || s3.Status != tt.wantS3 {
 				t.Errorf("upload %s, youtube %s, s3Bucket %s; want %s, %s, %s", got.Status, yt.Status, s3.Status, tt.wantUpload, tt.wantYT, tt.wantS3)
 			}
-			if yt.Error != tt.wantYTErr {
-				t.Errorf("youtube error %q, want %q", yt.Error, tt.wantYTErr)
+			if got := yt.Error + yt.AssetError; got != tt.wantYTErr {
+				t.Errorf("youtube error %q, want %q", got, tt.wantYTErr)
 			}
 			if tt.wantS3 == upload.DestFailed && s3.Error != reason {
 				t.Errorf("s3Bucket error %q, want %q", s3.Error, reason)
 			}
 			sent := e.queue.sent()
-			if len(sent) != 1 || sent[0].QueueURL != unitDLQURL || sent[0].Kind != tt.kind || sent[0].Failures != 1 || sent[0].Cause != cause || !sent[0].Marked {
+			if len(sent) != 1 || sent[0].QueueURL != unitDLQURL || sent[0].Kind != tt.kind || sent[0].Failures != 1 || sent[0].Cause != cause || !sent[0].Marked || !sent[0].GaveUp {
 				t.Errorf("messages %+v, want the work on the dead-letter queue with its failures and cause", sent)
 			}
 			if n := e.logged("gave up"); n != 1 {

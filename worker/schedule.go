@@ -27,12 +27,21 @@ func (s *scheduler) schedule(ctx context.Context, t Task, delay time.Duration) e
 	_, err := s.queue.SendMessage(ctx, &sqs.SendMessageInput{
 		QueueUrl:     aws.String(s.queueURL),
 		MessageBody:  aws.String(t.body()),
-		DelaySeconds: int32(min(max(delay, 0), maxDelay) / time.Second),
+		DelaySeconds: delaySeconds(delay),
 	})
 	if err != nil {
 		return fmt.Errorf("schedule %s of %s: %w", t.Kind, t.UploadID, err)
 	}
 	return nil
+}
+
+// delaySeconds is delay in SQS's whole seconds, rounded up (a message
+// must not come back before it is due: one that came a fraction early
+// would find its work not yet due, and send itself again with no delay),
+// and at most SQS's 15 minutes.
+func delaySeconds(delay time.Duration) int32 {
+	d := min(max(delay, 0), maxDelay)
+	return int32((d + time.Second - 1) / time.Second)
 }
 
 // deadLetter puts t on the dead-letter queue, for ops.

@@ -335,7 +335,36 @@ func TestUnitDeadLetters(t *testing.T) {
 		forOps     bool // left on the queue, out of sight
 	}{
 		{
-			name: "given-up work, with its cause",
+			name: "work the service gave up itself, recorded already",
+			setup: func(_ *sweepEnv, u *upload.Upload) (string, int) {
+				// Applied again it would undo whatever happened since, such
+				// as a retry (TestRegressionDeadLetterDoesNotUndoARetry).
+				return ownTask{kind: worker.KindRelay, failures: 20, cause: "YouTube answered backendError", gaveUp: true}.body(u), 0
+			},
+			wantLog:    "removed a dead letter of work already given up",
+			wantUpload: upload.StatusUploading, wantS3: upload.DestWaiting,
+		},
+		{
+			name: "a part event of a part completed since",
+			setup: func(e *sweepEnv, u *upload.Upload) (string, int) {
+				e.store.modify(e.t, u.AtomID, u.ID, func(u *upload.Upload) { u.Completed[1] = true })
+				return partBody(u, 1), 5
+			},
+			wantLog:    "dropped a dead letter the upload has outlived",
+			wantUpload: upload.StatusUploading, wantS3: upload.DestWaiting,
+		},
+		{
+			name: "an own message of work that progressed since",
+			setup: func(e *sweepEnv, u *upload.Upload) (string, int) {
+				mark := int64(0)
+				e.store.modify(e.t, u.AtomID, u.ID, func(u *upload.Upload) { u.Destination(upload.YouTube).Advance() })
+				return ownTask{kind: worker.KindRelay, failures: 3, mark: &mark}.body(u), 5
+			},
+			wantLog:    "dropped a dead letter the upload has outlived",
+			wantUpload: upload.StatusUploading, wantS3: upload.DestWaiting,
+		},
+		{
+			name: "given-up work of an earlier version, with its cause",
 			setup: func(_ *sweepEnv, u *upload.Upload) (string, int) {
 				return ownTask{kind: worker.KindRelay, failures: 4, cause: "YouTube answered backendError"}.body(u), 0
 			},

@@ -47,7 +47,10 @@ func (s *transcodeStep) run(ctx context.Context, j job) outcome {
 			// poll chains are cut by polledRecently).
 			return outcome{err: s.sched.schedule(ctx, Task{Kind: KindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}, s.pollInterval)}
 		}
-		return s.start(ctx, log, u, 1)
+		// The next attempt: 1 the first time, and after a person's retry
+		// (which keeps Attempt) one past the failed job's, so its token is
+		// new and start records it.
+		return s.start(ctx, log, u, d.Attempt+1)
 	case KindTranscodePoll:
 		return s.poll(ctx, log, j)
 	case KindPart, KindRelay, KindReassemble, KindYouTubePoll, KindAsset:

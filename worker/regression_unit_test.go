@@ -1,9 +1,9 @@
 package worker_test
 
-// Tests written during the correctness review: each one demonstrates a
-// defect and FAILS on the code as reviewed. Run them with
+// Regression tests from the correctness review: each one failed on the code
+// as reviewed and describes the behaviour that fixed it. Run them with
 //
-//	go test -race -short -run TestReview ./worker/
+//	go test -race -short -run TestRegression ./worker/
 
 import (
 	"context"
@@ -33,14 +33,11 @@ func (e *unitEnv) relayHops() []sentMessage {
 	return out
 }
 
-// TestReviewParkedRelayGetsAHopChainPerPartEvent: while the relay is parked
-// (quota), every part that arrives runs relayStep.run, which finds the
-// destination parked and hops: it sends one more delayed relay message.
-// Each of those is a chain of its own (each hop sends the next one) until
-// resumeAt, so an upload parked while the browser still sends N parts
-// drives N+1 chains: N+1 SQS messages every 15 minutes for up to a day
-// (72h for the upload limit), and N+1 relays at resumeAt.
-func TestReviewParkedRelayGetsAHopChainPerPartEvent(t *testing.T) {
+// TestRegressionParkedRelayHasOneHopChain: while the relay is parked
+// (quota), the parts that arrive do not start hop chains of their own:
+// only a message flagged as a hop sends the next hop, so an upload parked
+// while the browser still sends N parts drives one chain, not N+1.
+func TestRegressionParkedRelayHasOneHopChain(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(fourParts, ytDest())
@@ -63,13 +60,11 @@ func TestReviewParkedRelayGetsAHopChainPerPartEvent(t *testing.T) {
 	}
 }
 
-// TestReviewFlaggedRerunOfAParkedRelayCallsYouTube: a relay of this
-// process that is flagged while its turn parks (a part's relay came in
-// meanwhile, having read the record before the park) runs another turn at
-// once (relayStep.relay loops on the flag), and turn does not look at the
-// park: YouTube is called again straight away, and another hop chain
-// starts.
-func TestReviewFlaggedRerunOfAParkedRelayCallsYouTube(t *testing.T) {
+// TestRegressionRerunOfAParkedRelayWaits: a relay flagged while its turn
+// parks (a part came in meanwhile) runs its next turn only to find the
+// park: YouTube is not called again before resumeAt, and no second hop
+// chain starts.
+func TestRegressionRerunOfAParkedRelayWaits(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(threeParts, ytDest())
@@ -99,18 +94,17 @@ func TestReviewFlaggedRerunOfAParkedRelayCallsYouTube(t *testing.T) {
 	}
 }
 
-// TestReviewParkedProcessingPollAsksYouTubeEveryHop: a processing poll
-// refused for quota "waits like the relay", but nothing remembers until
-// when: the hop message (15 minutes at most) calls YouTube again, every
-// hop, until midnight Pacific.
-func TestReviewParkedProcessingPollAsksYouTubeEveryHop(t *testing.T) {
+// TestRegressionParkedProcessingPollWaits: a processing poll refused for
+// quota parks the destination until resumeAt in the record, like the
+// relay: the hops until then do not call YouTube.
+func TestRegressionParkedProcessingPollWaits(t *testing.T) {
 	t.Parallel()
 	var c clock
 	// 10:00 Pacific: the quota resets in 14 hours.
 	pacific, _ := time.LoadLocation("America/Los_Angeles")
 	now := time.Now().In(pacific)
 	ten := time.Date(now.Year(), now.Month(), now.Day(), 10, 0, 0, 0, pacific)
-	c.advance(ten.Sub(time.Now()))
+	c.advance(time.Until(ten))
 	e := newUnitEnv(t, unitOpts{cfg: func(cfg *worker.Config) { cfg.Now = c.now }})
 	u := e.create(threeParts, ytDest())
 	e.onYouTube(u, time.Time{})
@@ -130,13 +124,12 @@ func TestReviewParkedProcessingPollAsksYouTubeEveryHop(t *testing.T) {
 	}
 }
 
-// TestReviewDailyLimitIsSpentByFailedSessionStarts: with
-// youtube.dailyUploadLimit, a session start is counted (Admit) before
-// YouTube is asked, and never given back when YouTube fails: a few
-// temporary failures of one upload's session start use up the day's
-// sessions, and the upload (and every other) parks until tomorrow without
-// a single session started.
-func TestReviewDailyLimitIsSpentByFailedSessionStarts(t *testing.T) {
+// TestRegressionFailedSessionStartsGiveTheirSlotBack: with
+// youtube.dailyUploadLimit, a session start is counted before YouTube is
+// asked, and given back (store.Refund) when YouTube answers with an error:
+// temporary failures of one session start do not use up the day's
+// sessions.
+func TestRegressionFailedSessionStartsGiveTheirSlotBack(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t, unitOpts{cfg: func(cfg *worker.Config) { cfg.Park.DailyUploadLimit = 3 }})
 	u := e.create(threeParts, ytDest())
@@ -149,11 +142,10 @@ func TestReviewDailyLimitIsSpentByFailedSessionStarts(t *testing.T) {
 	}
 }
 
-// TestReviewRetriedVideoIsNeverAddedToTheAtom: YouTube rejects a video after
-// its asset was added; the retry uploads the file again as a new video, but
-// AssetAdded stays true (Upload.Retry resets the video, not the flag), so
-// the new video never reaches the atom, which keeps only the rejected one.
-func TestReviewRetriedVideoIsNeverAddedToTheAtom(t *testing.T) {
+// TestRegressionRetriedVideoIsAddedToTheAtom: YouTube rejects a video after
+// its asset was added; the retry uploads the file again as a new video and
+// resets AssetAdded with the video, so the new video reaches the atom.
+func TestRegressionRetriedVideoIsAddedToTheAtom(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(threeParts, ytDest())
@@ -189,13 +181,11 @@ func TestReviewRetriedVideoIsNeverAddedToTheAtom(t *testing.T) {
 	}
 }
 
-// TestReviewGivenUpAssetErrorIsErasedWhenProcessingCompletes: the asset
-// call is given up while YouTube still processes the video (the error is
-// set on a destination in transcoding); when processing completes,
-// MoveTo(complete) clears the error. The upload ends complete, the video
-// is not on the atom, nothing says so, and the retry route has nothing to
-// retry.
-func TestReviewGivenUpAssetErrorIsErasedWhenProcessingCompletes(t *testing.T) {
+// TestRegressionGivenUpAssetErrorOutlivesProcessing: an asset call given up
+// while YouTube still processes the video is recorded as the destination's
+// assetError, which the end of processing does not clear: the record says
+// the video is not on the atom, and the retry route can retry it.
+func TestRegressionGivenUpAssetErrorOutlivesProcessing(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(threeParts, ytDest())
@@ -204,16 +194,16 @@ func TestReviewGivenUpAssetErrorIsErasedWhenProcessingCompletes(t *testing.T) {
 	e.atom.failAlways("AddAsset", errors.New("atom API down"))
 	e.mustHandle(ownBody(worker.KindAsset, u, e.cfg.MaxAttempts-1)) // the last attempt
 	d := e.get(u).Destination(upload.YouTube)
-	if d.Error == "" || d.AssetAdded {
-		t.Fatalf("after the asset was given up: error %q, added %t", d.Error, d.AssetAdded)
+	if d.AssetError == "" || d.AssetAdded {
+		t.Fatalf("after the asset was given up: error %q, added %t", d.AssetError, d.AssetAdded)
 	}
 	e.yt.script(fakeProcessing{p: upload.YouTubeProcessing{UploadStatus: "processed", ProcessingStatus: "succeeded"}})
 	e.mustHandle(ownBody(worker.KindYouTubePoll, u, 0))
 	got := e.get(u)
 	d = got.Destination(upload.YouTube)
-	if got.Status == upload.StatusComplete && d.Error == "" && !d.AssetAdded {
+	if got.Status == upload.StatusComplete && d.AssetError == "" && !d.AssetAdded {
 		err := cloneUpload(got).Retry(time.Now())
-		t.Errorf("upload complete, youtube error %q, asset added %t (retry: %v): the failed asset call is forgotten", d.Error, d.AssetAdded, err)
+		t.Errorf("upload complete, youtube error %q, asset added %t (retry: %v): the failed asset call is forgotten", d.AssetError, d.AssetAdded, err)
 	}
 }
 
@@ -232,11 +222,10 @@ func (y *zeroCommitYouTube) PutChunk(ctx context.Context, _ string, body io.Read
 	return youtube.Progress{Committed: start}, ctx.Err()
 }
 
-// TestReviewRelaySpinsWhenYouTubeCommitsNothing: a 308 that commits none of
-// the chunk is a successful step that advances nothing; relayRun.run only
-// counts errors, so it sends the same chunk again at once, for as long as
-// the lease lasts (renewed: forever), with no pause and no give-up.
-func TestReviewRelaySpinsWhenYouTubeCommitsNothing(t *testing.T) {
+// TestRegressionRelayWithNothingCommittedIsAFailedStep: a 308 that commits
+// none of the chunk is a failed step (counted, paused, given up in the
+// end), not a success that sends the same chunk again at once for ever.
+func TestRegressionRelayWithNothingCommittedIsAFailedStep(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	yt := &zeroCommitYouTube{fakeYouTube: e.yt}
@@ -251,13 +240,11 @@ func TestReviewRelaySpinsWhenYouTubeCommitsNothing(t *testing.T) {
 	}
 }
 
-// TestReviewReadBackFailureCopiesEverythingAgain: the multipart copy is
+// TestRegressionReadBackFailureOnlyReadsAgain: the multipart copy is
 // completed, then the read-back of the original (sha256 given) fails once.
-// The recorded multipart upload is gone (completed), so the retry creates a
-// new one and copies every part again, and reads back again; a read-back
-// that keeps failing on a large file redoes the whole copy every attempt,
-// and each attempt's checkpoints count as progress, so it never gives up.
-func TestReviewReadBackFailureCopiesEverythingAgain(t *testing.T) {
+// The completed copy's ETag is recorded before the read-back, so the retry
+// only reads the original again: one multipart upload, one copy a part.
+func TestRegressionReadBackFailureOnlyReadsAgain(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := newUnitUpload(t, threeParts, s3BucketDest())
@@ -279,16 +266,11 @@ func TestReviewReadBackFailureCopiesEverythingAgain(t *testing.T) {
 	}
 }
 
-// TestReviewTransientTableFailuresFailTheUpload: start() reads the record
-// before any step; when that read fails, the message is simply left to
-// SQS (Result.Err), outside the attempts model (no retryLater, no
-// backoff of worker.retryBackoff): after maxReceiveCount receives (5, at
-// the pool's 2 s doubling visibility, about 30-60 s) the message's last
-// try fails the whole upload (and with a dead-letter queue the redrive
-// moves it there, where the reader fails it the same way). A DynamoDB
-// blip of a minute fails uploads, including ones whose part was
-// completed by another delivery of the same event.
-func TestReviewTransientTableFailuresFailTheUpload(t *testing.T) {
+// TestRegressionTransientTableFailureIsRetried: when the record cannot be
+// read before a step, the attempt is retried on a message of its own after
+// the retry policy's pause, like any failed attempt; a DynamoDB blip on the
+// last SQS receive of an event does not fail the upload.
+func TestRegressionTransientTableFailureIsRetried(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(threeParts, ytDest())
@@ -307,14 +289,12 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// TestReviewDeadLetterUndoesARetry: work is given up (the record says so,
-// and the message goes to the dead-letter queue); a person presses Retry
-// before the dead-letter reader's next round (worker.sweepInterval, 1m).
-// The reader then applies the give-up again, to the retried destination:
-// the retry is silently undone and the relay it drove stops. The same
-// happens to work that progressed, or was done, since the dead letter was
-// written (a part event moved there while another delivery completed it).
-func TestReviewDeadLetterUndoesARetry(t *testing.T) {
+// TestRegressionDeadLetterDoesNotUndoARetry: work is given up, and a person
+// presses Retry before the dead-letter reader's next round. The reader
+// leaves the retried destination alone: it drops letters SQS took before
+// the upload's retriedAt (and letters of work done or progressed since,
+// and the service's own gaveUp letters, which are recorded already).
+func TestRegressionDeadLetterDoesNotUndoARetry(t *testing.T) {
 	t.Parallel()
 	e := newSweepEnv(t)
 	u := e.create(true, ytDest(), s3BucketDest())
@@ -342,16 +322,10 @@ func TestReviewDeadLetterUndoesARetry(t *testing.T) {
 	}
 }
 
-// TestReviewRetriedTranscodeIsNeverRecorded: a transcode failed; Retry
-// resets the s3Bucket destination to waiting with JobID "" and keeps
-// Attempt ("so its token is new"). But KindFull always starts attempt 1
-// (transcodeStep.run: s.start(ctx, log, u, 1)), whose token is the old
-// job's, and start records the job only when d.Attempt < attempt (1 < 1 is
-// false): the job is never recorded, nothing polls, the destination stays
-// waiting for ever, and the reconciler re-drives KindFull every
-// strandedAfter, calling the transcoder again each time (on MediaConvert,
-// once the token is forgotten, a new job each time).
-func TestReviewRetriedTranscodeIsNeverRecorded(t *testing.T) {
+// TestRegressionRetriedTranscodeIsRecorded: a transcode failed and Retry
+// resets the s3Bucket destination, keeping its Attempt; the next transcode
+// starts at Attempt+1, with a new token, and is recorded and polled.
+func TestRegressionRetriedTranscodeIsRecorded(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(threeParts, s3BucketDest())
@@ -381,15 +355,11 @@ func transcodeFailed() transcode.Job {
 	return transcode.Job{State: transcode.StateError, Error: "the input has no video stream"}
 }
 
-// TestReviewPanicInARelayTurnWedgesTheUploadInThisProcess: a panic in a
-// relay turn is recovered (the then-step's recoverInto, or the pool's), and
-// "retried like any failure"; but relayStep.relay took the in-process lock
-// (keyedLocks.lockOrFlag) and nothing releases it on a panic. From then on
-// every relay of that upload in this process finds the lock held, flags it
-// and returns success: the message is deleted and nothing is relayed,
-// until the process restarts (the reconciler's re-drives that land on this
-// instance are dropped the same way).
-func TestReviewPanicInARelayTurnWedgesTheUploadInThisProcess(t *testing.T) {
+// TestRegressionPanicInARelayTurnReleasesTheUpload: a panic in a relay turn
+// is recovered and retried like any failure, and the in-process lock and
+// the lease are let go on the way out: later relays of the upload in this
+// process run.
+func TestRegressionPanicInARelayTurnReleasesTheUpload(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(threeParts, ytDest())
@@ -410,15 +380,11 @@ func TestReviewPanicInARelayTurnWedgesTheUploadInThisProcess(t *testing.T) {
 	}
 }
 
-// TestReviewAssetFailuresResetByProcessingPolls: the progress of asset work
-// (markOf(KindAsset)) is the YouTube destination's advances, which every
-// processing poll also advances (every pollInterval while YouTube
-// processes). An asset call that fails every time is therefore seen to
-// "progress" whenever a poll ran since its last try: its failures go back
-// to 0, it is retried at the shortest backoff, and it is not given up for
-// as long as YouTube processes (hours for a long video), calling the atom
-// API every 10-20 s.
-func TestReviewAssetFailuresResetByProcessingPolls(t *testing.T) {
+// TestRegressionAssetFailuresAreCountedDespitePolls: the progress of asset
+// work is the addition itself (markOf(KindAsset)), not the destination's
+// advances that processing polls make: an asset call that fails every
+// time is given up after its attempts, however long YouTube processes.
+func TestRegressionAssetFailuresAreCountedDespitePolls(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
 	u := e.create(threeParts, ytDest())
@@ -434,13 +400,10 @@ func TestReviewAssetFailuresResetByProcessingPolls(t *testing.T) {
 	}
 }
 
-// TestReviewHopTruncatesToZeroAndSpins: hop delays are sent in whole
-// seconds, truncated (scheduler.schedule), so the last hop before resumeAt
-// lands up to a second early and the sub-second rest becomes a delay of 0:
-// the message comes back at once, finds the destination still parked, and
-// hops with 0 again (an SQS send and a table write each time) until the
-// clock passes resumeAt. Every resumption spins like this, in every chain.
-func TestReviewHopTruncatesToZeroAndSpins(t *testing.T) {
+// TestRegressionHopRoundsUp: hop delays are whole seconds rounded up, so
+// the last hop before resumeAt lands after it, never a second early with
+// a delay of 0 that comes back at once and spins.
+func TestRegressionHopRoundsUp(t *testing.T) {
 	t.Parallel()
 	var c clock
 	e := newUnitEnv(t, unitOpts{cfg: func(cfg *worker.Config) { cfg.Now = c.now }})
@@ -448,7 +411,7 @@ func TestReviewHopTruncatesToZeroAndSpins(t *testing.T) {
 	e.store.modify(t, u.AtomID, u.ID, func(u *upload.Upload) {
 		u.Destination(upload.YouTube).Park(upload.WaitYouTubeQuota, c.now().Add(900*time.Millisecond), c.now())
 	})
-	body := ownBody(worker.KindRelay, u, 0)
+	body := ownTask{kind: worker.KindRelay, hop: true}.body(u)
 	for range 5 { // no time passes between deliveries: SQS delivers a 0-delay message at once
 		e.mustHandle(body)
 		hops := e.queue.ofKind(worker.KindRelay)

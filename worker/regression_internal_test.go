@@ -42,16 +42,11 @@ func (s *renewStore) Renew(ctx context.Context, _ upload.Lease) error {
 	return nil
 }
 
-// TestReviewRenewLeaseStopsTheTurnOnlyWhenTheLeaseHasExpired: the design
-// and renewLease's comment say a holder stops when it could not renew for
-// two thirds of the TTL, "a holder must stop before another may take
-// over". The check runs only on the renewal ticks (every TTL/3) against
-// the time the last successful renewal *returned*, so with any latency the
-// tick at 2/3 TTL finds a little less than 2/3 and lets the turn go on; the
-// turn is cancelled at the next tick, when the lease has already expired
-// in the table (and another instance may already hold it). A renewal that
-// hangs (no per-call timeout) never cancels the turn at all.
-func TestReviewRenewLeaseStopsTheTurnOnlyWhenTheLeaseHasExpired(t *testing.T) {
+// TestRegressionRenewLeaseStopsTheTurnBeforeTheLeaseExpires: a holder that
+// cannot renew stops at two thirds of the TTL from the start of its last
+// successful renewal, before another may take over, and each renewal has a
+// deadline of its own, so a renewal that hangs stops the turn too.
+func TestRegressionRenewLeaseStopsTheTurnBeforeTheLeaseExpires(t *testing.T) {
 	for _, hang := range []bool{false, true} {
 		name := "failing renewals"
 		if hang {
@@ -87,15 +82,10 @@ func TestReviewRenewLeaseStopsTheTurnOnlyWhenTheLeaseHasExpired(t *testing.T) {
 	}
 }
 
-// TestReviewCatchUpHashKeepsAStatePerBoundary: hashTo re-hashes the bytes
-// between the saved state and YouTube's offset through the same
-// runningHash that sendNext uses, which saves a state at every 256 KiB
-// boundary it passes. Only the state at `to` is ever used, but all are
-// kept: re-hashing from byte 0 (a record without a hash state, as every
-// upload in flight when this version is deployed; YouTube behind the
-// record; an unreadable state) keeps ~4,000 states a GiB, about 1M (≈200
-// MB) for a 256 GB file, in one relay: memory grows with the file.
-func TestReviewCatchUpHashKeepsAStatePerBoundary(t *testing.T) {
+// TestRegressionCatchUpHashKeepsOneState: re-hashing from byte 0 up to
+// YouTube's offset (a record without a hash state) keeps only the state it
+// needs, not one per 256 KiB boundary: memory does not grow with the file.
+func TestRegressionCatchUpHashKeepsOneState(t *testing.T) {
 	h, err := newRunningHash(nil, 0)
 	if err != nil {
 		t.Fatal(err)
