@@ -34,11 +34,21 @@ type link struct {
 	rtt    time.Duration
 	tokens float64 // negative when bytes were let through ahead of the refill
 	last   time.Time
+	passed int64 // bytes paced through the cap
 }
 
 // SetLink changes Options.LinkRate (bytes per second, 0 for no cap) and
 // Options.LinkRTT (0 for none). It applies to requests that start after it.
 func (s *Server) SetLink(rate float64, rtt time.Duration) { s.link.set(rate, rtt) }
+
+// LinkBytes returns how many request body bytes have crossed the link
+// while it was capped: unlike BytesReceived, it grows while a chunk is
+// being read, not when it ends.
+func (s *Server) LinkBytes() int64 {
+	s.link.mu.Lock()
+	defer s.link.mu.Unlock()
+	return s.link.passed
+}
 
 func (l *link) set(rate float64, rtt time.Duration) {
 	l.mu.Lock()
@@ -58,6 +68,7 @@ func (l *link) reserve(n int) time.Duration {
 	if l.rate <= 0 {
 		return 0
 	}
+	l.passed += int64(n)
 	now := l.now()
 	l.tokens = min(linkBurst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
 	l.last = now

@@ -31,6 +31,9 @@ func TestLinkBucketPacesToTheRate(t *testing.T) {
 	if d, want := l.reserve(1<<20), time.Second; d != want {
 		t.Fatalf("a MiB after the burst waits %s, want %s: idle time must not save up more than the burst", d, want)
 	}
+	if got, want := l.passed, int64(2*linkBurst+2<<20); got != want {
+		t.Fatalf("%d bytes passed, want %d", got, want)
+	}
 }
 
 // Without a cap the link is loopback: nothing waits, bodies are not wrapped.
