@@ -50,13 +50,6 @@ func (c *calls) snapshot() map[string]int64 {
 	return maps.Clone(c.n)
 }
 
-// reset forgets the counts so far.
-func (c *calls) reset() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.n)
-}
-
 // middleware is the counting step, for config.WithAPIOptions or a client's
 // APIOptions.
 func (c *calls) middleware(st *middleware.Stack) error {

@@ -79,7 +79,7 @@ func (b *bench) startService(ctx context.Context, name string, r devstack.Resour
 		case err := <-s.exited:
 			s.exited <- err
 			s.stop()
-			return nil, fmt.Errorf("service %s exited at start (%v); its log: %s", name, err, s.logs)
+			return nil, fmt.Errorf("service %s exited at start (%w); its log: %s", name, err, s.logs)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

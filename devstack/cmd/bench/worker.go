@@ -81,19 +81,12 @@ func newLogCounter() *logCounter {
 func (l *logCounter) logger() *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey, enc.EncodeTime = "time", zapcore.ISO8601TimeEncoder
-	var out io.Writer = io.Discard
+	out := io.Discard
 	if os.Getenv("BENCH_LOG") != "" {
 		out = os.Stderr
 	}
 	json := zapcore.NewSamplerWithOptions(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(out), zap.InfoLevel), time.Second, 100, 100)
 	return zap.New(zapcore.NewTee(json, &countCore{l: l}), zap.Fields(zap.String("service", "atom-uploads")))
-}
-
-// count is how many entries had the message.
-func (l *logCounter) count(msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.n[msg]
 }
 
 // fields are the fields of the watched entries with the message.
