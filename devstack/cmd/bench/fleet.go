@@ -42,8 +42,12 @@ func (b *bench) fleet(ctx context.Context, procs int) (obs, error) {
 			s.kill()
 		}
 	}()
+	var env []string
+	if b.f.fleetConcurrency > 0 {
+		env = append(env, fmt.Sprintf("UPLOADS_WORKER_CONCURRENCY=%d", b.f.fleetConcurrency))
+	}
 	for i := range procs {
-		s, err := b.startService(ctx, fmt.Sprintf("fleet%d-%d", procs, i), r, c)
+		s, err := b.startService(ctx, fmt.Sprintf("fleet%d-%d", procs, i), r, c, env...)
 		if err != nil {
 			return nil, err
 		}
@@ -78,10 +82,14 @@ func (b *bench) fleet(ctx context.Context, procs int) (obs, error) {
 
 	start := time.Now()
 	browsers := make([]time.Duration, len(uploads))
+	putAt := map[string][]time.Time{} // by upload id: when each part was in S3
+	for _, u := range uploads {
+		putAt[u.ID] = make([]time.Time, u.PartCount())
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for i, u := range uploads {
 		g.Go(func() error {
-			last, err := b.putParts(gctx, r.Bucket, u, func(n int) []byte { return parts[n] }, b.f.fleetBrowserRate, start, nil)
+			last, err := b.putParts(gctx, r.Bucket, u, func(n int) []byte { return parts[n] }, b.f.fleetBrowserRate, start, nil, putAt[u.ID])
 			browsers[i] = last.Sub(start)
 			return err
 		})
@@ -195,7 +203,14 @@ func (b *bench) fleet(ctx context.Context, procs int) (obs, error) {
 		go func() { defer wg.Done(); s.stop() }()
 	}
 	wg.Wait()
-	var errs []error
+	// From the logs: takeovers and trouble; how long each part's event
+	// waited (part in S3 → marked complete), and the chunks' sizes.
+	var (
+		errs   []error
+		lags   []float64
+		chunks []float64
+		marked = map[string]bool{}
+	)
 	for _, s := range svcs {
 		n, err := s.logCounts()
 		if err != nil {
@@ -208,6 +223,29 @@ func (b *bench) fleet(ctx context.Context, procs int) (obs, error) {
 		if n["level:error"] > 0 || n["level:warn"] > 0 {
 			fmt.Fprintf(os.Stderr, "bench: (3) %s logged %d warnings and %d errors; its log: %s\n", s.name, n["level:warn"], n["level:error"], s.logs)
 		}
+		errs = append(errs, s.lines(func(l logLine) {
+			switch l.Msg {
+			case "part complete":
+				key := fmt.Sprintf("%s/%d", l.UploadID, l.Part)
+				if at := putAt[l.UploadID]; !marked[key] && l.Part < len(at) && !at[l.Part].IsZero() {
+					marked[key] = true
+					lags = append(lags, l.Time.Sub(at[l.Part]).Seconds())
+				}
+			case "chunk relayed":
+				chunks = append(chunks, float64(l.Bytes)/(1<<20))
+			}
+		}))
+	}
+	if len(lags) > 0 {
+		slices.Sort(lags)
+		o["lag.median"], o["lag.p99"] = median(lags), lags[len(lags)*99/100]
+	}
+	if len(chunks) > 0 {
+		var sum float64
+		for _, c := range chunks {
+			sum += c
+		}
+		o["chunk"] = sum / float64(len(chunks))
 	}
 	return o, errors.Join(errs...)
 }

@@ -60,6 +60,7 @@ type flags struct {
 	service    string
 	only       string
 	runs       int
+	dRuns      int
 	linkRuns   int
 	fleetRuns  int
 	profileDir string
@@ -87,6 +88,7 @@ type flags struct {
 	fleetBrowserRate float64
 	fleetProcs       []int
 	fleetTimeout     time.Duration
+	fleetConcurrency int
 
 	memRelays []int
 	memChunk  int64
@@ -95,7 +97,7 @@ type flags struct {
 
 // tinyFlags are -tiny's values of the flags not given.
 var tinyFlags = map[string]string{
-	"runs": "1", "link-runs": "1", "fleet-runs": "1", "part-size": "5242880",
+	"runs": "1", "d-runs": "1", "link-runs": "1", "fleet-runs": "1", "part-size": "5242880",
 	"a-size": "12582912", "b-size": "16777216", "link-sizes": "10MiB,15MiB", "follow-up-poll": "1s",
 	"d-uploads": "10", "r-parts": "6",
 	"fleet-uploads": "3", "fleet-size": "10485760", "fleet-browser-rate": "10", "fleet-procs": "2",
@@ -110,7 +112,8 @@ func run() int {
 	var linkSizes, fleetProcs, memRelays string
 	flag.StringVar(&f.service, "service", "", "the atom-uploads binary, for (3) and (4) (required; scripts/bench builds it)")
 	flag.StringVar(&f.only, "only", "d,r,b,a,link,mem,fleet", "which measurements to run, in order")
-	flag.IntVar(&f.runs, "runs", 3, "runs of each measurement (but -link-runs and -fleet-runs)")
+	flag.IntVar(&f.runs, "runs", 3, "runs of each measurement (but -d-runs, -link-runs and -fleet-runs)")
+	flag.IntVar(&f.dRuns, "d-runs", 5, "runs of (d), which are short and noisy")
 	flag.IntVar(&f.linkRuns, "link-runs", 3, "runs of (a) at the link cap")
 	flag.IntVar(&f.fleetRuns, "fleet-runs", 1, "runs of (3) for each process count")
 	flag.StringVar(&f.profileDir, "profile-dir", "", "write CPU profiles of the service's worker during (d) and (r) to this directory (keep it out of the repository)")
@@ -131,6 +134,7 @@ func run() int {
 	flag.Int64Var(&f.fleetSize, "fleet-size", 256<<20, "(3) size of each upload")
 	flag.Float64Var(&f.fleetBrowserRate, "fleet-browser-rate", 1, "(3) each browser's upload rate, MB/s")
 	flag.StringVar(&fleetProcs, "fleet-procs", "2,4", "(3) service processes, one run each")
+	flag.IntVar(&f.fleetConcurrency, "fleet-concurrency", 0, "(3) messages each service process handles at once (0: the service's default, 16)")
 	flag.DurationVar(&f.fleetTimeout, "fleet-timeout", 30*time.Minute, "(3) longest wait for every upload")
 	flag.StringVar(&memRelays, "mem-relays", "1,8,32", "(4) relays in flight")
 	flag.Int64Var(&f.memChunk, "mem-chunk", maxChunk, "(4) the chunk each relay sends")
@@ -277,7 +281,7 @@ func (b *bench) section(ctx context.Context, name string) error {
 	case "b":
 		return b.repeat("b", "", b.f.runs, func(int) (obs, error) { return b.relayThroughput(ctx) })
 	case "d":
-		return b.repeat("d", "", b.f.runs, func(run int) (obs, error) { return b.events(ctx, run) })
+		return b.repeat("d", "", b.f.dRuns, func(run int) (obs, error) { return b.events(ctx, run) })
 	case "r":
 		fx, err := b.reassemblySetup(ctx)
 		if fx != nil {

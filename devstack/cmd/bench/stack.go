@@ -94,8 +94,9 @@ func partData(seed uint64, u *upload.Upload, n int) []byte {
 
 // putParts puts every part in order with the bytes data gives, at most
 // rate MB/s (paced from start) if rate > 0, writing them to h if it is not
-// nil; it returns when the last part was in.
-func (b *bench) putParts(ctx context.Context, bucket string, u *upload.Upload, data func(n int) []byte, rate float64, start time.Time, h hash.Hash) (time.Time, error) {
+// nil, and the time each part was in to times if it is not nil; it returns
+// when the last part was in.
+func (b *bench) putParts(ctx context.Context, bucket string, u *upload.Upload, data func(n int) []byte, rate float64, start time.Time, h hash.Hash, times ...[]time.Time) (time.Time, error) {
 	var sent int64
 	for n := range u.PartCount() {
 		if rate > 0 {
@@ -110,6 +111,9 @@ func (b *bench) putParts(ctx context.Context, bucket string, u *upload.Upload, d
 			Bucket: aws.String(bucket), Key: aws.String(u.PartKey(n)), Body: bytes.NewReader(buf),
 		}); err != nil {
 			return time.Time{}, fmt.Errorf("put part %d: %w", n, err)
+		}
+		if len(times) > 0 {
+			times[0][n] = time.Now()
 		}
 		sent += int64(len(buf))
 	}

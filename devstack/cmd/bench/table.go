@@ -59,7 +59,7 @@ func (b *bench) rows(sec string, s samples) [][]string {
 			{"(a)",
 				fmt.Sprintf("pipelined tail at the link, %s, against one part at the link (%s / cap + round trip)", size, mb(b.f.partSize)),
 				n("pipelined"),
-				"tail " + s.spread("pipelined", "%.2f") + " s",
+				"tail " + s.spread("pipelined", "%.2f") + " s: the last part's event (S3 → queue → checked and marked) " + s.spread("event", "%.2f") + " s, then the relay " + s.spread("relay", "%.2f") + " s",
 				fmt.Sprintf("one part %.2f s", one),
 				"**" + s2.spread("x", "%.2f") + "×** one part"},
 		}
@@ -94,8 +94,12 @@ func (b *bench) rows(sec string, s samples) [][]string {
 			"**" + s.spread("ratio", "%.2f") + "** (bare time / service time)"}}
 	case strings.HasPrefix(sec, "fleet "):
 		procs := strings.TrimPrefix(sec, "fleet ")
-		what := fmt.Sprintf("%d uploads of %s at once, browsers at %s MB/s each, %s service processes on one queue and table, at the link",
-			b.f.fleetUploads, mb(b.f.fleetSize), strconv.FormatFloat(b.f.fleetBrowserRate, 'f', -1, 64), procs)
+		conc := "16, the default"
+		if b.f.fleetConcurrency > 0 {
+			conc = strconv.Itoa(b.f.fleetConcurrency)
+		}
+		what := fmt.Sprintf("%d uploads of %s at once, browsers at %s MB/s each, %s service processes (each %s messages at once) on one queue and table, at the link",
+			b.f.fleetUploads, mb(b.f.fleetSize), strconv.FormatFloat(b.f.fleetBrowserRate, 'f', -1, 64), procs, conc)
 		var peaks, idles []string
 		for _, k := range s.names("peak.") {
 			peaks = append(peaks, s.spread(k, "%.0f"))
@@ -112,6 +116,10 @@ func (b *bench) rows(sec string, s samples) [][]string {
 				"worst " + s.spread("worst", "%.0f") + " s",
 				"median " + s.spread("median", "%.0f") + " s (browsers done at " + s.spread("browsers", "%.0f") + " s)",
 				"**" + s.spread("fairness", "%.2f") + "**"},
+			{"(3)", procs + " processes: a part's wait for its event to be handled (in S3 → marked complete), and the chunks relayed", n("lag.p99"),
+				"median " + s.spread("lag.median", "%.1f") + " s, 99th percentile " + s.spread("lag.p99", "%.1f") + " s",
+				"mean chunk " + s.spread("chunk", "%.1f") + " MiB (parts of " + mb(b.f.partSize) + ", chunks of up to " + mb(maxChunk) + ")",
+				""},
 			{"(3)", procs + " processes: peak RSS of each; lease takeovers, resyncs and restarts", n("takeovers"),
 				"peak " + strings.Join(peaks, ", ") + " MiB; takeovers " + s.spread("takeovers", "%.0f") + ", offset queries " + s.spread("syncs", "%.0f") +
 					", session restarts " + s.spread("restarts", "%.0f") + ", warnings " + s.spread("warnings", "%.0f") + ", errors " + s.spread("errors", "%.0f"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -63,7 +64,8 @@ func (b *bench) startWorker(r devstack.Resources, c devstack.Created, tune func(
 	return w
 }
 
-// logCounter counts log entries by message, and keeps the fields of a few.
+// logCounter counts log entries by message, and keeps the fields of a few
+// (and their time, as the field "_time").
 type logCounter struct {
 	mu    sync.Mutex
 	n     map[string]int
@@ -72,7 +74,7 @@ type logCounter struct {
 }
 
 func newLogCounter() *logCounter {
-	return &logCounter{n: map[string]int{}, kept: map[string][]map[string]any{}, watch: map[string]bool{"reassembled": true}}
+	return &logCounter{n: map[string]int{}, kept: map[string][]map[string]any{}, watch: map[string]bool{"reassembled": true, "part complete": true}}
 }
 
 // logger is the service's logger (main.newLogger: production JSON,
@@ -97,12 +99,16 @@ func (l *logCounter) fields(msg string) []map[string]any {
 }
 
 type countCore struct {
-	l *logCounter
+	l      *logCounter
+	fields []zapcore.Field // from With
 }
 
-func (c *countCore) Enabled(lvl zapcore.Level) bool    { return lvl >= zap.InfoLevel }
-func (c *countCore) With([]zapcore.Field) zapcore.Core { return c }
-func (c *countCore) Sync() error                       { return nil }
+func (c *countCore) Enabled(lvl zapcore.Level) bool { return lvl >= zap.InfoLevel }
+func (c *countCore) Sync() error                    { return nil }
+
+func (c *countCore) With(fields []zapcore.Field) zapcore.Core {
+	return &countCore{l: c.l, fields: append(slices.Clip(c.fields), fields...)}
+}
 
 func (c *countCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	if c.Enabled(e.Level) {
@@ -117,9 +123,10 @@ func (c *countCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	c.l.n[e.Message]++
 	if c.l.watch[e.Message] {
 		m := zapcore.NewMapObjectEncoder()
-		for _, f := range fields {
+		for _, f := range append(slices.Clip(c.fields), fields...) {
 			f.AddTo(m)
 		}
+		m.Fields["_time"] = e.Time
 		c.l.kept[e.Message] = append(c.l.kept[e.Message], m.Fields)
 	}
 	return nil
