@@ -78,6 +78,8 @@ func (b *bench) fleet(ctx context.Context, procs int) (obs, error) {
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	statusBefore := b.yt.Requests()[youtubetest.KindStatus]
+	chunksBefore := b.yt.Requests()[youtubetest.KindChunk]
+	connsBefore := b.ytConns.Load()
 	linkBefore := b.yt.LinkBytes()
 
 	start := time.Now()
@@ -180,6 +182,8 @@ func (b *bench) fleet(ctx context.Context, procs int) (obs, error) {
 	}
 	o["ratio"] = o["throughput"] / b.f.linkRate
 	o["syncs"] = float64(b.yt.Requests()[youtubetest.KindStatus] - statusBefore)
+	o["conns"] = float64(b.ytConns.Load() - connsBefore)
+	o["puts"] = float64(b.yt.Requests()[youtubetest.KindChunk] - chunksBefore)
 
 	// Peak RSS and CPU before the processes stop; then their logs.
 	final := map[string]uint64{}

@@ -36,12 +36,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -199,6 +201,7 @@ type bench struct {
 	yt      *youtubetest.Server
 	ytURL   string
 	ytSrv   *httptest.Server
+	ytConns atomic.Int64 // connections opened to the stand-in
 	client  *youtube.Client
 	scratch string
 	load    string // load average when the run started
@@ -218,7 +221,13 @@ func newBench(ctx context.Context, f flags) (*bench, error) {
 	clients, _ := devstack.NewClients(cfg)
 	b := &bench{f: f, aws: cfg, clients: clients, scratch: f.scratch, results: map[string]samples{}}
 	b.yt = youtubetest.New(youtubetest.Options{ClientID: clientID, ClientSecret: clientSecret, RefreshToken: refreshToken})
-	b.ytSrv = httptest.NewServer(b.yt)
+	b.ytSrv = httptest.NewUnstartedServer(b.yt)
+	b.ytSrv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			b.ytConns.Add(1)
+		}
+	}
+	b.ytSrv.Start()
 	b.ytURL = b.ytSrv.URL
 	b.client, err = youtube.New(youtube.Config{
 		APIBaseURL: b.ytURL + "/", TokenURL: b.ytURL + "/token",

@@ -118,7 +118,8 @@ func (b *bench) rows(sec string, s samples) [][]string {
 				"**" + s.spread("fairness", "%.2f") + "**"},
 			{"(3)", procs + " processes: a part's wait for its event to be handled (in S3 → marked complete), and the chunks relayed", n("lag.p99"),
 				"median " + s.spread("lag.median", "%.1f") + " s, 99th percentile " + s.spread("lag.p99", "%.1f") + " s",
-				"mean chunk " + s.spread("chunk", "%.1f") + " MiB (parts of " + mb(b.f.partSize) + ", chunks of up to " + mb(maxChunk) + ")",
+				"mean chunk " + s.spread("chunk", "%.1f") + " MiB (parts of " + mb(b.f.partSize) + ", chunks of up to " + mb(maxChunk) + "); " +
+					s.spread("conns", "%.0f") + " connections opened to YouTube for " + s.spread("puts", "%.0f") + " chunk PUTs",
 				""},
 			{"(3)", procs + " processes: peak RSS of each; lease takeovers, resyncs and restarts", n("takeovers"),
 				"peak " + strings.Join(peaks, ", ") + " MiB; takeovers " + s.spread("takeovers", "%.0f") + ", offset queries " + s.spread("syncs", "%.0f") +
