@@ -41,6 +41,14 @@ type Options struct {
 	// QuotaExceeded makes session initiations answer 403 quotaExceeded.
 	QuotaExceeded bool
 
+	// LinkRate caps the link to the server (link.go): request bodies of
+	// all sessions share a token bucket of this many bytes per second.
+	// 0 means no cap (loopback).
+	LinkRate float64
+	// LinkRTT is a round trip added to every request before it is looked
+	// at. 0 means none.
+	LinkRTT time.Duration
+
 	// Now is the clock (for session and token expiry). Default time.Now.
 	Now func() time.Time
 }

@@ -109,6 +109,7 @@ type Server struct {
 	tokenTTL, sessionTTL                 time.Duration
 	steps                                int
 	now                                  func() time.Time
+	link                                 link // bandwidth cap and round trip (link.go)
 
 	mu            sync.Mutex
 	rng           *mrand.Rand
@@ -142,7 +143,7 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Server{
+	s := &Server{
 		clientID:     opts.ClientID,
 		clientSecret: opts.ClientSecret,
 		refreshToken: opts.RefreshToken,
@@ -160,11 +161,16 @@ func New(opts Options) *Server {
 		videos:       map[string]*video{},
 		requests:     map[string]int{},
 	}
+	s.link.set(opts.LinkRate, opts.LinkRTT)
+	return s
 }
 
 // ServeHTTP routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	const uploadPath, listPath = "/upload/youtube/v3/videos", "/youtube/v3/videos"
+	if !s.link.through(r) {
+		return // the client went away during the round trip
+	}
 	if r.URL.Path == "/token" {
 		s.serveToken(w, r)
 		return

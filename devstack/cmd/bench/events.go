@@ -3,67 +3,341 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"golang.org/x/sync/errgroup"
 
+	"atomuploads/devstack"
 	"atomuploads/store"
 	"atomuploads/upload"
 )
 
-// (d)
-func (b *bench) eventsPerSecond(ctx context.Context) (string, error) {
-	r, c, err := b.resources(ctx, "bench-d")
-	if err != nil {
-		return "", err
+// (d) part events per second: the service's worker (in this process,
+// configured as the service is by default: 16 messages at once) against a
+// bare loop that makes the AWS calls a part event needs, at the same
+// concurrency, on the same stack, in the same run. Each event is the last
+// (1 KiB) part of a two-part upload with an s3Bucket destination only, so
+// it is a part event and nothing else: no relay, no reassembly.
+
+// eventModes are the three loops of a (d) run.
+const (
+	modeService = "service"
+	modeBare4   = "bare4" // receive, HeadObject, the conditional UpdateItem, delete
+	modeBare5   = "bare5" // the same and the GetItem of the record the service reads first
+)
+
+// events is one run of (d): the service and both bare loops, each on
+// fresh resources with the same events, all set up first so that the
+// three loops run back to back, in an order that alternates from run to
+// run.
+func (b *bench) events(ctx context.Context, run int) (obs, error) {
+	modes := []string{modeService, modeBare4, modeBare5}
+	if run%2 == 1 {
+		modes = []string{modeBare5, modeBare4, modeService}
 	}
-	db := store.New(b.clients.DynamoDB, r.Table, 0)
-	var us []*upload.Upload
+	type setup struct {
+		r  devstack.Resources
+		c  devstack.Created
+		db *store.Store
+	}
+	setups := map[string]setup{}
+	defer func() {
+		for _, s := range setups {
+			b.cleanup(s.r, s.c)
+		}
+	}()
+	for _, mode := range modes {
+		r, c, err := b.resources(ctx, "bench-d")
+		if err != nil {
+			return nil, err
+		}
+		setups[mode] = setup{r, c, store.New(b.clients.DynamoDB, r.Table, 0)}
+		if err := b.eventsSetup(ctx, r, setups[mode].db); err != nil {
+			return nil, err
+		}
+	}
+	want := b.f.events + 1 // and S3's test event
+	for _, mode := range modes {
+		if err := b.queueHolds(ctx, setups[mode].c.QueueURL, want, time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	o := obs{}
+	for _, mode := range modes {
+		s := setups[mode]
+		rate, perEvent, cpu, err := b.eventsOf(ctx, mode, run, s.r, s.c, s.db)
+		if err != nil {
+			return nil, fmt.Errorf("(d) %s: %w", mode, err)
+		}
+		o[mode] = rate
+		o[mode+".calls"] = perEvent
+		for k, v := range cpu {
+			o[mode+"."+k] = v
+		}
+	}
+	o["ratio4"] = o[modeService] / o[modeBare4]
+	o["ratio5"] = o[modeService] / o[modeBare5]
+	return o, nil
+}
+
+// eventsSetup makes the uploads and puts the part of each that makes its
+// event.
+func (b *bench) eventsSetup(ctx context.Context, r devstack.Resources, db *store.Store) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for range b.f.events {
-		id, err := upload.NewID(time.Now(), rand.Reader)
-		if err != nil {
-			return "", err
-		}
-		u, err := upload.New(upload.StartRequest{Filename: "e.mp4", Size: 1024, Destinations: []upload.DestinationRequest{{Type: upload.S3Bucket}}},
-			"bench", id, time.Now(), b.aws.Region, r.Bucket, b.f.partSize)
-		if err != nil {
-			return "", err
-		}
-		us = append(us, u)
 		g.Go(func() error {
-			if err := db.Create(gctx, u); err != nil {
+			u, err := b.newUploadOf(gctx, db, r.Bucket, b.f.partSize+1024, b.f.partSize, upload.DestinationRequest{Type: upload.S3Bucket})
+			if err != nil {
 				return err
 			}
-			_, err := b.clients.S3.PutObject(gctx, &s3.PutObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(u.PartKey(0)), Body: bytes.NewReader(make([]byte, 1024))})
+			_, err = b.clients.S3.PutObject(gctx, &s3.PutObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(u.PartKey(1)), Body: bytes.NewReader(make([]byte, 1024))})
 			return err
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return "", err
+	return g.Wait()
+}
+
+// eventsOf runs one loop over the events; it returns events per second,
+// AWS calls per event and where the CPU went.
+func (b *bench) eventsOf(ctx context.Context, mode string, run int, r devstack.Resources, c devstack.Created, db *store.Store) (float64, float64, obs, error) {
+	want := b.f.events + 1
+	cpu := startCPU()
+	var (
+		elapsed time.Duration
+		n       map[string]int64
+		err     error
+	)
+	switch mode {
+	case modeService:
+		stopProfile, err := b.profile(fmt.Sprintf("d-service-run%d", run+1))
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		start := time.Now()
+		w := b.startWorker(r, c, nil)
+		for w.calls.get("SQS.DeleteMessage") < int64(want) {
+			if time.Since(start) > 10*time.Minute {
+				w.stop()
+				stopProfile()
+				return 0, 0, nil, errors.New("the service did not handle every event in 10 minutes")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		elapsed = time.Since(start)
+		stopProfile()
+		w.stop()
+		n = w.calls.snapshot()
+	default:
+		counts := newCalls()
+		elapsed, err = bareEvents(ctx, counted(b.aws, counts), r, c, want, mode == modeBare5)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		n = counts.snapshot()
 	}
-	time.Sleep(2 * time.Second) // the bridge puts the events on the queue
-	start := time.Now()
-	stop := b.worker(r, c, db)
-	defer stop()
-	for _, u := range us {
-		for {
-			got, err := db.Get(ctx, u.AtomID, u.ID)
-			if err != nil {
-				return "", err
-			}
-			if got.Assembled {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+	used := cpu.stop(nil)
+	// Every event's effect is in the table.
+	ups, err := db.List(ctx, "bench", b.f.events+1)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	for _, u := range ups {
+		if !u.Completed[1] {
+			return 0, 0, nil, fmt.Errorf("%s left part 1 of upload %s incomplete", mode, u.ID)
 		}
 	}
+	if len(ups) != b.f.events {
+		return 0, 0, nil, fmt.Errorf("%d uploads in the table, want %d", len(ups), b.f.events)
+	}
+	var total int64
+	for _, v := range n {
+		total += v
+	}
+	return float64(want) / elapsed.Seconds(), float64(total) / float64(want), used, nil
+}
+
+// profile starts a CPU profile of this process into the profile
+// directory (when one is set); the returned func stops it.
+func (b *bench) profile(name string) (func(), error) {
+	if b.f.profileDir == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(filepath.Join(b.f.profileDir, name+".pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// bareEvents is the bare loop: one receiver that fills 16 slots, up to 10
+// messages a call, as the service's pool does; each message: HeadObject of
+// the part, the conditional UpdateItem that marks it complete (the
+// service's, with the record returned), DeleteMessage; withGet adds the
+// consistent GetItem of the record first. It returns when want messages
+// are done.
+func bareEvents(ctx context.Context, cl devstack.Clients, r devstack.Resources, c devstack.Created, want int, withGet bool) (time.Duration, error) {
+	const concurrency = 16
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	slots := make(chan struct{}, concurrency)
+	finished := make(chan struct{})
+	var (
+		done     atomic.Int64
+		handlers sync.WaitGroup
+		receiver sync.WaitGroup
+	)
+	start := time.Now()
+	receiver.Add(1)
+	go func() {
+		defer receiver.Done()
+		for rctx.Err() == nil {
+			select {
+			case slots <- struct{}{}:
+			case <-rctx.Done():
+				return
+			}
+			n := 1
+		more:
+			for n < 10 {
+				select {
+				case slots <- struct{}{}:
+					n++
+				default:
+					break more
+				}
+			}
+			out, err := cl.SQS.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
+				QueueUrl: aws.String(c.QueueURL), MaxNumberOfMessages: int32(n), WaitTimeSeconds: 20, VisibilityTimeout: 60,
+				MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
+			})
+			var msgs []sqstypes.Message
+			if err == nil {
+				msgs = out.Messages
+			}
+			for range n - len(msgs) {
+				<-slots
+			}
+			if err != nil {
+				if rctx.Err() == nil {
+					cancel(err)
+				}
+				return
+			}
+			for _, m := range msgs {
+				handlers.Add(1)
+				go func() {
+					defer handlers.Done()
+					defer func() { <-slots }()
+					if err := bareEvent(rctx, cl, r, c, m, withGet); err != nil {
+						cancel(err)
+						return
+					}
+					if done.Add(1) == int64(want) {
+						close(finished)
+					}
+				}()
+			}
+		}
+	}()
+	var err error
+	select {
+	case <-finished:
+	case <-rctx.Done():
+		err = context.Cause(rctx)
+	case <-time.After(10 * time.Minute):
+		err = errors.New("the bare loop did not handle every event in 10 minutes")
+	}
 	elapsed := time.Since(start)
-	return fmt.Sprintf("| (d) S3 events through one worker (16 at once): part event (HeadObject, conditional ADD, one-part reassembly) | **%.0f part events/s** (%d uploads in %.1f s) |",
-		float64(len(us))/elapsed.Seconds(), len(us), elapsed.Seconds()), nil
+	cancel(nil)
+	receiver.Wait()
+	handlers.Wait()
+	return elapsed, err
+}
+
+// bareEvent handles one message of the bare loop.
+func bareEvent(ctx context.Context, cl devstack.Clients, r devstack.Resources, c devstack.Created, m sqstypes.Message, withGet bool) error {
+	var ev struct {
+		Event   string
+		Records []struct {
+			S3 struct {
+				Object struct {
+					Key string `json:"key"`
+				} `json:"object"`
+			} `json:"s3"`
+		}
+	}
+	if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &ev); err != nil {
+		return err
+	}
+	if ev.Event != "s3:TestEvent" {
+		if len(ev.Records) != 1 {
+			return fmt.Errorf("an event with %d records", len(ev.Records))
+		}
+		key, err := url.QueryUnescape(ev.Records[0].S3.Object.Key)
+		if err != nil {
+			return err
+		}
+		f := strings.Split(key, "/") // uploads/<atomId>/<uploadId>/parts/<n>
+		if len(f) != 5 {
+			return fmt.Errorf("key %q", key)
+		}
+		n, err := strconv.Atoi(f[4])
+		if err != nil {
+			return err
+		}
+		k := map[string]ddbtypes.AttributeValue{
+			"atomId": &ddbtypes.AttributeValueMemberS{Value: f[1]}, "uploadId": &ddbtypes.AttributeValueMemberS{Value: f[2]},
+		}
+		if withGet {
+			if _, err := cl.DynamoDB.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(r.Table), Key: k, ConsistentRead: aws.Bool(true)}); err != nil {
+				return err
+			}
+		}
+		if _, err := cl.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key)}); err != nil {
+			return err
+		}
+		// store.CompletePart's write.
+		if _, err := cl.DynamoDB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                aws.String(r.Table),
+			Key:                      k,
+			UpdateExpression:         aws.String("ADD completeParts :n, advances :one SET progressAt = :now"),
+			ConditionExpression:      aws.String("attribute_exists(uploadId) AND NOT (#status IN (:cancelled, :failed))"),
+			ExpressionAttributeNames: map[string]string{"#status": "status"},
+			ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
+				":n":         &ddbtypes.AttributeValueMemberNS{Value: []string{strconv.Itoa(n)}},
+				":one":       &ddbtypes.AttributeValueMemberN{Value: "1"},
+				":now":       &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().UnixMilli(), 10)},
+				":cancelled": &ddbtypes.AttributeValueMemberS{Value: string(upload.StatusCancelled)},
+				":failed":    &ddbtypes.AttributeValueMemberS{Value: string(upload.StatusFailed)},
+			},
+			ReturnValues:                        ddbtypes.ReturnValueAllNew,
+			ReturnValuesOnConditionCheckFailure: ddbtypes.ReturnValuesOnConditionCheckFailureAllOld,
+		}); err != nil {
+			return err
+		}
+	}
+	_, err := cl.SQS.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(c.QueueURL), ReceiptHandle: m.ReceiptHandle})
+	return err
 }

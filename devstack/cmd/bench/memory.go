@@ -1,104 +1,128 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"atomuploads/store"
-	"atomuploads/youtube/youtubetest"
+	"atomuploads/upload"
 )
 
-// (c)
-func (b *bench) peakRSS(ctx context.Context) (string, error) {
-	r, c, err := b.resources(ctx, "bench-c")
+// (4) memory as work grows: peak RSS of one service process with n relays
+// in flight at once. Each upload is twice memChunk long and only its first
+// memChunk bytes are put, so each relay has exactly one chunk of memChunk
+// (64 MiB: youtube.maxChunkBytes) to send and no reassembly starts; the
+// parts after the first are put first, and the first ones last, all
+// together, so the n relays start together and each sends its whole chunk
+// in one PUT, at the link cap shared by all. A relay that buffered its
+// chunk would hold memChunk bytes; one that streams holds its buffers.
+// The process runs with 48 messages at once (the default is 16), so that
+// 32 relays fit.
+func (b *bench) memory(ctx context.Context, relays int) (obs, error) {
+	r, c, err := b.resources(ctx, "bench-m")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
+	defer b.cleanup(r, c)
+	b.yt.SetLink(b.f.linkRate*1e6, b.f.linkRTT)
+	defer b.yt.SetLink(0, 0)
 	db := store.New(b.clients.DynamoDB, r.Table, 0)
-	u, err := b.newUpload(ctx, db, r.Bucket, b.f.rssSize, "bench c")
+	s, err := b.startService(ctx, fmt.Sprintf("mem%d", relays), r, c, "UPLOADS_WORKER_CONCURRENCY=48")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(b.f.service)
-	cmd.Env = append(os.Environ(),
-		"UPLOADS_HTTP_ADDR="+addr, "UPLOADS_API_TOKENS=bench-token-0123456789",
-		"UPLOADS_AWS_S3_USE_PATH_STYLE=true", "UPLOADS_UPLOADS_BUCKET="+r.Bucket,
-		"UPLOADS_UPLOADS_CREDENTIALS_ROLE_ARN=arn:aws:iam::000000000000:role/bench",
-		"UPLOADS_TABLE_NAME="+r.Table, "UPLOADS_QUEUE_URL="+c.QueueURL,
-		"UPLOADS_YOUTUBE_API_BASE_URL="+b.ytURL+"/", "UPLOADS_YOUTUBE_TOKEN_URL="+b.ytURL+"/token",
-		"UPLOADS_YOUTUBE_CLIENT_ID="+clientID, "UPLOADS_YOUTUBE_CLIENT_SECRET="+clientSecret,
-		"UPLOADS_YOUTUBE_REFRESH_TOKEN="+refreshToken, "UPLOADS_LOG_LEVEL=warn")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	time.Sleep(2 * time.Second)
-	idle, _ := rss(cmd.Process.Pid, "VmRSS")
+	defer s.kill()
+	time.Sleep(time.Second)
+	o := obs{"idle": s.rssNow()}
 
-	var peak int64
-	done := make(chan struct{})
-	var sampler errgroup.Group
-	sampler.Go(func() error {
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
+	run := title("m")
+	var uploads []*upload.Upload
+	for i := range relays {
+		u, err := b.newUpload(ctx, db, r.Bucket, 2*b.f.memChunk, fmt.Sprintf("%s %02d", run, i))
+		if err != nil {
+			return nil, err
+		}
+		uploads = append(uploads, u)
+	}
+	per := int(b.f.memChunk / b.f.partSize) // parts in the chunk
+	seed := make([]byte, b.f.partSize)
+	_, _ = rand.Read(seed)
+	if _, err := b.clients.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String("seed/part"), Body: bytes.NewReader(seed)}); err != nil {
+		return nil, err
+	}
+	var rest, first []string
+	for _, u := range uploads {
+		first = append(first, u.PartKey(0))
+		for n := 1; n < per; n++ {
+			rest = append(rest, u.PartKey(n))
+		}
+	}
+	if err := b.copyParts(ctx, r.Bucket, "seed/part", rest); err != nil {
+		return nil, err
+	}
+	// The service marks them complete; its relays find part 0 missing.
+	for _, u := range uploads {
 		for {
-			select {
-			case <-done:
-				return nil
-			case <-t.C:
-				if v, err := rss(cmd.Process.Pid, "VmRSS"); err == nil && v > peak {
-					peak = v
-				}
+			got, err := db.Get(ctx, u.AtomID, u.ID)
+			if err != nil {
+				return nil, err
+			}
+			if len(got.Completed) == per-1 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	o["before"] = s.peakRSS()
+	if err := b.copyParts(ctx, r.Bucket, "seed/part", first); err != nil {
+		return nil, err
+	}
+	// Wait for every relay to be sending, then hold while the peak is
+	// sampled.
+	receiving := func() int {
+		n := 0
+		for _, si := range b.yt.Sessions() {
+			if si.Receiving && strings.HasPrefix(si.Title, run+" ") {
+				n++
 			}
 		}
-	})
-	sum, _, err := b.putParts(ctx, r.Bucket, u, 3, 0)
-	var v youtubetest.Video
-	if err == nil {
-		v, _, err = b.videoDone(ctx, "bench c", 15*time.Minute)
+		return n
 	}
-	close(done)
-	_ = sampler.Wait()
-	if err != nil {
-		return "", err
+	deadline := time.Now().Add(2 * time.Minute)
+	most := 0
+	for most < relays && time.Now().Before(deadline) {
+		most = max(most, receiving())
+		time.Sleep(20 * time.Millisecond)
 	}
-	if v.SHA256 != sum {
-		return "", fmt.Errorf("(c) video sha256 %s, want %s", v.SHA256, sum)
+	if most < relays {
+		return nil, fmt.Errorf("%d of %d relays in flight at most", most, relays)
 	}
-	hwm, err := rss(cmd.Process.Pid, "VmHWM")
-	if err != nil {
-		return "", err
+	for end := time.Now().Add(b.f.memHold); time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
 	}
-	peak = max(peak, hwm)
-	return fmt.Sprintf("| (c) peak RSS of a service process relaying %s (pipelined, %s chunks) | **%.0f MiB** peak (VmHWM), %.0f MiB idle before the upload |",
-		mb(u.Size), mb(maxChunk), float64(peak)/1024, float64(idle)/1024), nil
+	o["inflight"] = float64(most)
+	o["peak"] = s.peakRSS()
+	o["perRelay"] = (o["peak"] - o["before"]) / float64(relays)
+	return o, nil
 }
 
-// rss reads a memory line (in KiB) of /proc/<pid>/status.
-func rss(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			return strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+// relayCounts parses "1,8,32".
+func relayCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("relay count %q", f)
 		}
+		out = append(out, n)
 	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+	return out, nil
 }

@@ -15,42 +15,49 @@ import (
 	"atomuploads/upload"
 )
 
-// (b)
-func (b *bench) relayThroughput(ctx context.Context) (string, error) {
+// relayThroughput is one run of (b): relay throughput S3 → YouTube
+// stand-in of an upload already in S3, and a plain loopback copy of the
+// same bytes.
+func (b *bench) relayThroughput(ctx context.Context) (obs, error) {
 	r, c, err := b.resources(ctx, "bench-b")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
+	defer b.cleanup(r, c)
 	db := store.New(b.clients.DynamoDB, r.Table, 0)
-	u, err := b.newUpload(ctx, db, r.Bucket, b.f.throughput, "bench b")
+	name := title("b")
+	u, err := b.newUpload(ctx, db, r.Bucket, b.f.throughput, name)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	sum, _, err := b.putParts(ctx, r.Bucket, u, 2, 0) // events queue up; no worker yet
-	if err != nil {
-		return "", err
+	h := sha256.New()
+	// Events queue up; no worker yet.
+	if _, err := b.putParts(ctx, r.Bucket, u, func(n int) []byte { return partData(2, u, n) }, 0, time.Now(), h); err != nil {
+		return nil, err
 	}
+	sum := hex.EncodeToString(h.Sum(nil))
 	// Every part complete and the original already assembled: on the
 	// local stack a reassembly (server-side in AWS) would compete with
 	// the relay for the same two cores and disk.
 	for n := range u.PartCount() {
 		if _, err := db.CompletePart(ctx, u.AtomID, u.ID, n); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	if _, err := db.Update(ctx, u.AtomID, u.ID, func(u *upload.Upload) error { u.Assembled = true; return nil }); err != nil {
-		return "", err
+		return nil, err
 	}
 	start := time.Now()
-	stop := b.worker(r, c, db)
-	defer stop()
-	v, done, err := b.videoDone(ctx, "bench b", 10*time.Minute)
+	w := b.startWorker(r, c, nil)
+	defer w.stop()
+	v, done, err := b.videoDone(ctx, name, 10*time.Minute)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if v.SHA256 != sum {
-		return "", fmt.Errorf("(b) video sha256 %s, want %s", v.SHA256, sum)
+		return nil, fmt.Errorf("(b) video sha256 %s, want %s", v.SHA256, sum)
 	}
+	w.stop()
 	relay := float64(u.Size) / done.Sub(start).Seconds() / 1e6
 
 	// The plain copy: the same bytes, GET from S3, PUT to a loopback
@@ -72,19 +79,18 @@ func (b *bench) relayThroughput(ctx context.Context) (string, error) {
 		n := min(left, maxChunk)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPut, srv.URL, io.LimitReader(body, n))
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		req.ContentLength = n
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return "", fmt.Errorf("(b) plain copy: %w", err)
+			return nil, fmt.Errorf("(b) plain copy: %w", err)
 		}
 		res.Body.Close()
 	}
 	plain := float64(u.Size) / time.Since(start).Seconds() / 1e6
 	if got := hex.EncodeToString(sink.Sum(nil)); got != sum {
-		return "", fmt.Errorf("(b) plain copy delivered %s, want %s", got, sum)
+		return nil, fmt.Errorf("(b) plain copy delivered %s, want %s", got, sum)
 	}
-	return fmt.Sprintf("| (b) relay throughput S3 → YouTube stand-in, %s already in S3 (and already reassembled) | relay %.0f MB/s, plain loopback copy %.0f MB/s: **%.2f** of a plain copy |",
-		mb(u.Size), relay, plain, relay/plain), nil
+	return obs{"relay": relay, "plain": plain, "ratio": relay / plain}, nil
 }
