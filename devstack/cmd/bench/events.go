@@ -155,17 +155,19 @@ func (b *bench) eventsOf(ctx context.Context, mode string, run int, r devstack.R
 	}
 	used := cpu.stop(nil)
 	// Every event's effect is in the table.
-	ups, err := db.List(ctx, "bench", b.f.events+1)
+	seen := 0
+	_, err = db.List(ctx, "bench", "", nil, b.f.events+1, func(u *upload.Upload) error {
+		seen++
+		if !u.Completed[1] {
+			return fmt.Errorf("%s left part 1 of upload %s incomplete", mode, u.ID)
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	for _, u := range ups {
-		if !u.Completed[1] {
-			return 0, 0, nil, fmt.Errorf("%s left part 1 of upload %s incomplete", mode, u.ID)
-		}
-	}
-	if len(ups) != b.f.events {
-		return 0, 0, nil, fmt.Errorf("%d uploads in the table, want %d", len(ups), b.f.events)
+	if seen != b.f.events {
+		return 0, 0, nil, fmt.Errorf("%d uploads in the table, want %d", seen, b.f.events)
 	}
 	var total int64
 	for _, v := range n {
