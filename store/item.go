@@ -39,6 +39,17 @@ type item struct {
 	// upload is not terminal, ProgressAt is the time of its last change.
 	Live       string `dynamodbav:"live,omitempty"`
 	ProgressAt int64  `dynamodbav:"progressAt,omitempty"`
+	// LastPartAt is when a part last completed (unix ms), set by
+	// CompletePart only; RetriedAt when the upload was last retried.
+	LastPartAt int64  `dynamodbav:"lastPartAt,omitempty"`
+	RetriedAt  string `dynamodbav:"retriedAt,omitempty"`
+	// PartsDeleted: the clean-up deletes (or deleted) the parts. Cleanup
+	// and CleanupAt are the keys of the sparse index of the uploads whose
+	// parts are due to be deleted (indexCleanup): set by the write that
+	// ends an upload whose parts may go, removed by CleanedUp.
+	PartsDeleted bool   `dynamodbav:"partsDeleted,omitempty"`
+	Cleanup      string `dynamodbav:"cleanup,omitempty"`
+	CleanupAt    int64  `dynamodbav:"cleanupAt,omitempty"`
 }
 
 type destItem struct {
@@ -115,6 +126,10 @@ func toItem(u *upload.Upload) item {
 		Advances:     u.Advances,
 		ProgressAt:   u.UpdatedAt.UnixMilli(),
 	}
+	it.RetriedAt, it.PartsDeleted = formatTime(u.RetriedAt), u.PartsDeleted
+	if !u.LastPartAt.IsZero() {
+		it.LastPartAt = u.LastPartAt.UnixMilli()
+	}
 	if !u.Status.Terminal() {
 		it.Live = liveValue
 	}
@@ -179,6 +194,10 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 		Advances:    it.Advances,
 		Version:     it.Version,
 		Completed:   make(map[int]bool, len(it.CompleteParts)),
+	}
+	u.RetriedAt, u.PartsDeleted = parseTime(it.RetriedAt), it.PartsDeleted
+	if it.LastPartAt > 0 {
+		u.LastPartAt = time.UnixMilli(it.LastPartAt).UTC()
 	}
 	for _, name := range upload.Leases {
 		_, le := leaseAttrs(name)
