@@ -241,7 +241,8 @@ func (d *Dispatcher) start(ctx context.Context, m Message, t Task, log *zap.Logg
 		return Result{}
 	case err != nil:
 		return Result{Err: err}
-	case (t.Kind == KindPart || t.Kind == KindFull) && (u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed):
+	case (t.Kind == KindPart || t.Kind == KindFull) && (u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed || u.Status == upload.StatusExpired):
+		// A part that arrives after its upload expired is one of these.
 		log.Info("ignored an event of a finished upload", zap.String("status", string(u.Status)))
 		return Result{}
 	}
