@@ -41,8 +41,9 @@ type SweepS3 interface {
 //     left alone, or comes after and is refused);
 //  2. deletes every object under …/parts/ (listed, so stray keys go too);
 //  3. aborts the multipart upload of …/full the record names, and any other
-//     multipart upload under the upload's prefix (a reassembly that died
-//     before it recorded its own);
+//     of …/full (a reassembly that died before it recorded its own); the
+//     browser puts its parts whole, and a multipart upload of a part is
+//     left to the bucket's rule that aborts incomplete ones;
 //  4. takes the upload out of the index.
 //
 // Each step is idempotent and the upload stays in the index until the
@@ -153,22 +154,23 @@ func (c *cleaner) deleteParts(ctx context.Context, u *upload.Upload) (int, error
 }
 
 // abortMultipart aborts the multipart upload of the original the record
-// names and every multipart upload under the upload's prefix, and returns
-// how many it aborted.
+// names and every other multipart upload of the original, and returns how
+// many it aborted. They are listed by the original's key: S3 lists by any
+// prefix, MinIO only by a whole key.
 func (c *cleaner) abortMultipart(ctx context.Context, u *upload.Upload) (int, error) {
 	type mpu struct{ key, id string }
 	var todo []mpu
 	if u.Assembly.UploadID != "" {
 		todo = append(todo, mpu{u.FullKey(), u.Assembly.UploadID})
 	}
-	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(c.bucket), Prefix: aws.String(upload.Prefix(u.AtomID, u.ID))}
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(c.bucket), Prefix: aws.String(u.FullKey())}
 	for {
 		out, err := c.s3.ListMultipartUploads(ctx, in)
 		if err != nil {
 			return 0, fmt.Errorf("list the multipart uploads of %s: %w", u.ID, err)
 		}
 		for _, m := range out.Uploads {
-			if k, id := aws.ToString(m.Key), aws.ToString(m.UploadId); id != u.Assembly.UploadID {
+			if k, id := aws.ToString(m.Key), aws.ToString(m.UploadId); k == u.FullKey() && id != u.Assembly.UploadID {
 				todo = append(todo, mpu{k, id})
 			}
 		}

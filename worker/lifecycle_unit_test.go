@@ -253,8 +253,8 @@ func (e *sweepEnv) partsLeft(u *upload.Upload) int {
 
 // TestUnitCleanupDeletesThePartsOfFinishedUploads: deletePartsAfter after
 // an upload ended, its parts go (all objects under parts/), its dangling
-// multipart uploads are aborted (the one the record names and any other
-// under its prefix), its original stays, the record says so and leaves
+// multipart uploads of the original are aborted (the one the record names
+// and any other), its original stays, the record says so and leaves
 // the index, and one line counts what went. Uploads that ended lately, or
 // failed before their original was made, keep their parts.
 func TestUnitCleanupDeletesThePartsOfFinishedUploads(t *testing.T) {
