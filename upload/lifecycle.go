@@ -11,11 +11,16 @@ import (
 // uploads.abandonAfter and uploads.deletePartsAfter configure them.
 
 // QuietSince is when the upload last heard from its browser: its start,
-// its last completed part or its last retry, whichever came last.
+// its last completed part or its last retry, whichever came last. A record
+// written before parts had their time (parts complete, no LastPartAt)
+// counts its last change instead, which is never earlier.
 func (u *Upload) QuietSince() time.Time {
 	t := u.CreatedAt
 	if u.LastPartAt.After(t) {
 		t = u.LastPartAt
+	}
+	if u.LastPartAt.IsZero() && len(u.Completed) > 0 && u.UpdatedAt.After(t) {
+		t = u.UpdatedAt
 	}
 	if u.RetriedAt.After(t) {
 		t = u.RetriedAt

@@ -55,6 +55,10 @@ func TestAbandoned(t *testing.T) {
 		{name: "a part since", change: func(u *upload.Upload) { u.LastPartAt = created.Add(time.Hour) }, now: created.Add(after), want: false},
 		{name: "a part long ago", change: func(u *upload.Upload) { u.LastPartAt = created.Add(time.Hour) }, now: created.Add(after + time.Hour), want: true},
 		{name: "a retry since", change: func(u *upload.Upload) { u.RetriedAt = created.Add(2 * time.Hour) }, now: created.Add(after + time.Hour), want: false},
+		{name: "a record from before parts had their time", change: func(u *upload.Upload) { u.UpdatedAt = created.Add(2 * time.Hour) }, now: created.Add(after + time.Hour), want: false},
+		{name: "a change since, but parts have their time", change: func(u *upload.Upload) {
+			u.LastPartAt, u.UpdatedAt = created.Add(time.Hour), created.Add(2*time.Hour)
+		}, now: created.Add(after + time.Hour), want: true},
 		{name: "every part in", change: func(u *upload.Upload) { u.Completed = map[int]bool{0: true, 1: true, 2: true} }, now: created.Add(2 * after), want: false},
 		{name: "processing", change: func(u *upload.Upload) { u.Status = upload.StatusProcessing }, now: created.Add(2 * after), want: false},
 		{name: "cancelled", change: func(u *upload.Upload) { u.Status = upload.StatusCancelled }, now: created.Add(2 * after), want: false},
