@@ -182,6 +182,23 @@ func TestCleanupIndex(t *testing.T) {
 		t.Errorf("CleanedUp of an upload that is gone: %v, want no error", err)
 	}
 	settleOn(t, "DueForCleanup after CleanedUp", list, []string{complete.ID, expired.ID})
+	// Marked deleted, then revived by a retry that needs no parts: still
+	// listed, until CleanedUp.
+	if _, err := s.Update(c, complete.AtomID, complete.ID, func(u *upload.Upload) error {
+		u.PartsDeleted = true
+		d := u.Destination(upload.YouTube)
+		d.VideoID, d.Error = "vid", "the atom API did not take the video"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(c, complete.AtomID, complete.ID, func(u *upload.Upload) error { return u.Retry(time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(c, complete.AtomID, complete.ID); got.Status.Terminal() {
+		t.Fatalf("the retried upload is %s", got.Status)
+	}
+	settleOn(t, "DueForCleanup after a retry of an upload marked deleted", list, []string{complete.ID, expired.ID})
 	// A later write of the cleaned upload does not put it back.
 	if _, err := s.Update(c, cancelled.AtomID, cancelled.ID, func(u *upload.Upload) error { u.Advances++; return nil }); err != nil {
 		t.Fatal(err)

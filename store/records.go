@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -180,20 +181,24 @@ func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease, la
 		values[":pdel"] = &types.AttributeValueMemberBOOL{Value: true}
 		update += ", partsDeleted = :pdel"
 	}
-	remove := ""
-	switch {
-	case it.Live != "":
+	var remove []string
+	if it.Live != "" {
 		values[":live"] = &types.AttributeValueMemberS{Value: it.Live}
 		update += ", live = :live"
-		remove = " REMOVE " + attrCleanup + ", " + attrCleanupAt
-	case u.PartsDeletable() && !u.PartsDeleted:
+	} else {
+		remove = append(remove, attrLive)
+	}
+	switch {
+	case u.PartsDeleted:
+		// On its way out of the clean-up index: CleanedUp takes it out
+		// once the parts are gone, whatever happens to the record.
+	case it.Live != "":
+		remove = append(remove, attrCleanup, attrCleanupAt)
+	case u.PartsDeletable():
 		// Due for clean-up from the first write that ends it; later
 		// writes keep that time.
 		values[":cleanup"] = &types.AttributeValueMemberS{Value: liveValue}
 		update += ", " + attrCleanup + " = :cleanup, " + attrCleanupAt + " = if_not_exists(" + attrCleanupAt + ", :pat)"
-		remove = " REMOVE live"
-	default:
-		remove = " REMOVE live"
 	}
 	cond := "version = :v"
 	if lastPart != nil {
@@ -212,7 +217,9 @@ func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease, la
 		update += ", #le = :exp"
 		cond += " AND #lo = :me AND #le > :now"
 	}
-	update += remove
+	if len(remove) > 0 {
+		update += " REMOVE " + strings.Join(remove, ", ")
+	}
 	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(s.table),
 		Key:                                 s.key(u.AtomID, u.ID),

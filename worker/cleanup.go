@@ -47,8 +47,9 @@ type SweepS3 interface {
 //  4. takes the upload out of the index.
 //
 // Each step is idempotent and the upload stays in the index until the
-// last, so a round cut short (a crash, a deployment) is finished by the
-// next holder of the job. The original (…/full) is kept.
+// last (even if a retry that needs no parts revives it meanwhile), so a
+// round cut short (a crash, a deployment) is finished by the next holder
+// of the job. The original (…/full) is kept.
 type cleaner struct {
 	store  cleanupStore
 	s3     SweepS3
@@ -75,7 +76,7 @@ func (c *cleaner) clean(ctx context.Context, now time.Time, atomID, id string) e
 		return nil // gone from the table (TTL), and from the index with it
 	case err != nil:
 		return err
-	case !u.Status.Terminal():
+	case !u.Status.Terminal() && !u.PartsDeleted:
 		return nil // retried meanwhile: the index lags behind
 	case u.AnyLeaseLive(now):
 		return nil // a worker is finishing a step: the next round

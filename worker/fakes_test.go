@@ -183,9 +183,11 @@ type fakeItem struct {
 
 // index keeps the record's place in the index of uploads due for
 // clean-up, as store.Store's write does: in from the write that ends an
-// upload whose parts may go, until CleanedUp; out when it lives again.
+// upload whose parts may go, until CleanedUp; out when it lives again
+// before its parts are marked deleted.
 func (it *fakeItem) index(now time.Time) {
 	switch {
+	case it.u.PartsDeleted:
 	case !it.u.Status.Terminal():
 		it.cleanupAt = time.Time{}
 	case it.u.PartsDeletable() && !it.u.PartsDeleted && it.cleanupAt.IsZero():

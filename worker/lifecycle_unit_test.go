@@ -341,6 +341,37 @@ func TestUnitCleanupCutShortIsFinishedByTheNextRound(t *testing.T) {
 	}
 }
 
+// TestUnitCleanupCutShortIsFinishedThoughARetryRevivedTheUpload: once
+// partsDeleted is recorded, the clean-up finishes even if a retry that
+// needs no parts (an asset call) brought the upload back to life meanwhile.
+func TestUnitCleanupCutShortIsFinishedThoughARetryRevivedTheUpload(t *testing.T) {
+	t.Parallel()
+	e := lifecycleEnv(t)
+	u := e.create(true, ytDest())
+	e.finished(u, time.Now().Add(-2*time.Hour), func(u *upload.Upload) {
+		completeAll(u)
+		d := u.Destination(upload.YouTube)
+		d.VideoID, d.Error = "vid", "the atom API did not take the video"
+	})
+	e.s3.failNext("DeleteObjects", apiError("InternalError"))
+	e.s3.onCall("DeleteObjects", func(n int) {
+		if n == 1 {
+			e.store.modify(t, u.AtomID, u.ID, func(u *upload.Upload) {
+				if err := u.Retry(time.Now()); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	})
+	e.start()
+	waitUntil(t, "the clean-up", func() bool { return len(e.logged("parts deleted")) == 1 })
+	got := e.store.record(t, u.AtomID, u.ID)
+	if got.Status != upload.StatusProcessing || !got.PartsDeleted || e.partsLeft(u) != 0 || e.store.dueForCleanup(u.AtomID, u.ID) {
+		t.Errorf("upload %s, partsDeleted %v, %d parts, due %v; want it retried, its parts gone, out of the index",
+			got.Status, got.PartsDeleted, e.partsLeft(u), e.store.dueForCleanup(u.AtomID, u.ID))
+	}
+}
+
 // TestUnitCleanupYieldsToARetry: a retry that lands before the clean-up
 // records its decision brings the upload back to life: its parts stay.
 // One that comes after is refused (upload.Retry), so a relay never reads
