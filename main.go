@@ -275,7 +275,11 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		YouTube:       yt != nil,
 		Transcode:     tc != nil,
 		AtomAPI:       atom != nil,
-	}, db, sqsc, log)
+
+		Bucket:           cfg.Uploads.Bucket,
+		AbandonAfter:     cfg.Uploads.AbandonAfter,
+		DeletePartsAfter: cfg.Uploads.DeletePartsAfter,
+	}, db, sqsc, s3c, yt, log)
 
 	// Work in flight gets the grace less a few seconds for the bookkeeping
 	// that hands back unfinished messages and lets go of leases; the API

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -243,6 +244,65 @@ func TestStartGetListRefreshCancel(t *testing.T) {
 	}
 	if strings.Contains(h.logs.String(), "upload.example/session") {
 		t.Error("a log line shows the YouTube session URI")
+	}
+}
+
+// TestAnExpiredUploadGetsNoCredentials: once an upload has expired, the
+// refresh route refuses it credentials with 409 and the reason; the record
+// shows the expiry, and it cannot be cancelled any more.
+func TestAnExpiredUploadGetsNoCredentials(t *testing.T) {
+	h := newHarness(t)
+	started := decode[record](t, h.do(t, "POST", "/api2/atom/atom-1/uploads", token, startBody(24617583)))
+	if _, err := h.store.Update(context.Background(), "atom-1", started.ID, func(u *upload.Upload) error {
+		return u.Expire(u.CreatedAt.Add(25*time.Hour), 24*time.Hour)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := h.do(t, "POST", "/api2/atom/atom-1/uploads/"+started.ID+"/credentials", token, nil)
+	msg := decode[struct{ Message string }](t, r).Message
+	if r.status != http.StatusConflict || !strings.Contains(msg, "has expired (upload abandoned: no part arrived for 24h)") || !strings.Contains(msg, "no credentials") {
+		t.Errorf("credentials for an expired upload: %d %q, want 409 saying it expired and why", r.status, msg)
+	}
+	got := decode[struct {
+		record
+		Error string `json:"error"`
+	}](t, h.do(t, "GET", "/api2/atom/atom-1/uploads/"+started.ID, token, nil))
+	if got.Status != "expired" || got.Error != "upload abandoned: no part arrived for 24h" || got.Destinations[0].Status != "failed" || got.Destinations[0].Error != got.Error {
+		t.Errorf("expired record = %+v", got)
+	}
+	if r := h.do(t, "DELETE", "/api2/atom/atom-1/uploads/"+started.ID, token, nil); r.status != http.StatusConflict {
+		t.Errorf("cancel an expired upload: %d %s, want 409", r.status, r.body)
+	}
+}
+
+// TestOpenAPIListsEveryStatus: the contract's status enum is the domain's.
+func TestOpenAPIListsEveryStatus(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				Upload struct {
+					Properties struct {
+						Status struct {
+							Enum []string `yaml:"enum"`
+						} `yaml:"status"`
+					} `yaml:"properties"`
+				} `yaml:"Upload"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	b, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, s := range upload.Statuses {
+		want = append(want, string(s))
+	}
+	if got := doc.Components.Schemas.Upload.Properties.Status.Enum; !slices.Equal(got, want) {
+		t.Errorf("openapi.yaml's upload statuses %v, want %v", got, want)
 	}
 }
 

@@ -319,7 +319,10 @@ func (s *Server) refresh(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if u.Status != upload.StatusUploading {
+	switch {
+	case u.Status == upload.StatusExpired:
+		return upload.Errorf(upload.ECONFLICT, "upload %s has expired (%s): it takes no more parts, so it gets no credentials; start a new upload", id, u.Error)
+	case u.Status != upload.StatusUploading:
 		return upload.Errorf(upload.ECONFLICT, "upload %s is %s: it takes no more parts, so it gets no credentials", id, u.Status)
 	}
 	creds, err := s.issuer.Issue(ctx, atomID, id)

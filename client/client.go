@@ -33,18 +33,21 @@ const (
 	S3Bucket = "s3Bucket"
 )
 
-// Upload statuses: uploading → processing → complete | failed | cancelled.
+// Upload statuses: uploading → processing → complete | failed | cancelled,
+// and uploading → expired (no part arrived for the service's
+// uploads.abandonAfter).
 const (
 	StatusUploading  = "uploading"
 	StatusProcessing = "processing"
 	StatusComplete   = "complete"
 	StatusFailed     = "failed"
 	StatusCancelled  = "cancelled"
+	StatusExpired    = "expired"
 )
 
 // Terminal reports whether an upload status is final.
 func Terminal(status string) bool {
-	return status == StatusComplete || status == StatusFailed || status == StatusCancelled
+	return status == StatusComplete || status == StatusFailed || status == StatusCancelled || status == StatusExpired
 }
 
 // APIError is an error answer of the API: its status and {"message"}.

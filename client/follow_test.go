@@ -223,3 +223,23 @@ func TestMainFollowInterrupted(t *testing.T) {
 		t.Errorf("stderr = %q, want how to follow again with --resume", got)
 	}
 }
+
+// TestFollowEndsWhenTheUploadExpires: expired is final, and not a success.
+func TestFollowEndsWhenTheUploadExpires(t *testing.T) {
+	const reason = "upload abandoned: no part arrived for 24h"
+	f, c := newFake(t,
+		rec("uploading", "waiting", 0),
+		rec("expired", "failed", 0, func(r *rest.Upload) { r.Error, r.Destinations[0].Error = reason, reason }),
+	)
+	var out bytes.Buffer
+	final, err := c.Follow(context.Background(), testAtom, fakeID, time.Millisecond, &out)
+	if err != nil {
+		t.Fatalf("Follow: %v", err)
+	}
+	if final.Status != StatusExpired || exitCode(final) != 1 || f.reads != 2 {
+		t.Errorf("final %s (exit %d) after %d reads, want expired (exit 1) after 2", final.Status, exitCode(final), f.reads)
+	}
+	if !strings.Contains(out.String(), "s3Bucket: failed: "+reason) {
+		t.Errorf("Follow printed %q, want the reason", &out)
+	}
+}

@@ -110,6 +110,28 @@ func TestBadConfigListsEveryProblemInOneError(t *testing.T) {
 	}
 }
 
+// TestLifecycleDurations: expiry and clean-up default to a day each, 0
+// switches them off, and a negative duration is refused, named.
+func TestLifecycleDurations(t *testing.T) {
+	c, err := Load(defaults(t), "", minimalEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Uploads.AbandonAfter != 24*time.Hour || c.Uploads.DeletePartsAfter != 24*time.Hour {
+		t.Errorf("abandonAfter %s, deletePartsAfter %s; want 24h each", c.Uploads.AbandonAfter, c.Uploads.DeletePartsAfter)
+	}
+	c, err = Load(defaults(t), "", append(minimalEnv(), "UPLOADS_UPLOADS_ABANDON_AFTER=0", "UPLOADS_UPLOADS_DELETE_PARTS_AFTER=0s"))
+	if err != nil || c.Uploads.AbandonAfter != 0 || c.Uploads.DeletePartsAfter != 0 {
+		t.Errorf("0 and 0s: %+v, %v; want both off", c.Uploads, err)
+	}
+	_, err = Load(defaults(t), "", append(minimalEnv(), "UPLOADS_UPLOADS_ABANDON_AFTER=-1h", "UPLOADS_UPLOADS_DELETE_PARTS_AFTER=-1s"))
+	for _, want := range []string{"UPLOADS_UPLOADS_ABANDON_AFTER", "UPLOADS_UPLOADS_DELETE_PARTS_AFTER"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("negative durations: %v, want an error naming %s", err, want)
+		}
+	}
+}
+
 func TestSecretInFileIsRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ops.yaml")
 	if err := os.WriteFile(path, []byte("youtube:\n  refreshToken: abc\nworker:\n  concurrency: 4\n"), 0o600); err != nil {

@@ -82,6 +82,8 @@ type Uploads struct {
 	CredentialsRoleARN   string        `yaml:"credentialsRoleArn"`
 	CredentialsDuration  time.Duration `yaml:"credentialsDuration"`
 	RequirePartChecksums bool          `yaml:"requirePartChecksums"`
+	AbandonAfter         time.Duration `yaml:"abandonAfter"`
+	DeletePartsAfter     time.Duration `yaml:"deletePartsAfter"`
 }
 
 // Table configures the DynamoDB progress table.

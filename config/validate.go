@@ -72,6 +72,12 @@ func (c Config) Validate() error {
 		bad("uploads.credentialsRoleArn", "%q must be the ARN of the role the browser's credentials are assumed from", c.Uploads.CredentialsRoleARN)
 	}
 	within("uploads.credentialsDuration", c.Uploads.CredentialsDuration, 15*time.Minute, 12*time.Hour)
+	if c.Uploads.AbandonAfter < 0 {
+		bad("uploads.abandonAfter", "must not be negative (0 never expires an upload)")
+	}
+	if c.Uploads.DeletePartsAfter < 0 {
+		bad("uploads.deletePartsAfter", "must not be negative (0 keeps the parts)")
+	}
 	if c.Table.Name == "" {
 		bad("table.name", "is required")
 	}

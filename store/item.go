@@ -32,7 +32,6 @@ type item struct {
 	AssemblyDone  int        `dynamodbav:"assemblyCopied,omitempty"`
 	AssemblyETag  string     `dynamodbav:"assemblyETag,omitempty"`
 	Advances      int64      `dynamodbav:"advances,omitempty"`
-	RetriedAt     int64      `dynamodbav:"retriedAt,omitempty"`
 	Destinations  []destItem `dynamodbav:"destinations"`
 	CompleteParts []int      `dynamodbav:"completeParts,numberset,omitempty"`
 	ExpiresAt     int64      `dynamodbav:"expiresAt,omitempty"`
@@ -41,6 +40,17 @@ type item struct {
 	// upload is not terminal, ProgressAt is the time of its last change.
 	Live       string `dynamodbav:"live,omitempty"`
 	ProgressAt int64  `dynamodbav:"progressAt,omitempty"`
+	// LastPartAt is when a part last completed (unix ms), set by
+	// CompletePart only; RetriedAt when the upload was last retried.
+	LastPartAt int64  `dynamodbav:"lastPartAt,omitempty"`
+	RetriedAt  string `dynamodbav:"retriedAt,omitempty"`
+	// PartsDeleted: the clean-up deletes (or deleted) the parts. Cleanup
+	// and CleanupAt are the keys of the sparse index of the uploads whose
+	// parts are due to be deleted (indexCleanup): set by the write that
+	// ends an upload whose parts may go, removed by CleanedUp.
+	PartsDeleted bool   `dynamodbav:"partsDeleted,omitempty"`
+	Cleanup      string `dynamodbav:"cleanup,omitempty"`
+	CleanupAt    int64  `dynamodbav:"cleanupAt,omitempty"`
 }
 
 type destItem struct {
@@ -117,8 +127,11 @@ func toItem(u *upload.Upload) item {
 		AssemblyDone: u.Assembly.Copied,
 		AssemblyETag: u.Assembly.ETag,
 		Advances:     u.Advances,
-		RetriedAt:    unixMilli(u.RetriedAt),
 		ProgressAt:   u.UpdatedAt.UnixMilli(),
+	}
+	it.RetriedAt, it.PartsDeleted = formatTime(u.RetriedAt), u.PartsDeleted
+	if !u.LastPartAt.IsZero() {
+		it.LastPartAt = u.LastPartAt.UnixMilli()
 	}
 	if !u.Status.Terminal() {
 		it.Live = liveValue
@@ -183,9 +196,12 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 		Assembled:   it.Assembled,
 		Assembly:    upload.Assembly{UploadID: it.AssemblyID, Copied: it.AssemblyDone, ETag: it.AssemblyETag},
 		Advances:    it.Advances,
-		RetriedAt:   fromUnixMilli(it.RetriedAt),
 		Version:     it.Version,
 		Completed:   make(map[int]bool, len(it.CompleteParts)),
+	}
+	u.RetriedAt, u.PartsDeleted = parseTime(it.RetriedAt), it.PartsDeleted
+	if it.LastPartAt > 0 {
+		u.LastPartAt = time.UnixMilli(it.LastPartAt).UTC()
 	}
 	for _, name := range upload.Leases {
 		_, le := leaseAttrs(name)
@@ -235,20 +251,4 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 		u.Destinations = append(u.Destinations, d)
 	}
 	return u, nil
-}
-
-// unixMilli is t in unix milliseconds, 0 for the zero time.
-func unixMilli(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-// fromUnixMilli is the time of unix milliseconds ms, the zero time for 0.
-func fromUnixMilli(ms int64) time.Time {
-	if ms == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms).UTC()
 }

@@ -20,7 +20,7 @@ func leaseAttrs(name upload.LeaseName) (owner, expiry string) {
 // UpdateHolding is Update on condition that l's owner still holds the
 // lease; the write also renews it. A lost lease is upload.ErrLeaseLost.
 func (s *Store) UpdateHolding(ctx context.Context, l upload.Lease, fn func(*upload.Upload) error) (*upload.Upload, error) {
-	return s.update(ctx, l.AtomID, l.UploadID, &l, fn)
+	return s.update(ctx, l.AtomID, l.UploadID, &l, false, fn)
 }
 
 // Acquire takes the lease for l.Owner until l.TTL from now, if it is free,

@@ -164,21 +164,34 @@ func (s *Store) List(ctx context.Context, atomID, after string, statuses []uploa
 // fresh read (fn runs again). An error from fn is returned as it is and
 // nothing is written. UpdatedAt is set to the time of the write.
 func (s *Store) Update(ctx context.Context, atomID, id string, fn func(*upload.Upload) error) (*upload.Upload, error) {
-	return s.update(ctx, atomID, id, nil, fn)
+	return s.update(ctx, atomID, id, nil, false, fn)
 }
 
-func (s *Store) update(ctx context.Context, atomID, id string, h *upload.Lease, fn func(*upload.Upload) error) (*upload.Upload, error) {
+// UpdateIfNoPart is Update on condition also that no part completed since
+// the read (CompletePart does not change the version): a decision made on
+// the upload's silence, such as its expiry, is made again on a fresh read
+// when a part arrived meanwhile.
+func (s *Store) UpdateIfNoPart(ctx context.Context, atomID, id string, fn func(*upload.Upload) error) (*upload.Upload, error) {
+	return s.update(ctx, atomID, id, nil, true, fn)
+}
+
+func (s *Store) update(ctx context.Context, atomID, id string, h *upload.Lease, noPart bool, fn func(*upload.Upload) error) (*upload.Upload, error) {
 	var u *upload.Upload
 	err := conflictRetry.Do(ctx, func(err error) bool { return errors.Is(err, errVersion) }, func(ctx context.Context, _ int) error {
 		var err error
 		if u, err = s.Get(ctx, atomID, id); err != nil {
 			return err
 		}
+		var lastPart *time.Time
+		if noPart {
+			read := u.LastPartAt
+			lastPart = &read
+		}
 		if err := fn(u); err != nil {
 			return err
 		}
 		u.UpdatedAt = s.now().UTC()
-		return s.write(ctx, u, h)
+		return s.write(ctx, u, h, lastPart)
 	})
 	switch {
 	case errors.Is(err, errVersion):
@@ -193,8 +206,12 @@ func (s *Store) update(ctx context.Context, atomID, id string, h *upload.Lease, 
 var errVersion = errors.New("version changed")
 
 // write stores the mutable record fields of u if its version is unchanged
-// (and, with h, the lease is still held, which it renews).
-func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease) error {
+// (and, with h, the lease is still held, which it renews; with lastPart,
+// no part completed since then). It keeps the upload's place in the sparse
+// indexes: live while it is not terminal, due for clean-up from the write
+// that ends it when its parts may go (upload.PartsDeletable) until they are
+// gone (CleanedUp).
+func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease, lastPart *time.Time) error {
 	it := toItem(u)
 	dests, err := attributevalue.Marshal(it.Destinations)
 	if err != nil {
@@ -211,21 +228,48 @@ func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease) er
 		":asmdone": num(int64(it.AssemblyDone)),
 		":asmetag": &types.AttributeValueMemberS{Value: it.AssemblyETag},
 		":adv":     num(it.Advances),
-		":rat":     num(it.RetriedAt),
 		":pat":     num(s.now().UnixMilli()),
 		":v":       num(u.Version),
 		":nv":      num(u.Version + 1),
 	}
 	update := "SET #status = :status, #error = :error, updatedAt = :updated, destinations = :dests, assembled = :asm, " +
-		"assemblyUploadId = :asmid, assemblyCopied = :asmdone, assemblyETag = :asmetag, advances = :adv, retriedAt = :rat, progressAt = :pat, version = :nv"
-	remove := ""
+		"assemblyUploadId = :asmid, assemblyCopied = :asmdone, assemblyETag = :asmetag, advances = :adv, progressAt = :pat, version = :nv"
+	if it.RetriedAt != "" {
+		values[":retried"] = &types.AttributeValueMemberS{Value: it.RetriedAt}
+		update += ", retriedAt = :retried"
+	}
+	if it.PartsDeleted {
+		values[":pdel"] = &types.AttributeValueMemberBOOL{Value: true}
+		update += ", partsDeleted = :pdel"
+	}
+	var remove []string
 	if it.Live != "" {
 		values[":live"] = &types.AttributeValueMemberS{Value: it.Live}
 		update += ", live = :live"
 	} else {
-		remove = " REMOVE live"
+		remove = append(remove, attrLive)
+	}
+	switch {
+	case u.PartsDeleted:
+		// On its way out of the clean-up index: CleanedUp takes it out
+		// once the parts are gone, whatever happens to the record.
+	case it.Live != "":
+		remove = append(remove, attrCleanup, attrCleanupAt)
+	case u.PartsDeletable():
+		// Due for clean-up from the first write that ends it; later
+		// writes keep that time.
+		values[":cleanup"] = &types.AttributeValueMemberS{Value: liveValue}
+		update += ", " + attrCleanup + " = :cleanup, " + attrCleanupAt + " = if_not_exists(" + attrCleanupAt + ", :pat)"
 	}
 	cond := "version = :v"
+	if lastPart != nil {
+		if lastPart.IsZero() {
+			cond += " AND attribute_not_exists(" + attrLastPartAt + ")"
+		} else {
+			values[":lastPart"] = num(lastPart.UnixMilli())
+			cond += " AND " + attrLastPartAt + " = :lastPart"
+		}
+	}
 	if h != nil {
 		names["#lo"], names["#le"] = leaseAttrs(h.Name)
 		values[":me"] = &types.AttributeValueMemberS{Value: h.Owner}
@@ -234,7 +278,9 @@ func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease) er
 		update += ", #le = :exp"
 		cond += " AND #lo = :me AND #le > :now"
 	}
-	update += remove
+	if len(remove) > 0 {
+		update += " REMOVE " + strings.Join(remove, ", ")
+	}
 	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(s.table),
 		Key:                                 s.key(u.AtomID, u.ID),
@@ -257,18 +303,28 @@ func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease) er
 	if v, _ := numAttr(ccf.Item["version"]); v != u.Version {
 		return errVersion
 	}
+	if lastPart != nil {
+		was := int64(0)
+		if !lastPart.IsZero() {
+			was = lastPart.UnixMilli()
+		}
+		if ms, _ := numAttr(ccf.Item[attrLastPartAt]); ms != was {
+			return errVersion // a part completed: read again
+		}
+	}
 	return upload.ErrLeaseLost
 }
 
-// CompletePart records that part n is in S3, idempotently, and returns the
-// record as it is after the write. A cancelled or failed upload takes no
-// more parts: ECONFLICT, with the record.
+// CompletePart records that part n is in S3, idempotently, and when (the
+// upload's lastPartAt), and returns the record as it is after the write. A
+// cancelled, failed or expired upload takes no more parts: ECONFLICT, with
+// the record.
 func (s *Store) CompletePart(ctx context.Context, atomID, id string, n int) (*upload.Upload, error) {
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(s.table),
 		Key:                      s.key(atomID, id),
-		UpdateExpression:         aws.String("ADD completeParts :n, advances :one SET progressAt = :now"),
-		ConditionExpression:      aws.String("attribute_exists(uploadId) AND NOT (#status IN (:cancelled, :failed))"),
+		UpdateExpression:         aws.String("ADD completeParts :n, advances :one SET progressAt = :now, " + attrLastPartAt + " = :now"),
+		ConditionExpression:      aws.String("attribute_exists(uploadId) AND NOT (#status IN (:cancelled, :failed, :expired))"),
 		ExpressionAttributeNames: map[string]string{"#status": "status"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":n":         &types.AttributeValueMemberNS{Value: []string{strconv.Itoa(n)}},
@@ -276,6 +332,7 @@ func (s *Store) CompletePart(ctx context.Context, atomID, id string, n int) (*up
 			":now":       num(s.now().UnixMilli()),
 			":cancelled": &types.AttributeValueMemberS{Value: string(upload.StatusCancelled)},
 			":failed":    &types.AttributeValueMemberS{Value: string(upload.StatusFailed)},
+			":expired":   &types.AttributeValueMemberS{Value: string(upload.StatusExpired)},
 		},
 		ReturnValues:                        types.ReturnValueAllNew,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,

@@ -18,16 +18,27 @@
 //	advances     N   the upload's steps forward (parts completed, reassembly
 //	             checkpoints); destinations[].advances likewise per destination:
 //	             a worker compares them to tell an attempt that progressed
-//	retriedAt    N   unix ms of the last retry a person asked for (POST …/retry)
 //	assemblyUploadId S, assemblyCopied N, assemblyETag S
 //	             the multipart copy of the original while it is under way
 //	live         S   "1" while the upload is not terminal, absent after: the
 //	             partition key of the sparse index live-progressAt
 //	progressAt   N   unix ms of the last change, or of the last retry
 //	             scheduled (Touch): the index's sort key
+//	lastPartAt   N   unix ms of the last part completed (CompletePart
+//	             only; never moved by Touch): with createdAt and retriedAt
+//	             (S, the last retry), the clock of an abandoned upload
+//	partsDeleted BOOL the clean-up deletes, or deleted, the parts: nothing
+//	             reads them again (a retry that needs them is refused)
+//	cleanup      S   "1" from the write that ends an upload whose parts may
+//	             go (upload.PartsDeletable) until they are gone (CleanedUp),
+//	             absent otherwise: the partition key of the sparse index
+//	             cleanup-cleanupAt
+//	cleanupAt    N   unix ms of that write (when the upload ended): the
+//	             index's sort key
 //
 // Items with atomId "_sweeps" (upload.SweepAtom) are not uploads: each holds
-// the lease of one periodic sweep (the reconciler, the dead-letter reader).
+// the lease of one periodic sweep (the reconciler, the dead-letter reader,
+// the expiry, the clean-up).
 //
 // "One upload" is GetItem(atomId, uploadId) with a consistent read; "an
 // atom's uploads, newest first" is Query(atomId) with ScanIndexForward=false,
@@ -35,10 +46,22 @@
 // the atom and the last upload id of the previous page, with a
 // FilterExpression on status when the list asks for some;
 // "the live uploads that have been quiet since t" is Query on the index
-// live-progressAt (keys only). Billing is on demand.
+// live-progressAt (keys only); "the uploads that ended before t whose parts
+// are still there" is Query on the index cleanup-cleanupAt (keys only).
+// Both indexes are sparse: an upload is in the first while it lives and in
+// the second from its end until its parts are deleted, so their queries
+// cost what those few uploads cost, not the millions of finished records.
+// An upload enters and leaves the clean-up index once each (two index
+// writes in its life); writes that do not move its keys cost the index
+// nothing. Billing is on demand.
+//
+// The items of part pins (pins.go) are left to their TTL when the parts
+// are deleted: deleting them would cost a write per part, and nothing
+// reads them once the parts are gone.
 //
 // Every write is conditional: create on attribute_not_exists, record updates
-// on the version read, part completion on the upload being alive, lease
+// on the version read (an expiry also on no part having completed since),
+// part completion on the upload being alive, lease
 // writes on the lease being free, expired or held by the writer, and writes
 // made while holding a lease on still holding it. A lost race comes back as
 // an ECONFLICT domain error (ErrLeaseHeld, ErrLeaseLost, or a version
@@ -51,7 +74,7 @@
 // the session. The API never renders it and nothing logs it.
 //
 // IAM: dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem and
-// dynamodb:Query on the table.
+// dynamodb:Query on the table and its two indexes.
 package store
 
 import (

@@ -18,6 +18,9 @@ const (
 	attrExpiresAt  = "expiresAt"  // TTL (N, unix seconds)
 	attrLive       = "live"       // indexLive partition key (S): set only while the upload is not terminal
 	attrProgressAt = "progressAt" // indexLive sort key (N, unix ms): the upload's last change
+	attrLastPartAt = "lastPartAt" // N, unix ms: when a part last completed
+	attrCleanup    = "cleanup"    // indexCleanup partition key (S): set while the upload's parts are due to be deleted
+	attrCleanupAt  = "cleanupAt"  // indexCleanup sort key (N, unix ms): when the upload ended
 )
 
 // indexLive is the sparse global secondary index of the uploads that are
@@ -26,7 +29,13 @@ const (
 // the reconciler reads each candidate consistently from the table.
 const indexLive = "live-progressAt"
 
-// liveValue is the one value of attrLive.
+// indexCleanup is the sparse global secondary index of the uploads that
+// are over and whose parts are still to be deleted, by when they ended:
+// the clean-up's query costs what those few cost, however many finished
+// and cleaned records the table holds. Keys only, like indexLive.
+const indexCleanup = "cleanup-cleanupAt"
+
+// liveValue is the one value of attrLive, and of attrCleanup.
 const liveValue = "1"
 
 // TableAPI is what CreateTable needs of DynamoDB.
@@ -50,6 +59,8 @@ func CreateTable(ctx context.Context, db TableAPI, name string) error {
 			{AttributeName: aws.String(attrUploadID), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(attrLive), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(attrProgressAt), AttributeType: types.ScalarAttributeTypeN},
+			{AttributeName: aws.String(attrCleanup), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(attrCleanupAt), AttributeType: types.ScalarAttributeTypeN},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(attrAtomID), KeyType: types.KeyTypeHash},
@@ -60,6 +71,13 @@ func CreateTable(ctx context.Context, db TableAPI, name string) error {
 			KeySchema: []types.KeySchemaElement{
 				{AttributeName: aws.String(attrLive), KeyType: types.KeyTypeHash},
 				{AttributeName: aws.String(attrProgressAt), KeyType: types.KeyTypeRange},
+			},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+		}, {
+			IndexName: aws.String(indexCleanup),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(attrCleanup), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(attrCleanupAt), KeyType: types.KeyTypeRange},
 			},
 			Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
 		}},

@@ -18,18 +18,23 @@ import (
 // Status is the state of a whole upload.
 type Status string
 
-// Upload statuses: uploading → processing → complete | failed | cancelled.
+// Upload statuses: uploading → processing → complete | failed | cancelled,
+// and uploading → expired.
 const (
 	StatusUploading  Status = "uploading"  // parts are still arriving
 	StatusProcessing Status = "processing" // every part is in; destinations are working
 	StatusComplete   Status = "complete"   // every destination is complete
 	StatusFailed     Status = "failed"     // the upload or one of its destinations failed
 	StatusCancelled  Status = "cancelled"  // cancelled by a user
+	StatusExpired    Status = "expired"    // abandoned: no part arrived for uploads.abandonAfter (Expire)
 )
+
+// Statuses lists every upload status, in the order of the lifecycle.
+var Statuses = []Status{StatusUploading, StatusProcessing, StatusComplete, StatusFailed, StatusCancelled, StatusExpired}
 
 // Terminal reports whether no further work happens for the upload.
 func (s Status) Terminal() bool {
-	return s == StatusComplete || s == StatusFailed || s == StatusCancelled
+	return s == StatusComplete || s == StatusFailed || s == StatusCancelled || s == StatusExpired
 }
 
 // DestinationType names where an upload goes.
@@ -219,12 +224,9 @@ type Upload struct {
 	Error       string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
-	// RetriedAt is when a person last asked for the failed work to be
-	// tried again (Retry); work given up before then is not failed again.
-	RetriedAt time.Time
-	Region    string
-	Bucket    string
-	PartSize  int64
+	Region      string
+	Bucket      string
+	PartSize    int64
 	// SHA256 is the hex SHA-256 of the whole file, as the client said when
 	// it started the upload; empty when it did not say.
 	SHA256 string
@@ -244,6 +246,17 @@ type Upload struct {
 	// Leases holds the expiry of each lease some worker holds or held on
 	// the upload; a lease is live while its expiry is in the future.
 	Leases map[LeaseName]time.Time
+
+	// LastPartAt is when a part last completed (zero before the first):
+	// with CreatedAt and RetriedAt, the clock of Abandoned.
+	LastPartAt time.Time
+	// RetriedAt is when the upload was last retried (Retry): a retry that
+	// sends it back to waiting for parts gives the browser its time again,
+	// and work given up before then is not failed again by its dead letter.
+	RetriedAt time.Time
+	// PartsDeleted is set once the clean-up has decided to delete the
+	// parts (they may be on their way out): nothing may read them again.
+	PartsDeleted bool
 
 	// Version increments on every change of the record (not of Completed,
 	// which only ever grows); writers use it for optimistic locking.
@@ -628,10 +641,18 @@ func (u *Upload) Settle(now time.Time) {
 // or rejected is uploaded again, from byte 0 in a new session), a
 // transcode with a new job, an asset call given up. The upload goes back
 // to uploading or processing. It is ECONFLICT, with the reason, when
-// nothing can be retried: the upload was cancelled, or nothing failed.
+// nothing can be retried: the upload was cancelled or expired, nothing
+// failed, or what failed needs the parts and they were deleted.
 func (u *Upload) Retry(now time.Time) error {
-	if u.Status == StatusCancelled {
+	switch u.Status {
+	case StatusCancelled:
 		return Errorf(ECONFLICT, "upload %s was cancelled: start a new upload", u.ID)
+	case StatusExpired:
+		return Errorf(ECONFLICT, "upload %s has expired (%s): start a new upload", u.ID, u.Error)
+	case StatusUploading, StatusProcessing, StatusComplete, StatusFailed:
+	}
+	if u.PartsDeleted && u.retryNeedsParts() {
+		return Errorf(ECONFLICT, "upload %s cannot be retried: the parts were deleted after it ended; start a new upload", u.ID)
 	}
 	retried := 0
 	for i := range u.Destinations {
@@ -673,6 +694,7 @@ func (u *Upload) Retry(now time.Time) error {
 	if u.AllPartsComplete() {
 		u.Status = StatusProcessing
 	}
-	u.UpdatedAt, u.RetriedAt = now.UTC(), now.UTC()
+	u.UpdatedAt = now.UTC()
+	u.RetriedAt = now.UTC()
 	return nil
 }

@@ -16,6 +16,7 @@ var (
 	}
 	allStatuses = []upload.Status{
 		upload.StatusUploading, upload.StatusProcessing, upload.StatusComplete, upload.StatusFailed, upload.StatusCancelled,
+		upload.StatusExpired,
 	}
 	// cet is a non-UTC zone: every time the domain stores must be in UTC.
 	cet = time.FixedZone("CET", 60*60)
@@ -29,8 +30,8 @@ func TestStatusTerminal(t *testing.T) {
 		upload.StatusComplete:   true,
 		upload.StatusFailed:     true,
 		upload.StatusCancelled:  true,
+		upload.StatusExpired:    true,
 		"":                      false,
-		"expired":               false, // not (yet) a status of this package
 	}
 	for s, want := range wantStatus {
 		if got := s.Terminal(); got != want {
@@ -441,7 +442,7 @@ func TestUploadCancel(t *testing.T) {
 		})
 	}
 
-	for _, status := range []upload.Status{upload.StatusComplete, upload.StatusFailed, upload.StatusCancelled} {
+	for _, status := range []upload.Status{upload.StatusComplete, upload.StatusFailed, upload.StatusCancelled, upload.StatusExpired} {
 		t.Run("terminal "+string(status), func(t *testing.T) {
 			t.Parallel()
 			u := record(t, status, []int{0, 1, 2}, dest(upload.YouTube, upload.DestComplete, ""), dest(upload.S3Bucket, upload.DestFailed, "input is not a video"))

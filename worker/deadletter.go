@@ -147,6 +147,9 @@ func (e *staleLetter) Error() string { return e.why }
 // the letter's mark. Whatever is still due then has a driver in the
 // reconciler, which re-drives any upload nobody drives.
 func outlived(u *upload.Upload, t Task, sent time.Time) string {
+	if u.Status.Terminal() && u.Status != upload.StatusFailed {
+		return "the upload is " + string(u.Status)
+	}
 	if !sent.IsZero() && !u.RetriedAt.IsZero() && !u.RetriedAt.Before(sent) {
 		return "the upload was retried since"
 	}

@@ -247,7 +247,8 @@ func (d *Dispatcher) start(ctx context.Context, m Message, t Task, log *zap.Logg
 		// tell whether they progressed, and the give-up they would lead
 		// to could not be recorded anyway.
 		return d.retryLater(ctx, job{task: t, msg: m, log: log, base: base, fresh: event && m.ReceiveCount <= 1}, err)
-	case (t.Kind == KindPart || t.Kind == KindFull) && (u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed):
+	case (t.Kind == KindPart || t.Kind == KindFull) && (u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed || u.Status == upload.StatusExpired):
+		// A part that arrives after its upload expired is one of these.
 		log.Info("ignored an event of a finished upload", zap.String("status", string(u.Status)))
 		return Result{}
 	}

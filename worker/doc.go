@@ -24,6 +24,15 @@
 // lease type (lease.go: acquire, keep renewing, end by release, abandon or
 // keep) and the retry policy of package retry.
 //
+// # Sweeps
+//
+// The Sweeper (sweep.go) runs the periodic jobs over the whole table, one
+// instance at a time each, under a lease: the reconciler (reconcile.go),
+// the dead-letter reader (deadletter.go), the expiry of abandoned uploads
+// (expire.go) and the clean-up of the parts of uploads that are over
+// (cleanup.go). Each round is idempotent: one cut short is done again by
+// the next holder of the job.
+//
 // # Delivery
 //
 // A message is deleted only once its effect is durable in the progress
@@ -33,6 +42,8 @@
 //
 // IAM: sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility
 // and sqs:SendMessage on the queue; s3:GetObject, s3:PutObject (the
-// multipart calls on …/full), s3:AbortMultipartUpload on
-// arn:aws:s3:::<bucket>/uploads/*; and the store's DynamoDB actions.
+// multipart calls on …/full), s3:AbortMultipartUpload and, for the
+// clean-up, s3:DeleteObject on arn:aws:s3:::<bucket>/uploads/*;
+// s3:ListBucket and s3:ListBucketMultipartUploads on the bucket (the
+// clean-up lists under uploads/); and the store's DynamoDB actions.
 package worker

@@ -176,6 +176,23 @@ type fakeItem struct {
 	// progressAt is the sort key of the live index: the time of the
 	// record's last write or Touch (Quiet's "quiet since").
 	progressAt time.Time
+	// cleanupAt is the sort key of the index of uploads due for clean-up
+	// (DueForCleanup): when the record ended; zero when it is not in it.
+	cleanupAt time.Time
+}
+
+// index keeps the record's place in the index of uploads due for
+// clean-up, as store.Store's write does: in from the write that ends an
+// upload whose parts may go, until CleanedUp; out when it lives again
+// before its parts are marked deleted.
+func (it *fakeItem) index(now time.Time) {
+	switch {
+	case it.u.PartsDeleted:
+	case !it.u.Status.Terminal():
+		it.cleanupAt = time.Time{}
+	case it.u.PartsDeletable() && !it.u.PartsDeleted && it.cleanupAt.IsZero():
+		it.cleanupAt = now
+	}
 }
 
 // fakeLease is a lease's two attributes in the record: who holds it, and
@@ -226,6 +243,29 @@ func (s *fakeStore) modify(t testing.TB, atomID, id string, fn func(u *upload.Up
 	u.Version = it.u.Version + 1
 	it.u = stored(u)
 	it.progressAt = s.clock.Now()
+	it.index(it.progressAt)
+}
+
+// endedAt sets when the record entered the index of uploads due for
+// clean-up (it must be in it).
+func (s *fakeStore) endedAt(t testing.TB, atomID, id string, at time.Time) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it := s.records[storeKey(atomID, id)]
+	if it == nil || it.cleanupAt.IsZero() {
+		t.Fatalf("upload %s is not due for clean-up", id)
+	}
+	it.cleanupAt = at
+}
+
+// dueForCleanup reports whether the record is in the index of uploads due
+// for clean-up.
+func (s *fakeStore) dueForCleanup(atomID, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it := s.records[storeKey(atomID, id)]
+	return it != nil && !it.cleanupAt.IsZero()
 }
 
 // quietSince sets when the record last changed, as the live index sees it.
@@ -338,20 +378,29 @@ func (s *fakeStore) Update(ctx context.Context, atomID, id string, fn func(*uplo
 	if err := s.call("Update"); err != nil {
 		return nil, err
 	}
-	return s.update(ctx, atomID, id, nil, fn)
+	return s.update(ctx, atomID, id, nil, false, fn)
 }
 
 func (s *fakeStore) UpdateHolding(ctx context.Context, l upload.Lease, fn func(*upload.Upload) error) (*upload.Upload, error) {
 	if err := s.call("UpdateHolding"); err != nil {
 		return nil, err
 	}
-	return s.update(ctx, l.AtomID, l.UploadID, &l, fn)
+	return s.update(ctx, l.AtomID, l.UploadID, &l, false, fn)
+}
+
+// UpdateIfNoPart is Update on condition also that no part completed since
+// the read, as store.Store.UpdateIfNoPart.
+func (s *fakeStore) UpdateIfNoPart(ctx context.Context, atomID, id string, fn func(*upload.Upload) error) (*upload.Upload, error) {
+	if err := s.call("UpdateIfNoPart"); err != nil {
+		return nil, err
+	}
+	return s.update(ctx, atomID, id, nil, true, fn)
 }
 
 // update is store.Store.update: read, apply fn, write on condition that
 // the version is unchanged (and, with l, that l is held, which the write
 // renews); a version conflict reads again, a bounded number of times.
-func (s *fakeStore) update(ctx context.Context, atomID, id string, l *upload.Lease, fn func(*upload.Upload) error) (*upload.Upload, error) {
+func (s *fakeStore) update(ctx context.Context, atomID, id string, l *upload.Lease, noPart bool, fn func(*upload.Upload) error) (*upload.Upload, error) {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("update upload %s: %w", id, err)
@@ -360,11 +409,16 @@ func (s *fakeStore) update(ctx context.Context, atomID, id string, l *upload.Lea
 		if err != nil {
 			return nil, err
 		}
+		lastPart := u.LastPartAt
 		if err := fn(u); err != nil {
 			return nil, err
 		}
 		u.UpdatedAt = s.clock.Now().UTC()
-		err = s.write(u, l)
+		if noPart {
+			err = s.writeIfNoPart(u, lastPart)
+		} else {
+			err = s.write(u, l)
+		}
 		switch {
 		case errors.Is(err, errFakeVersion) && attempt < 11:
 			time.Sleep(time.Duration(attempt) * 100 * time.Microsecond)
@@ -379,13 +433,30 @@ func (s *fakeStore) update(ctx context.Context, atomID, id string, l *upload.Lea
 	}
 }
 
+// writeIfNoPart is write on condition also that the last part completed
+// when it had when the record was read.
+func (s *fakeStore) writeIfNoPart(u *upload.Upload, lastPart time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if it := s.records[storeKey(u.AtomID, u.ID)]; it != nil && !it.u.LastPartAt.Equal(lastPart) {
+		return errFakeVersion
+	}
+	return s.writeLocked(u, nil)
+}
+
 // write stores the record fields a write of store.Store changes (status,
-// error, updatedAt, destinations, assembled, the assembly, advances; not
-// the parts or the leases) if the version is the one read, and moves
-// progressAt to now.
+// error, updatedAt, destinations, assembled, the assembly, advances, the
+// retry's time, partsDeleted; not the parts, their time or the leases) if
+// the version is the one read, moves progressAt to now and keeps the
+// record's place in the clean-up index.
 func (s *fakeStore) write(u *upload.Upload, l *upload.Lease) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.writeLocked(u, l)
+}
+
+// writeLocked is write with s.mu held.
+func (s *fakeStore) writeLocked(u *upload.Upload, l *upload.Lease) error {
 	it := s.records[storeKey(u.AtomID, u.ID)]
 	switch {
 	case it == nil:
@@ -404,10 +475,12 @@ func (s *fakeStore) write(u *upload.Upload, l *upload.Lease) error {
 	next := cloneUpload(it.u)
 	c := stored(u)
 	next.Status, next.Error, next.UpdatedAt, next.Destinations, next.Assembled = c.Status, c.Error, c.UpdatedAt, c.Destinations, c.Assembled
-	next.Assembly, next.Advances, next.RetriedAt = c.Assembly, c.Advances, c.RetriedAt
+	next.Assembly, next.Advances = c.Assembly, c.Advances
+	next.RetriedAt, next.PartsDeleted = c.RetriedAt, c.PartsDeleted
 	next.Version++
 	it.u = next
 	it.progressAt = s.clock.Now()
+	it.index(it.progressAt)
 	return nil
 }
 
@@ -424,14 +497,15 @@ func (s *fakeStore) CompletePart(ctx context.Context, atomID, id string, n int) 
 	if it == nil {
 		return nil, notFound(atomID, id)
 	}
-	if st := it.u.Status; st == upload.StatusCancelled || st == upload.StatusFailed {
+	if st := it.u.Status; st == upload.StatusCancelled || st == upload.StatusFailed || st == upload.StatusExpired {
 		return view(it), upload.Errorf(upload.ECONFLICT, "upload %s is %s and takes no more parts", id, st)
 	}
 	// An ADD to a set, and one to the advances (every call, as the
-	// table's): the version stays.
+	// table's), and the time of the part: the version stays.
 	it.u.Completed[n] = true
 	it.u.Advances++
 	it.progressAt = s.clock.Now()
+	it.u.LastPartAt = it.progressAt.UTC()
 	return view(it), nil
 }
 
@@ -675,6 +749,60 @@ func (s *fakeStore) Quiet(ctx context.Context, before time.Time, fn func(atomID,
 	return nil
 }
 
+// DueForCleanup calls fn with the ids of the records in the clean-up index
+// that ended before before, longest ended first, until fn fails, as
+// store.Store.DueForCleanup (with laggingIndex, the ghosts too). fn runs
+// without the store's lock.
+func (s *fakeStore) DueForCleanup(ctx context.Context, before time.Time, fn func(atomID, id string) error) error {
+	if err := s.call("DueForCleanup"); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("query uploads due for clean-up: %w", err)
+	}
+	type due struct {
+		atomID, id string
+		at         time.Time
+	}
+	s.mu.Lock()
+	var ds []due
+	for _, it := range s.records {
+		if !it.cleanupAt.IsZero() && it.cleanupAt.UnixMilli() < before.UnixMilli() {
+			ds = append(ds, due{it.u.AtomID, it.u.ID, it.cleanupAt})
+		}
+	}
+	if s.laggingIndex {
+		for _, g := range s.ghosts {
+			ds = append(ds, due{g[0], g[1], time.Time{}})
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(ds, func(a, b due) int { return a.at.Compare(b.at) })
+	for _, d := range ds {
+		if err := fn(d.atomID, d.id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CleanedUp takes the record out of the clean-up index, as
+// store.Store.CleanedUp.
+func (s *fakeStore) CleanedUp(ctx context.Context, atomID, id string) error {
+	if err := s.call("CleanedUp"); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("record the clean-up of upload %s: %w", id, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if it := s.records[storeKey(atomID, id)]; it != nil {
+		it.cleanupAt = time.Time{}
+	}
+	return nil
+}
+
 // AcquireSweep takes a sweep's lease, as store.Store.AcquireSweep: free,
 // expired, or one's own.
 func (s *fakeStore) AcquireSweep(ctx context.Context, l upload.Lease) error {
@@ -738,6 +866,7 @@ func stored(u *upload.Upload) *upload.Upload {
 	c := cloneUpload(u)
 	c.Leases = nil // the leases are attributes of their own (fakeItem.leases)
 	c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
+	c.LastPartAt, c.RetriedAt = c.LastPartAt.UTC(), c.RetriedAt.UTC()
 	for i := range c.Destinations {
 		c.Destinations[i].PolledAt = c.Destinations[i].PolledAt.UTC()
 		c.Destinations[i].RetryAt = c.Destinations[i].RetryAt.UTC()
@@ -760,7 +889,8 @@ type fakeS3 struct {
 	openBodies int // GetObject bodies not closed yet
 	copying    int // UploadPartCopy calls in flight
 	maxCopying int
-	listPage   int // parts in a page of ListParts (S3's 1000 unless set)
+	listPage   int      // parts in a page of ListParts, keys in one of ListObjectsV2 (S3's 1000 unless set)
+	deleted    []string // keys DeleteObjects deleted, in order
 }
 
 type fakeMPU struct {
@@ -1100,6 +1230,97 @@ func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipart
 	}
 	delete(s.mpus, aws.ToString(in.UploadId))
 	return &s3.AbortMultipartUploadOutput{}, nil
+}
+
+var _ worker.SweepS3 = (*fakeS3)(nil)
+
+// ListObjectsV2 lists the bucket's keys under a prefix in key order, a
+// page (of listPage keys, S3's 1000 unless set) after the continuation
+// token, which is the last key of the page before.
+func (s *fakeS3) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, _ ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	if err := s.call("ListObjectsV2"); err != nil {
+		return nil, s3Error("ListObjectsV2", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, s3Error("ListObjectsV2", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	page := s.listPage
+	if page <= 0 {
+		page = 1000
+	}
+	bucket, prefix, after := aws.ToString(in.Bucket)+"/", aws.ToString(in.Prefix), aws.ToString(in.ContinuationToken)
+	var keys []string
+	for k := range s.objects {
+		if key, ok := strings.CutPrefix(k, bucket); ok && strings.HasPrefix(key, prefix) && key > after {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	out := &s3.ListObjectsV2Output{IsTruncated: aws.Bool(false)}
+	if len(keys) > page {
+		keys = keys[:page]
+		out.IsTruncated, out.NextContinuationToken = aws.Bool(true), aws.String(keys[page-1])
+	}
+	for _, k := range keys {
+		out.Contents = append(out.Contents, s3types.Object{Key: aws.String(k), Size: aws.Int64(int64(len(s.objects[bucket+k])))})
+	}
+	out.KeyCount = aws.Int32(int32(len(out.Contents)))
+	return out, nil
+}
+
+// DeleteObjects deletes the keys given (a key that is not there is
+// deleted too, as S3 says).
+func (s *fakeS3) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput, _ ...func(*s3.Options)) (*s3.DeleteObjectsOutput, error) {
+	if err := s.call("DeleteObjects"); err != nil {
+		return nil, s3Error("DeleteObjects", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, s3Error("DeleteObjects", err)
+	}
+	if in.Delete == nil || len(in.Delete.Objects) == 0 || len(in.Delete.Objects) > 1000 {
+		return nil, s3Error("DeleteObjects", &smithy.GenericAPIError{Code: "MalformedXML", Message: "1 to 1000 keys"})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := &s3.DeleteObjectsOutput{}
+	for _, o := range in.Delete.Objects {
+		delete(s.objects, aws.ToString(in.Bucket)+"/"+aws.ToString(o.Key))
+		s.deleted = append(s.deleted, aws.ToString(o.Key))
+		if !aws.ToBool(in.Delete.Quiet) {
+			out.Deleted = append(out.Deleted, s3types.DeletedObject{Key: o.Key})
+		}
+	}
+	return out, nil
+}
+
+// ListMultipartUploads lists the multipart uploads in progress whose keys
+// start with the prefix, in one page.
+func (s *fakeS3) ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, _ ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error) {
+	if err := s.call("ListMultipartUploads"); err != nil {
+		return nil, s3Error("ListMultipartUploads", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, s3Error("ListMultipartUploads", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := &s3.ListMultipartUploadsOutput{IsTruncated: aws.Bool(false)}
+	for _, id := range slices.Sorted(maps.Keys(s.mpus)) {
+		m := s.mpus[id]
+		if m.bucket == aws.ToString(in.Bucket) && strings.HasPrefix(m.key, aws.ToString(in.Prefix)) {
+			out.Uploads = append(out.Uploads, s3types.MultipartUpload{Key: aws.String(m.key), UploadId: aws.String(id)})
+		}
+	}
+	return out, nil
+}
+
+// deletedKeys returns the keys DeleteObjects deleted, in order.
+func (s *fakeS3) deletedKeys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.deleted)
 }
 
 // ---------------------------------------------------------------------------

@@ -73,7 +73,10 @@ func (r *reconciler) look(ctx context.Context, now time.Time, atomID, id string)
 // the lease of. Work that waits on the browser (the next part) is not due.
 func (r *reconciler) due(u *upload.Upload, now time.Time) []Kind {
 	var due []Kind
-	if u.AllPartsComplete() && !u.Assembled && !u.LeaseLive(upload.LeaseAssembly, now) {
+	// Once the clean-up deleted the parts, no reassembly or relay can
+	// read them again (the transcode, the polls and the asset need none).
+	parts := !u.PartsDeleted
+	if parts && u.AllPartsComplete() && !u.Assembled && !u.LeaseLive(upload.LeaseAssembly, now) {
 		due = append(due, KindReassemble)
 	}
 	if d := u.Destination(upload.YouTube); d != nil && r.youtube {
@@ -82,7 +85,7 @@ func (r *reconciler) due(u *upload.Upload, now time.Time) []Kind {
 		case d.Parked(now):
 			// Waiting for YouTube (quota, upload limit, credentials): its
 			// hops drive it, and it is not due before it resumes.
-		case d.VideoID == "" && !u.LeaseLive(upload.LeaseYouTube, now) &&
+		case d.VideoID == "" && parts && !u.LeaseLive(upload.LeaseYouTube, now) &&
 			(d.UploadedBytes >= u.Size || available(u, d.UploadedBytes, r.maxChunkBytes) > 0):
 			due = append(due, KindRelay)
 		case d.VideoID != "":

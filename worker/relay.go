@@ -67,7 +67,7 @@ func (s *relayStep) run(ctx context.Context, j job) outcome {
 	u := j.upload
 	d := u.Destination(upload.YouTube)
 	switch {
-	case d == nil || s.yt == nil || u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed:
+	case d == nil || s.yt == nil || u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed || u.Status == upload.StatusExpired:
 		return outcome{}
 	case d.VideoID == "" && !d.Status.Terminal():
 		now := s.now()

@@ -22,7 +22,7 @@ func (e *env) startSweeper(t testing.TB, owner string, strandedAfter time.Durati
 		Owner: owner, Interval: 500 * time.Millisecond, LeaseTTL: 3 * time.Second,
 		QueueURL: e.st.QueueURL, DeadLetterURL: e.st.DLQURL, StrandedAfter: strandedAfter,
 		MaxChunkBytes: 8 * upload.MiB, YouTube: true, Transcode: true, AtomAPI: true,
-	}, e.store, e.st.SQS, e.log)
+	}, e.store, e.st.SQS, nil, nil, e.log)
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,12 @@ type SweepConfig struct {
 	MaxChunkBytes int64         // the relay's largest chunk (what "a part is ready to relay" means)
 	// What this service does; work for what it does not is never due.
 	YouTube, Transcode, AtomAPI bool
+
+	Bucket string // the uploads bucket, whose parts the clean-up deletes
+	// AbandonAfter is how long an upload may go without a part before it
+	// expires (0: never); DeletePartsAfter how long after an upload ended
+	// its parts are deleted (0: never).
+	AbandonAfter, DeletePartsAfter time.Duration
 }
 
 // SweepStore is what the sweeps need of the table.
@@ -46,10 +52,12 @@ type SweepStore interface {
 	sweepStore
 	reconcileStore
 	recordStore
+	expiryStore
+	cleanupStore
 }
 
 // Sweeper runs periodic jobs over the whole table (the reconciler, the
-// dead-letter reader), each under a lease of its own, so that one instance
+// dead-letter reader, the expiry, the clean-up), each under a lease of its own, so that one instance
 // at a time runs each job, about once an interval however many instances
 // there are. The instance that ran a round keeps the job's lease until the
 // next round is due, and so keeps the job while it lives; when it dies, the
@@ -65,8 +73,12 @@ type Sweeper struct {
 }
 
 // NewSweeper returns the Sweeper of the service's periodic jobs: the
-// reconciler, and the dead-letter reader when there is a dead-letter queue.
-func NewSweeper(cfg SweepConfig, store SweepStore, queue SQSAPI, log *zap.Logger) *Sweeper {
+// reconciler; the dead-letter reader when there is a dead-letter queue;
+// the expiry of abandoned uploads when cfg.AbandonAfter is set (it cancels
+// their YouTube sessions through yt, which may be nil); the clean-up of
+// the parts of uploads that are over when cfg.DeletePartsAfter is set and
+// there is an s3.
+func NewSweeper(cfg SweepConfig, store SweepStore, queue SQSAPI, s3 SweepS3, yt SessionCanceller, log *zap.Logger) *Sweeper {
 	sched := &scheduler{queue: queue, queueURL: cfg.QueueURL, deadLetterURL: cfg.DeadLetterURL}
 	jobs := []sweepJob{&reconciler{
 		store: store, sched: sched, log: log, now: time.Now,
@@ -75,6 +87,12 @@ func NewSweeper(cfg SweepConfig, store SweepStore, queue SQSAPI, log *zap.Logger
 	}}
 	if cfg.DeadLetterURL != "" {
 		jobs = append(jobs, &deadLetters{queue: queue, url: cfg.DeadLetterURL, store: store, log: log, now: time.Now})
+	}
+	if cfg.AbandonAfter > 0 {
+		jobs = append(jobs, newExpirer(store, yt, log, cfg.AbandonAfter))
+	}
+	if cfg.DeletePartsAfter > 0 && s3 != nil {
+		jobs = append(jobs, &cleaner{store: store, s3: s3, bucket: cfg.Bucket, log: log, now: time.Now, after: cfg.DeletePartsAfter})
 	}
 	return &Sweeper{store: store, jobs: jobs, cfg: cfg, log: log}
 }

@@ -25,6 +25,8 @@ type sweepEnv struct {
 	cfg   worker.SweepConfig
 	store *fakeStore
 	dlq   *fakeSQS
+	s3    *fakeS3      // the clean-up's
+	yt    *fakeYouTube // the expiry's
 	logs  *observer.ObservedLogs
 	s     *worker.Sweeper
 }
@@ -34,18 +36,18 @@ type sweepEnv struct {
 // without progress.
 func newSweepEnv(t testing.TB, cfg ...func(*worker.SweepConfig)) *sweepEnv {
 	t.Helper()
-	e := &sweepEnv{t: t, store: newFakeStore(), dlq: newFakeSQS(unitDLQURL)}
+	e := &sweepEnv{t: t, store: newFakeStore(), dlq: newFakeSQS(unitDLQURL), s3: newFakeS3(), yt: newFakeYouTube()}
 	e.cfg = worker.SweepConfig{
 		Owner: "sweeper-a", Interval: 20 * time.Millisecond, LeaseTTL: time.Second,
 		QueueURL: unitQueueURL, DeadLetterURL: unitDLQURL, StrandedAfter: time.Hour,
-		MaxChunkBytes: 2 * upload.MiB, YouTube: true, Transcode: true, AtomAPI: true,
+		MaxChunkBytes: 2 * upload.MiB, YouTube: true, Transcode: true, AtomAPI: true, Bucket: unitBucket,
 	}
 	for _, fn := range cfg {
 		fn(&e.cfg)
 	}
 	log, logs := unitLogger(t)
 	e.logs = logs
-	e.s = worker.NewSweeper(e.cfg, e.store, e.dlq, log)
+	e.s = worker.NewSweeper(e.cfg, e.store, e.dlq, e.s3, e.yt, log)
 	return e
 }
 
