@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -40,6 +41,13 @@ func (c Config) Validate() error {
 	within("http.requestTimeout", c.HTTP.RequestTimeout, time.Second, 10*time.Minute)
 	if c.HTTP.MaxBodyBytes < 1024 || c.HTTP.MaxBodyBytes > 10<<20 {
 		bad("http.maxBodyBytes", "%d is outside 1024–10485760", c.HTTP.MaxBodyBytes)
+	}
+	if a := c.Metrics.Addr; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			bad("metrics.addr", "%q is not a listen address such as :9090", a)
+		} else if a == c.HTTP.Addr {
+			bad("metrics.addr", "%q is the API's address: /metrics must listen apart from the API", a)
+		}
 	}
 	within("shutdownGrace", c.ShutdownGrace, 5*time.Second, 10*time.Minute)
 	switch c.Log.Level {
