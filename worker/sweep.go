@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/upload"
 )
 
@@ -39,6 +40,9 @@ type SweepConfig struct {
 	MaxChunkBytes int64         // the relay's largest chunk (what "a part is ready to relay" means)
 	// What this service does; work for what it does not is never due.
 	YouTube, Transcode, AtomAPI bool
+	// Metrics, when set, adds the census of live uploads to the jobs, and
+	// counts the status changes the dead-letter reader makes.
+	Metrics *metrics.Metrics
 }
 
 // SweepStore is what the sweeps need of the table.
@@ -65,7 +69,8 @@ type Sweeper struct {
 }
 
 // NewSweeper returns the Sweeper of the service's periodic jobs: the
-// reconciler, and the dead-letter reader when there is a dead-letter queue.
+// reconciler, the dead-letter reader when there is a dead-letter queue,
+// and the census of live uploads when there are metrics.
 func NewSweeper(cfg SweepConfig, store SweepStore, queue SQSAPI, log *zap.Logger) *Sweeper {
 	sched := &scheduler{queue: queue, queueURL: cfg.QueueURL, deadLetterURL: cfg.DeadLetterURL}
 	jobs := []sweepJob{&reconciler{
@@ -74,7 +79,14 @@ func NewSweeper(cfg SweepConfig, store SweepStore, queue SQSAPI, log *zap.Logger
 		youtube: cfg.YouTube, transcode: cfg.Transcode, atomAPI: cfg.AtomAPI,
 	}}
 	if cfg.DeadLetterURL != "" {
-		jobs = append(jobs, &deadLetters{queue: queue, url: cfg.DeadLetterURL, store: store, log: log, now: time.Now})
+		var records recordStore = store
+		if cfg.Metrics != nil {
+			records = observedRecords{recordStore: store, m: cfg.Metrics}
+		}
+		jobs = append(jobs, &deadLetters{queue: queue, url: cfg.DeadLetterURL, store: records, log: log, now: time.Now})
+	}
+	if cfg.Metrics != nil {
+		jobs = append(jobs, &census{store: store, metrics: cfg.Metrics, now: time.Now})
 	}
 	return &Sweeper{store: store, jobs: jobs, cfg: cfg, log: log}
 }
@@ -134,6 +146,9 @@ func (s *Sweeper) round(ctx context.Context, j sweepJob) {
 	lease := upload.SweepLease(j.name(), s.cfg.Owner, s.cfg.LeaseTTL)
 	err := s.store.AcquireSweep(ctx, lease)
 	if errors.Is(err, upload.ErrLeaseHeld) {
+		if e, ok := j.(interface{ elsewhere() }); ok {
+			e.elsewhere()
+		}
 		return // another instance has the job
 	}
 	if err != nil {

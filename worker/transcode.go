@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/transcode"
 	"atomuploads/upload"
 )
@@ -23,6 +24,7 @@ type transcodeStep struct {
 	bucket       string
 	pollInterval time.Duration
 	maxJobs      int // jobs started in all when jobs are lost
+	metrics      *metrics.Metrics
 }
 
 func (s *transcodeStep) run(ctx context.Context, j job) outcome {
@@ -65,6 +67,7 @@ func (s *transcodeStep) start(ctx context.Context, log *zap.Logger, u *upload.Up
 	}
 	jobID, err := s.tc.Start(ctx, spec)
 	if upload.ErrorCode(err) == upload.EINVALID {
+		s.metrics.TranscodeJob(metrics.TranscodeFailed)
 		return failDestination(ctx, s.store, log, u, upload.S3Bucket, "transcode refused: "+upload.ErrorMessage(err), s.now)
 	}
 	if err != nil {
@@ -85,6 +88,7 @@ func (s *transcodeStep) start(ctx context.Context, log *zap.Logger, u *upload.Up
 	if err != nil || !recorded {
 		return outcome{err: err}
 	}
+	s.metrics.TranscodeJob(metrics.TranscodeStarted)
 	log.Info("transcode started", zap.String("jobId", jobID), zap.Int("attempt", attempt), zap.String("status", string(upload.DestTranscoding)))
 	// On an error the retried message sees the job and schedules the poll.
 	return outcome{err: s.sched.schedule(ctx, Task{Kind: KindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}, s.pollInterval)}
@@ -104,9 +108,11 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 	switch job.State {
 	case transcode.StateError:
 		if job.Retryable && d.Attempt < s.maxJobs {
+			s.metrics.TranscodeJob(metrics.TranscodeLost)
 			log.Warn("transcode job lost; starting it again", zap.String("jobId", d.JobID), zap.String("error", job.Error))
 			return s.start(ctx, log, u, d.Attempt+1)
 		}
+		s.metrics.TranscodeJob(metrics.TranscodeFailed)
 		return failDestination(ctx, s.store, log, u, upload.S3Bucket, "transcode failed: "+job.Error, s.now)
 	case transcode.StateComplete:
 	case transcode.StateSubmitted, transcode.StateProgressing:
@@ -132,6 +138,7 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 		return outcome{err: err}
 	}
 	if d := u.Destination(upload.S3Bucket); d.Status == upload.DestComplete {
+		s.metrics.TranscodeJob(metrics.TranscodeComplete)
 		log.Info("transcode complete", zap.String("jobId", d.JobID), zap.Strings("outputs", d.Outputs), zap.String("status", string(d.Status)))
 	}
 	return outcome{}
