@@ -25,6 +25,7 @@ import (
 
 	"atomuploads/api/rest"
 	"atomuploads/credentials"
+	"atomuploads/metrics"
 	"atomuploads/upload"
 )
 
@@ -56,6 +57,9 @@ type Config struct {
 	RequestTimeout time.Duration // deadline of one request
 	YouTube        bool          // youtube destinations are enabled
 	Transcode      bool          // s3Bucket destinations are enabled
+	// Metrics counts the requests and tells GET /healthcheck?detail=1 the
+	// process's health; nil: nothing is counted, and the detail is bare.
+	Metrics *metrics.Metrics
 }
 
 // Server is the HTTP API.
@@ -103,6 +107,11 @@ func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, 
 	e.POST("/api2/atom/:atomId/uploads/:uploadId/credentials", s.refresh, auth)
 	e.DELETE("/api2/atom/:atomId/uploads/:uploadId", s.cancel, auth)
 	s.e = e
+	var patterns []string
+	for _, r := range e.Routes() {
+		patterns = append(patterns, r.Path)
+	}
+	cfg.Metrics.Routes(patterns...) // the only route labels: never a path a client made up
 	return s
 }
 
@@ -111,7 +120,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHT
 
 // Drain makes /healthcheck answer 503, so that a load balancer stops
 // sending requests while the process shuts down.
-func (s *Server) Drain() { s.draining.Store(true) }
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.cfg.Metrics.Health().Drain()
+}
 
 // Routes lists "METHOD path" of every route, paths in OpenAPI form.
 func (s *Server) Routes() []string {
@@ -131,7 +143,15 @@ func (s *Server) Routes() []string {
 	return out
 }
 
+// healthcheck answers 200 {"status":"ok"} while the process serves, 503
+// while it drains; with ?detail=1 it says why: each dependency's last
+// success and failure, the known problems (YouTube refusing the
+// credentials), whether it drains. Nothing in it is a secret.
 func (s *Server) healthcheck(c echo.Context) error {
+	if c.QueryParam("detail") != "" {
+		metrics.WriteReport(c.Response(), s.cfg.Metrics.Health().Report(s.draining.Load()))
+		return nil
+	}
 	if s.draining.Load() {
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "draining"})
 	}
@@ -222,7 +242,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	}
 }
 
-// accessLog writes one line per request.
+// accessLog writes one line per request, and counts it.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -230,10 +250,11 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
+		res := c.Response()
+		s.cfg.Metrics.Request(c.Path(), c.Request().Method, res.Status, time.Since(start))
 		if c.Path() == "/healthcheck" {
 			return nil
 		}
-		res := c.Response()
 		s.log.Info("request",
 			zap.String("requestId", res.Header().Get(echo.HeaderXRequestID)),
 			zap.String("method", c.Request().Method),
