@@ -46,18 +46,38 @@ func (s observedRecords) Update(ctx context.Context, atomID, id string, fn func(
 	})
 }
 
-// statuses are a record's statuses: the upload's and each destination's.
+// statuses are a record's statuses: the upload's and each destination's
+// (a record has one destination of each type, two at most).
 type statuses struct {
 	upload upload.Status
-	dests  map[upload.DestinationType]upload.DestinationStatus
+	n      int
+	dests  [4]destStatus
+}
+
+type destStatus struct {
+	typ    upload.DestinationType
+	status upload.DestinationStatus
 }
 
 func statusesOf(u *upload.Upload) statuses {
-	s := statuses{upload: u.Status, dests: make(map[upload.DestinationType]upload.DestinationStatus, len(u.Destinations))}
+	s := statuses{upload: u.Status}
 	for _, d := range u.Destinations {
-		s.dests[d.Type] = d.Status
+		if s.n < len(s.dests) {
+			s.dests[s.n] = destStatus{d.Type, d.Status}
+			s.n++
+		}
 	}
 	return s
+}
+
+// of is the status of the destination of type t, "" when there is none.
+func (s *statuses) of(t upload.DestinationType) upload.DestinationStatus {
+	for _, d := range s.dests[:s.n] {
+		if d.typ == t {
+			return d.status
+		}
+	}
+	return ""
 }
 
 // observeUpdate runs update with fn, remembering the statuses of the
@@ -76,7 +96,7 @@ func observeUpdate(m *metrics.Metrics, fn func(*upload.Upload) error, update fun
 		m.UploadMoved(string(u.Status))
 	}
 	for _, d := range u.Destinations {
-		if d.Status != before.dests[d.Type] {
+		if d.Status != before.of(d.Type) {
 			m.DestinationMoved(string(d.Type), string(d.Status), u.UpdatedAt.Sub(u.CreatedAt))
 		}
 	}

@@ -7,6 +7,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"atomuploads/metrics"
+	"atomuploads/upload"
 )
 
 // TestStillWorking: work still in hand says so every stillWorkingEvery,
@@ -26,5 +29,20 @@ func TestStillWorking(t *testing.T) {
 	l := logs.FilterMessage("still working").All()[1].ContextMap()
 	if l["kind"] != "reassemble" || l["uploadId"] != "u-1" || l["durationMs"] == nil {
 		t.Errorf("still working line %v, want the job's fields, its kind and how long it has run", l)
+	}
+}
+
+// BenchmarkObserveUpdate is what counting the status changes adds to one
+// write of a record (the relay makes one per chunk): the statuses before
+// and after compared, nothing changed.
+func BenchmarkObserveUpdate(b *testing.B) {
+	m := metrics.New("bench")
+	u := &upload.Upload{Status: upload.StatusProcessing, Destinations: []upload.Destination{
+		{Type: upload.YouTube, Status: upload.DestUpload}, {Type: upload.S3Bucket, Status: upload.DestWaiting}}}
+	write := func(fn func(*upload.Upload) error) (*upload.Upload, error) { return u, fn(u) }
+	change := func(*upload.Upload) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = observeUpdate(m, change, write)
 	}
 }
