@@ -147,6 +147,7 @@ func TestMetricsAfterAnUpload(t *testing.T) {
 		{"atomuploads_http_requests_total", []string{"route", "/api2/atom/:atomId/uploads", "method", "POST", "status_class", "2xx"}, 1},
 		{"atomuploads_youtube_errors_total", []string{"class", "credentials"}, 0},
 		{"atomuploads_health_check_failing", []string{"check", "youtubeCredentials"}, 0},
+		{"atomuploads_queue_depth", []string{"queue", "dead_letter", "state", "visible"}, 0},
 	} {
 		if got := get(f, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

@@ -155,6 +155,7 @@ type Metrics struct {
 	timeToComplete    *prometheus.HistogramVec
 	parked            *prometheus.GaugeVec
 	live              *prometheus.GaugeVec
+	queueDepth        *prometheus.GaugeVec
 
 	reassemblyDuration prometheus.Histogram
 	reassemblyBytes    prometheus.Counter
@@ -197,6 +198,7 @@ func New(version string) *Metrics {
 	m.timeToComplete = f.histogramVec("destination_time_to_complete_seconds", "Seconds from an upload's start to one of its destinations complete, by destination type.", completeBuckets, "type")
 	m.parked = f.gaugeVec("relays_parked", "YouTube destinations of live uploads parked, by what they wait for; published by the one instance running the census sweep (use max across instances).", "waiting_for")
 	m.live = f.gaugeVec("uploads_live", "Uploads that are not terminal, by status; published by the one instance running the census sweep (use max across instances).", "status")
+	m.queueDepth = f.gaugeVec("queue_depth", "Messages on the queue (main) and the dead-letter queue (dead_letter) by state (visible, in_flight, delayed), as SQS approximates them; published by the one instance running the census sweep (use max across instances).", "queue", "state")
 
 	m.reassemblyDuration = f.histogram("reassembly_duration_seconds", "Duration of a reassembly (multipart copy of the parts into the original) that finished.", jobBuckets)
 	m.reassemblyBytes = f.counter("reassembly_bytes_copied_total", "Bytes copied by UploadPartCopy into originals.")
@@ -439,6 +441,26 @@ func publish(g *prometheus.GaugeVec, counts map[string]int, known ...string) {
 	}
 }
 
+// Queues of QueueDepth.
+const (
+	QueueMain       = "main"
+	QueueDeadLetter = "dead_letter"
+)
+
+// QueueDepth publishes how many messages a queue (QueueMain,
+// QueueDeadLetter) holds: visible, in flight, delayed.
+func (m *Metrics) QueueDepth(queue string, visible, inFlight, delayed int) {
+	if m == nil {
+		return
+	}
+	if queue != QueueMain && queue != QueueDeadLetter {
+		queue = Other
+	}
+	m.queueDepth.WithLabelValues(queue, "visible").Set(float64(visible))
+	m.queueDepth.WithLabelValues(queue, "in_flight").Set(float64(inFlight))
+	m.queueDepth.WithLabelValues(queue, "delayed").Set(float64(delayed))
+}
+
 // CensusElsewhere withdraws this process's census: another instance runs
 // the census sweep now, and publishes it.
 func (m *Metrics) CensusElsewhere() {
@@ -447,6 +469,7 @@ func (m *Metrics) CensusElsewhere() {
 	}
 	m.live.Reset()
 	m.parked.Reset()
+	m.queueDepth.Reset()
 }
 
 // Reassembled records a reassembly that finished, and how long it took.

@@ -31,6 +31,7 @@ func everyCall(m *metrics.Metrics, v string) {
 	m.DestinationMoved(v, "complete", time.Second)
 	m.UploadMoved(v)
 	m.Census(map[string]int{v: 1}, map[string]int{v: 2})
+	m.QueueDepth(v, 1, 2, 3)
 	m.TranscodeJob(v)
 	m.FFmpegStarted()
 	m.FFmpegFinished(v, time.Second)

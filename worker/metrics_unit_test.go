@@ -1,9 +1,15 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.uber.org/zap"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -257,13 +263,32 @@ func TestUnitMetricsCountStatusChanges(t *testing.T) {
 	}
 }
 
+// depthSQS is the fake dead-letter queue with the queues' counts.
+type depthSQS struct {
+	*fakeSQS
+	counts map[string][3]int // by queue URL: visible, in flight, delayed
+}
+
+func (q depthSQS) GetQueueAttributes(_ context.Context, in *sqs.GetQueueAttributesInput, _ ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	c, ok := q.counts[aws.ToString(in.QueueUrl)]
+	if !ok {
+		return nil, sqsError("AWS.SimpleQueueService.NonExistentQueue")
+	}
+	return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{
+		"ApproximateNumberOfMessages": strconv.Itoa(c[0]), "ApproximateNumberOfMessagesNotVisible": strconv.Itoa(c[1]),
+		"ApproximateNumberOfMessagesDelayed": strconv.Itoa(c[2]),
+	}}, nil
+}
+
 // TestUnitCensusCountsParkedRelays: the census sweep publishes how many
-// live uploads are in each status and how many relays are parked, by what
-// they wait for; an instance that finds the census taken by another
-// withdraws its own numbers.
+// live uploads are in each status, how many relays are parked, by what
+// they wait for, and how many messages the queues hold; an instance that
+// finds the census taken by another withdraws its own numbers.
 func TestUnitCensusCountsParkedRelays(t *testing.T) {
 	m := metrics.New("test")
 	e := newSweepEnv(t, func(c *worker.SweepConfig) { c.Metrics = m })
+	queues := depthSQS{fakeSQS: e.dlq, counts: map[string][3]int{unitQueueURL: {7, 3, 1}, unitDLQURL: {2, 0, 0}}}
+	e.s = worker.NewSweeper(e.cfg, e.store, queues, zap.NewNop())
 	park := func(u *upload.Upload, waitingFor string) {
 		e.store.modify(t, u.AtomID, u.ID, func(u *upload.Upload) {
 			u.Destination(upload.YouTube).Park(waitingFor, time.Now().Add(time.Hour), time.Now())
@@ -289,10 +314,18 @@ func TestUnitCensusCountsParkedRelays(t *testing.T) {
 	if got := metricValue(t, reg, "atomuploads_uploads_live", "status", "uploading"); got != 4 {
 		t.Errorf("uploads_live{uploading} = %v, want the 4 not cancelled", got)
 	}
+	for _, c := range []struct {
+		queue, state string
+		want         float64
+	}{{"main", "visible", 7}, {"main", "in_flight", 3}, {"main", "delayed", 1}, {"dead_letter", "visible", 2}} {
+		if got := metricValue(t, reg, "atomuploads_queue_depth", "queue", c.queue, "state", c.state); got != c.want {
+			t.Errorf("queue_depth{%s, %s} = %v, want %v", c.queue, c.state, got, c.want)
+		}
+	}
 
 	e.store.setSweepLease("census", "sweeper-b", time.Now().Add(time.Hour))
 	waitUntil(t, "the census withdrawn", func() bool {
-		n, err := testutil.GatherAndCount(reg, "atomuploads_relays_parked")
+		n, err := testutil.GatherAndCount(reg, "atomuploads_relays_parked", "atomuploads_queue_depth")
 		return err == nil && n == 0
 	})
 }

@@ -86,7 +86,14 @@ func NewSweeper(cfg SweepConfig, store SweepStore, queue SQSAPI, log *zap.Logger
 		jobs = append(jobs, &deadLetters{queue: queue, url: cfg.DeadLetterURL, store: records, log: log, now: time.Now})
 	}
 	if cfg.Metrics != nil {
-		jobs = append(jobs, &census{store: store, metrics: cfg.Metrics, now: time.Now})
+		c := &census{store: store, metrics: cfg.Metrics, log: log, now: time.Now, queues: map[string]string{metrics.QueueMain: cfg.QueueURL}}
+		if cfg.DeadLetterURL != "" {
+			c.queues[metrics.QueueDeadLetter] = cfg.DeadLetterURL
+		}
+		if qa, ok := queue.(queueAttributes); ok {
+			c.queue = qa
+		}
+		jobs = append(jobs, c)
 	}
 	return &Sweeper{store: store, jobs: jobs, cfg: cfg, log: log}
 }
