@@ -118,7 +118,7 @@ type Report struct {
 	Status   string `json:"status"`
 	Draining bool   `json:"draining"`
 	// StartedAt is when the process started.
-	StartedAt time.Time `json:"startedAt"`
+	StartedAt *time.Time `json:"startedAt,omitempty"`
 	// Dependencies says, for each dependency, when it last answered well
 	// and when it last failed (absent: never).
 	Dependencies map[string]DependencyReport `json:"dependencies"`
@@ -151,7 +151,7 @@ func (h *Health) Report(draining bool) Report {
 		}
 		return r
 	}
-	r.StartedAt = h.started.UTC()
+	r.StartedAt = timePtr(h.started)
 	if draining || h.Draining() {
 		r.Status, r.Draining = "draining", true
 	}
