@@ -164,6 +164,9 @@ func TestMetricsAfterAnUpload(t *testing.T) {
 	if n := histogramOf(f, "atomuploads_ffmpeg_job_duration_seconds", "outcome", "complete").GetSampleCount(); n != 1 {
 		t.Errorf("ffmpeg job durations: %d, want 1", n)
 	}
+	if n := histogramOf(f, "atomuploads_transcode_job_duration_seconds", "outcome", "complete").GetSampleCount(); n != 1 {
+		t.Errorf("transcode job durations (as the worker follows them): %d, want 1", n)
+	}
 	checkNoIDLabels(t, f, "metrics-atom", rec.ID, videoID, jobID)
 	if v, ok := yt.Video(videoID); !ok || v.Size != size {
 		t.Errorf("the stand-in has %+v", v)

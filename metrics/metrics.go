@@ -161,6 +161,7 @@ type Metrics struct {
 	reassemblyBytes    prometheus.Counter
 	reassemblies       *prometheus.CounterVec
 	transcodeJobs      *prometheus.CounterVec
+	transcodeDuration  *prometheus.HistogramVec
 	ffmpegRunning      prometheus.Gauge
 	ffmpegDuration     *prometheus.HistogramVec
 
@@ -204,6 +205,7 @@ func New(version string) *Metrics {
 	m.reassemblyBytes = f.counter("reassembly_bytes_copied_total", "Bytes copied by UploadPartCopy into originals.")
 	m.reassemblies = f.counterVec("reassemblies_total", "Reassembly attempts, by outcome: done or failed.", "outcome")
 	m.transcodeJobs = f.counterVec("transcode_jobs_total", "Transcode jobs as the worker follows them: started, complete, failed, lost.", "outcome")
+	m.transcodeDuration = f.histogramVec("transcode_job_duration_seconds", "Duration of transcode jobs (MediaConvert or ffmpeg) as the worker follows them, from the start to the poll that saw the end, by outcome: complete, failed, lost.", completeBuckets, "outcome")
 	m.ffmpegRunning = f.gauge("ffmpeg_jobs_running", "ffmpeg transcode jobs running in this process.")
 	m.ffmpegDuration = f.histogramVec("ffmpeg_job_duration_seconds", "Duration of ffmpeg transcode jobs (download, probe, encode, upload), by outcome: complete, failed, lost.", jobBuckets, "outcome")
 
@@ -504,6 +506,16 @@ func (m *Metrics) TranscodeJob(event string) {
 		return
 	}
 	m.transcodeJobs.WithLabelValues(transcodeEvents.of(event)).Inc()
+}
+
+// TranscodeDuration records how long a transcode job the worker followed
+// ran, by how it ended: TranscodeComplete, TranscodeFailed or
+// TranscodeLost.
+func (m *Metrics) TranscodeDuration(outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.transcodeDuration.WithLabelValues(transcodeEvents.of(outcome)).Observe(max(d, 0).Seconds())
 }
 
 // FFmpegStarted records an ffmpeg job starting to run in this process.

@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"atomuploads/metrics"
+	"atomuploads/transcode"
 	"atomuploads/upload"
 	"atomuploads/worker"
 )
@@ -328,4 +329,38 @@ func TestUnitCensusCountsParkedRelays(t *testing.T) {
 		n, err := testutil.GatherAndCount(reg, "atomuploads_relays_parked", "atomuploads_queue_depth")
 		return err == nil && n == 0
 	})
+}
+
+// TestUnitMetricsTranscodeJobDuration: a transcode job followed to its
+// end is timed from its start (kept in the record, so any instance's poll
+// can time it) to the poll that saw it complete.
+func TestUnitMetricsTranscodeJobDuration(t *testing.T) {
+	e := newUnitEnv(t)
+	m := e.withMetrics()
+	u := e.assembled(e.create(threeParts))
+	e.mustHandle(fullBody(u))
+	d := e.get(u).Destination(upload.S3Bucket)
+	if d.JobID != "job-1" || time.Since(d.JobStartedAt) > time.Minute {
+		t.Fatalf("job %q started at %s, want job-1 with its start kept", d.JobID, d.JobStartedAt)
+	}
+	e.store.modify(t, u.AtomID, u.ID, func(u *upload.Upload) {
+		u.Destination(upload.S3Bucket).JobStartedAt = time.Now().Add(-90 * time.Second)
+	})
+	e.tc.script(fakeJob{job: transcode.Job{State: transcode.StateComplete, Percent: 100, Outputs: []string{"a/720p.mp4"}}})
+	e.mustHandle(ownBody(worker.KindTranscodePoll, u, 0))
+	if d := e.get(u).Destination(upload.S3Bucket); d.Status != upload.DestComplete {
+		t.Fatalf("s3Bucket destination %s, want complete", d.Status)
+	}
+	var h *dto.Histogram
+	for _, mt := range series(t, m.Registry(), "atomuploads_transcode_job_duration_seconds") {
+		if l := mt.GetLabel(); len(l) == 1 && l[0].GetValue() == metrics.TranscodeComplete {
+			h = mt.GetHistogram()
+		}
+	}
+	if h.GetSampleCount() != 1 || h.GetSampleSum() < 90 || h.GetSampleSum() > 150 {
+		t.Errorf("transcode_job_duration_seconds{complete}: %d samples, sum %.1f s; want one of about 90 s", h.GetSampleCount(), h.GetSampleSum())
+	}
+	if got := metricValue(t, m.Registry(), "atomuploads_transcode_jobs_total", "outcome", "complete"); got != 1 {
+		t.Errorf("transcode_jobs_total{complete} = %v, want 1", got)
+	}
 }

@@ -81,7 +81,7 @@ func (s *transcodeStep) start(ctx context.Context, log *zap.Logger, u *upload.Up
 			return nil // recorded by another delivery, which logs it and polls
 		}
 		recorded = true
-		d.JobID, d.Attempt, d.Progress = jobID, attempt, 0
+		d.JobID, d.Attempt, d.Progress, d.JobStartedAt = jobID, attempt, 0, s.now()
 		d.Advance()
 		return d.MoveTo(upload.DestTranscoding)
 	}))
@@ -109,10 +109,12 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 	case transcode.StateError:
 		if job.Retryable && d.Attempt < s.maxJobs {
 			s.metrics.TranscodeJob(metrics.TranscodeLost)
+			s.jobEnded(d, metrics.TranscodeLost)
 			log.Warn("transcode job lost; starting it again", zap.String("jobId", d.JobID), zap.String("error", job.Error))
 			return s.start(ctx, log, u, d.Attempt+1)
 		}
 		s.metrics.TranscodeJob(metrics.TranscodeFailed)
+		s.jobEnded(d, metrics.TranscodeFailed)
 		return failDestination(ctx, s.store, log, u, upload.S3Bucket, "transcode failed: "+job.Error, s.now)
 	case transcode.StateComplete:
 	case transcode.StateSubmitted, transcode.StateProgressing:
@@ -139,9 +141,18 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 	}
 	if d := u.Destination(upload.S3Bucket); d.Status == upload.DestComplete {
 		s.metrics.TranscodeJob(metrics.TranscodeComplete)
+		s.jobEnded(d, metrics.TranscodeComplete)
 		log.Info("transcode complete", zap.String("jobId", d.JobID), zap.Strings("outputs", d.Outputs), zap.String("status", string(d.Status)))
 	}
 	return outcome{}
+}
+
+// jobEnded records how long the destination's transcode job ran, from
+// its start to the poll that saw it end, when its start is known.
+func (s *transcodeStep) jobEnded(d *upload.Destination, outcome string) {
+	if !d.JobStartedAt.IsZero() {
+		s.metrics.TranscodeDuration(outcome, s.now().Sub(d.JobStartedAt))
+	}
 }
 
 // polledRecently drops a duplicate poll chain: a message that was sent
