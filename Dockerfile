@@ -22,7 +22,7 @@ COPY --from=build /out/atom-uploads /atom-uploads
 COPY config.yaml /etc/atom-uploads/config.yaml
 ENV UPLOADS_CONFIG=/etc/atom-uploads/config.yaml
 USER 65532:65532
-EXPOSE 8080
+EXPOSE 8080 9090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 CMD ["/atom-uploads", "healthcheck"]
 ENTRYPOINT ["/atom-uploads"]
 
@@ -34,6 +34,6 @@ COPY --from=build /out/atom-uploads /atom-uploads
 COPY config.yaml /etc/atom-uploads/config.yaml
 ENV UPLOADS_CONFIG=/etc/atom-uploads/config.yaml
 USER nonroot:nonroot
-EXPOSE 8080
+EXPOSE 8080 9090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 CMD ["/atom-uploads", "healthcheck"]
 ENTRYPOINT ["/atom-uploads"]

@@ -44,6 +44,7 @@ import (
 	"atomuploads/client"
 	"atomuploads/config"
 	"atomuploads/credentials"
+	"atomuploads/metrics"
 	"atomuploads/store"
 	"atomuploads/transcode"
 	"atomuploads/web"
@@ -127,6 +128,11 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("AWS configuration: %w", err)
 	}
+	// Metrics on the service's own registry; every AWS call counts, and
+	// tells the health detail when each service last answered well.
+	m := metrics.New(version)
+	awsCfg.APIOptions = append(awsCfg.APIOptions, metrics.AWSMiddleware(m))
+	m.Health().Expect(metrics.DepSQSReceive, metrics.DepDynamoDB, metrics.DepS3, metrics.DepSTS)
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = cfg.AWS.S3UsePathStyle })
 	db := store.New(dynamodb.NewFromConfig(awsCfg), cfg.Table.Name, cfg.Table.Retention)
 	issuer := credentials.NewIssuer(sts.NewFromConfig(awsCfg), cfg.Uploads.CredentialsRoleARN, cfg.Uploads.Bucket, cfg.Uploads.CredentialsDuration)
@@ -147,11 +153,12 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			ClientSecret:   cfg.YouTube.ClientSecret.Reveal(),
 			RefreshToken:   cfg.YouTube.RefreshToken.Reveal(),
 			RequestTimeout: cfg.YouTube.RequestTimeout,
-		}, &http.Client{})
+		}, &http.Client{Transport: metrics.Transport(m, youTubeDependency(cfg.YouTube.TokenURL), nil)})
 		if err != nil {
 			return fmt.Errorf("YouTube client: %w", err)
 		}
 		yt, sessions = c, c
+		m.Health().Expect(metrics.DepYouTube, metrics.DepYouTubeToken)
 	}
 	if cfg.AtomAPI.BaseURL != "" {
 		atom = atomapi.New(atomapi.Config{
@@ -160,7 +167,8 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			Token:       cfg.AtomAPI.Token.Reveal(),
 			Timeout:     cfg.AtomAPI.Timeout,
 			MaxAttempts: cfg.AtomAPI.MaxAttempts,
-		}, &http.Client{})
+		}, &http.Client{Transport: metrics.Transport(m, func(*http.Request) string { return metrics.DepAtomAPI }, nil)})
+		m.Health().Expect(metrics.DepAtomAPI)
 	}
 	switch cfg.Transcode.Backend {
 	case "mediaconvert":
@@ -185,6 +193,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			TempDir:           cfg.Transcode.FFmpeg.TempDir,
 			Preset:            cfg.Transcode.FFmpeg.Preset,
 			Logger:            log,
+			Metrics:           m,
 		})
 		if err != nil {
 			return fmt.Errorf("ffmpeg transcoder: %w", err)
@@ -218,6 +227,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		YouTube:        cfg.YouTube.Enabled,
 		Transcode:      tc != nil,
 		Page:           page,
+		Metrics:        m,
 	}, db, issuer, sessions, log, api.WithRetry(worker.NewDriver(worker.SweepConfig{
 		QueueURL: cfg.Queue.URL, MaxChunkBytes: cfg.YouTube.MaxChunkBytes,
 		YouTube: yt != nil, Transcode: tc != nil, AtomAPI: atom != nil,
@@ -255,13 +265,20 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			Jitter:             cfg.YouTube.ParkJitter,
 			MaxHop:             min(15*time.Minute, cfg.Worker.StrandedAfter/2),
 		},
-	}, worker.Deps{Store: db, Queue: sqsc, S3: s3c, YouTube: yt, Transcoder: tc, AtomAPI: atom, Log: log})
+	}, worker.Deps{Store: db, Queue: sqsc, S3: s3c, YouTube: yt, Transcoder: tc, AtomAPI: atom, Log: log, Metrics: m})
+	if yt != nil {
+		m.Health().AddCheck("youtubeCredentials", func() (bool, time.Time, string) {
+			since, refused := dispatcher.YouTubeCredentialsRefused()
+			return refused, since, "YouTube refuses the service's credentials (the refresh token or the OAuth client): every YouTube relay is parked until they are fixed"
+		})
+	}
 	pool := worker.NewPool(sqsc, worker.PoolConfig{
 		QueueURL:      cfg.Queue.URL,
 		DeadLetterURL: cfg.Queue.DeadLetterURL,
 		Concurrency:   cfg.Worker.Concurrency,
 		Visibility:    cfg.Worker.VisibilityTimeout,
 		WaitTime:      cfg.Worker.ReceiveWait,
+		Metrics:       m,
 	}, dispatcher, log)
 
 	sweeper := worker.NewSweeper(worker.SweepConfig{
@@ -275,6 +292,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		YouTube:       yt != nil,
 		Transcode:     tc != nil,
 		AtomAPI:       atom != nil,
+		Metrics:       m,
 
 		Bucket:           cfg.Uploads.Bucket,
 		AbandonAfter:     cfg.Uploads.AbandonAfter,
@@ -291,11 +309,51 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if ffmpeg != nil {
 		parts = append([]part{{"ffmpeg runner", ffmpeg.Runner(), workGrace}}, parts...)
 	}
-	return runParts(ctx, log, parts, httpServer.Err(), func() {
-		log.Info("started", zap.Stringer("addr", httpServer.Addr()), zap.String("queue", cfg.Queue.URL),
+	failed := httpServer.Err()
+	var metricsServer *metrics.Server
+	if cfg.Metrics.Addr != "" {
+		// Up first, so that it reports the start; it serves through the
+		// drain delay, so that the drain is seen.
+		metricsServer = metrics.NewServer(m, metrics.ServerConfig{
+			Addr: cfg.Metrics.Addr, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout, Linger: min(2*time.Second, cfg.ShutdownGrace/5),
+		}, log)
+		parts = append([]part{{"metrics", metricsServer, cfg.ShutdownGrace}}, parts...)
+		failed = firstOf(httpServer.Err(), metricsServer.Err())
+	}
+	return runParts(ctx, log, parts, failed, func() {
+		fields := []zap.Field{zap.Stringer("addr", httpServer.Addr()), zap.String("queue", cfg.Queue.URL),
 			zap.String("bucket", cfg.Uploads.Bucket), zap.String("table", cfg.Table.Name),
-			zap.Bool("youtube", yt != nil), zap.String("transcode", cfg.Transcode.Backend))
+			zap.Bool("youtube", yt != nil), zap.String("transcode", cfg.Transcode.Backend)}
+		if metricsServer != nil {
+			fields = append(fields, zap.Stringer("metricsAddr", metricsServer.Addr()))
+		}
+		log.Info("started", fields...)
 	}, cfg.ShutdownGrace)
+}
+
+// youTubeDependency tells the YouTube client's requests to the token
+// endpoint (the refresh token at work) from those to the API.
+func youTubeDependency(tokenURL string) func(*http.Request) string {
+	return func(r *http.Request) string {
+		if strings.HasPrefix(r.URL.String(), tokenURL) {
+			return metrics.DepYouTubeToken
+		}
+		return metrics.DepYouTube
+	}
+}
+
+// firstOf delivers the first error of either channel.
+func firstOf(a, b <-chan error) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		select {
+		case err := <-a:
+			out <- err
+		case err := <-b:
+			out <- err
+		}
+	}()
+	return out
 }
 
 // component is a long-running part of the service: Start returns once it

@@ -32,11 +32,12 @@ func TestMain(m *testing.M) {
 
 // service is one service process.
 type service struct {
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
-	err  error
-	addr string
+	cmd         *exec.Cmd
+	out         *lockedBuffer
+	done        chan struct{}
+	err         error
+	addr        string
+	metricsAddr string // of /metrics and the health detail
 }
 
 type lockedBuffer struct {
@@ -67,12 +68,18 @@ func freeAddr(t testing.TB) string {
 }
 
 // startService starts the service with the given UPLOADS_ settings on top
-// of the test's environment (the local stack's AWS_ variables).
+// of the test's environment (the local stack's AWS_ variables). Unless env
+// says where, its metrics listen on a free port of their own, so that
+// processes started side by side do not collide on the default :9090.
 func startService(t testing.TB, env map[string]string) *service {
 	t.Helper()
 	s := &service{out: &lockedBuffer{}, done: make(chan struct{}), addr: env["UPLOADS_HTTP_ADDR"]}
+	var ok bool
+	if s.metricsAddr, ok = env["UPLOADS_METRICS_ADDR"]; !ok {
+		s.metricsAddr = freeAddr(t)
+	}
 	s.cmd = exec.Command(os.Args[0])
-	s.cmd.Env = append(os.Environ(), "ATOM_UPLOADS_RUN_MAIN=1")
+	s.cmd.Env = append(os.Environ(), "ATOM_UPLOADS_RUN_MAIN=1", "UPLOADS_METRICS_ADDR="+s.metricsAddr)
 	for k, v := range env {
 		s.cmd.Env = append(s.cmd.Env, k+"="+v)
 	}

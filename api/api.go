@@ -32,6 +32,7 @@ import (
 
 	"atomuploads/api/rest"
 	"atomuploads/credentials"
+	"atomuploads/metrics"
 	"atomuploads/upload"
 )
 
@@ -68,6 +69,9 @@ type Config struct {
 	YouTube        bool          // youtube destinations are enabled
 	Transcode      bool          // s3Bucket destinations are enabled
 	Page           http.Handler  // the uploads page at / and /static/ (package web); nil: none
+	// Metrics counts the requests and tells GET /healthcheck?detail=1 the
+	// process's health; nil: nothing is counted, and the detail is bare.
+	Metrics *metrics.Metrics
 }
 
 // Server is the HTTP API.
@@ -131,6 +135,11 @@ func New(cfg Config, uploads Uploads, issuer Issuer, sessions SessionCanceller, 
 		e.Match(page, "/static/*", echo.WrapHandler(cfg.Page))
 	}
 	s.e = e
+	var patterns []string
+	for _, r := range e.Routes() {
+		patterns = append(patterns, r.Path)
+	}
+	cfg.Metrics.Routes(patterns...) // the only route labels: never a path a client made up
 	return s
 }
 
@@ -139,7 +148,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHT
 
 // Drain makes /healthcheck answer 503, so that a load balancer stops
 // sending requests while the process shuts down.
-func (s *Server) Drain() { s.draining.Store(true) }
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.cfg.Metrics.Health().Drain()
+}
 
 // Routes lists "METHOD path" of every route, paths in OpenAPI form.
 func (s *Server) Routes() []string {
@@ -159,7 +171,15 @@ func (s *Server) Routes() []string {
 	return out
 }
 
+// healthcheck answers 200 {"status":"ok"} while the process serves, 503
+// while it drains; with ?detail=1 it says why: each dependency's last
+// success and failure, the known problems (YouTube refusing the
+// credentials), whether it drains. Nothing in it is a secret.
 func (s *Server) healthcheck(c echo.Context) error {
+	if c.QueryParam("detail") != "" {
+		metrics.WriteReport(c.Response(), s.cfg.Metrics.Health().Report(s.draining.Load()))
+		return nil
+	}
 	if s.draining.Load() {
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "draining"})
 	}
@@ -260,7 +280,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	}
 }
 
-// accessLog writes one line per request.
+// accessLog writes one line per request, and counts it.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -277,10 +297,11 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			// ending the answer, so the client sees it broken.
 			defer panic(http.ErrAbortHandler)
 		}
+		res := c.Response()
+		s.cfg.Metrics.Request(c.Path(), c.Request().Method, res.Status, time.Since(start))
 		if c.Path() == "/healthcheck" {
 			return nil
 		}
-		res := c.Response()
 		fields := append(idFields(c),
 			zap.String("method", clip(c.Request().Method)),
 			zap.String("route", clip(c.Path())),

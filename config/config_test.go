@@ -289,3 +289,22 @@ func TestHTTPServerLimits(t *testing.T) {
 		t.Errorf("overrides: %+v %v", c.HTTP, err)
 	}
 }
+
+// TestMetricsAddr: /metrics listens on :9090 unless told otherwise, not
+// at all when the address is empty, and never on the API's address.
+func TestMetricsAddr(t *testing.T) {
+	c, err := Load(defaults(t), "", minimalEnv())
+	if err != nil || c.Metrics.Addr != ":9090" {
+		t.Fatalf("metrics.addr = %q, %v; want :9090 by default", c.Metrics.Addr, err)
+	}
+	c, err = Load(defaults(t), "", append(minimalEnv(), "UPLOADS_METRICS_ADDR="))
+	if err != nil || c.Metrics.Addr != "" {
+		t.Errorf("UPLOADS_METRICS_ADDR empty: %q, %v; want no listener", c.Metrics.Addr, err)
+	}
+	for _, bad := range []string{"9090", ":8080"} {
+		_, err := Load(defaults(t), "", append(minimalEnv(), "UPLOADS_METRICS_ADDR="+bad))
+		if err == nil || !strings.Contains(err.Error(), "UPLOADS_METRICS_ADDR") {
+			t.Errorf("UPLOADS_METRICS_ADDR=%s: %v, want it refused", bad, err)
+		}
+	}
+}

@@ -39,6 +39,7 @@ type Config struct {
 	HTTP          HTTP          `yaml:"http"`
 	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
 	Log           Log           `yaml:"log"`
+	Metrics       Metrics       `yaml:"metrics"`
 	AWS           AWS           `yaml:"aws"`
 	Uploads       Uploads       `yaml:"uploads"`
 	Table         Table         `yaml:"table"`
@@ -65,6 +66,11 @@ type HTTP struct {
 // Log configures the JSON logger.
 type Log struct {
 	Level string `yaml:"level"`
+}
+
+// Metrics configures the listener of /metrics and the health detail.
+type Metrics struct {
+	Addr string `yaml:"addr"` // empty: no metrics listener
 }
 
 // AWS holds the SDK settings that are not taken from the SDK's own

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -52,6 +53,13 @@ func (c Config) Validate() error {
 	}
 	if c.HTTP.MaxConnections < 1 || c.HTTP.MaxConnections > 100000 {
 		bad("http.maxConnections", "%d is outside 1–100000", c.HTTP.MaxConnections)
+	}
+	if a := c.Metrics.Addr; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			bad("metrics.addr", "%q is not a listen address such as :9090", a)
+		} else if a == c.HTTP.Addr {
+			bad("metrics.addr", "%q is the API's address: /metrics must listen apart from the API", a)
+		}
 	}
 	within("shutdownGrace", c.ShutdownGrace, 5*time.Second, 10*time.Minute)
 	switch c.Log.Level {

@@ -76,6 +76,8 @@ type destItem struct {
 	Attempt int      `dynamodbav:"attempt,omitempty"`
 	Outputs []string `dynamodbav:"outputs,omitempty"`
 
+	JobStartedAt string `dynamodbav:"jobStartedAt,omitempty"`
+
 	PolledAt string `dynamodbav:"polledAt,omitempty"`
 	Advances int64  `dynamodbav:"advances,omitempty"`
 	RetryAt  string `dynamodbav:"retryAt,omitempty"`
@@ -154,6 +156,7 @@ func toItem(u *upload.Upload) item {
 			JobID:            d.JobID,
 			Attempt:          d.Attempt,
 			Outputs:          d.Outputs,
+			JobStartedAt:     formatTime(d.JobStartedAt),
 			PolledAt:         formatTime(d.PolledAt),
 			Advances:         d.Advances,
 			RetryAt:          formatTime(d.RetryAt),
@@ -231,6 +234,7 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 			JobID:                di.JobID,
 			Attempt:              di.Attempt,
 			Outputs:              di.Outputs,
+			JobStartedAt:         parseTime(di.JobStartedAt),
 			PolledAt:             parseTime(di.PolledAt),
 			Advances:             di.Advances,
 			RetryAt:              parseTime(di.RetryAt),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -20,6 +21,8 @@ import (
 // every write of a large item costs what the item weighs.
 //
 //	etag S, checksumSHA256 S, size N, readAt N (unix ms, once read),
+//	createdAt N (unix ms: when S3 created the part, for the relay's lag;
+//	written with the pin, so it costs no write of its own),
 //	expiresAt N (TTL, as the upload's)
 func pinKey(uploadID string, n int) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
@@ -41,6 +44,10 @@ func (s *Store) PinPart(ctx context.Context, atomID, id string, p upload.PartPin
 		":atom": &types.AttributeValueMemberS{Value: atomID},
 	}
 	set := "SET etag = :etag, checksumSHA256 = :sum, #size = :size, pinnedAtom = :atom"
+	if !p.CreatedAt.IsZero() {
+		values[":created"] = num(p.CreatedAt.UnixMilli())
+		set += ", createdAt = :created"
+	}
 	if s.retention > 0 {
 		values[":exp"] = num(s.now().Add(s.retention).Unix())
 		set += ", " + attrExpiresAt + " = if_not_exists(" + attrExpiresAt + ", :exp)"
@@ -135,6 +142,9 @@ func (s *Store) ClaimPart(ctx context.Context, _, id string, n int, reader strin
 	}
 	if v, ok := out.Attributes["size"].(*types.AttributeValueMemberN); ok {
 		p.Size, _ = strconv.ParseInt(v.Value, 10, 64)
+	}
+	if ms, ok := numAttr(out.Attributes["createdAt"]); ok {
+		p.CreatedAt = time.UnixMilli(ms).UTC()
 	}
 	return p, nil
 }

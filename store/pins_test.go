@@ -42,3 +42,25 @@ func TestPins(t *testing.T) {
 		t.Errorf("claim a part never pinned: %v, want ENOTFOUND", err)
 	}
 }
+
+// TestPinKeepsWhenThePartWasCreated: the pin carries when S3 created the
+// part (the relay's lag starts there) to whoever claims it, in the same
+// write as the pin; a pin without one claims without one.
+func TestPinKeepsWhenThePartWasCreated(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	u := newUpload(t, "atom-c", time.Now())
+	created := time.Date(2026, 11, 25, 12, 0, 59, 863_000_000, time.UTC)
+	if _, err := s.PinPart(c, u.AtomID, u.ID, upload.PartPin{Part: 0, ETag: `"a"`, Size: 42, CreatedAt: created}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PinPart(c, u.AtomID, u.ID, upload.PartPin{Part: 1, ETag: `"b"`, Size: 42}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ClaimPart(c, u.AtomID, u.ID, 0, upload.ReaderYouTube); err != nil || !got.CreatedAt.Equal(created) {
+		t.Errorf("claim = %+v, %v; want created at %s", got, err, created)
+	}
+	if got, err := s.ClaimPart(c, u.AtomID, u.ID, 1, upload.ReaderYouTube); err != nil || !got.CreatedAt.IsZero() {
+		t.Errorf("claim of a pin without a creation time = %+v, %v; want none", got, err)
+	}
+}

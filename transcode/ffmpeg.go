@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"atomuploads/metrics"
 	"atomuploads/upload"
 )
 
@@ -67,6 +68,9 @@ type FFmpegConfig struct {
 	// Logger receives one line per job state change (started, completed,
 	// failed). Default nil: no logs.
 	Logger *zap.Logger
+	// Metrics counts the jobs running and their durations. Default nil:
+	// nothing is counted.
+	Metrics *metrics.Metrics
 }
 
 // FFmpeg defaults.

@@ -21,6 +21,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/upload"
 )
 
@@ -72,8 +73,10 @@ func (f *FFmpeg) runJob(ctx context.Context, j *ffJob) {
 		r.Percent = 0
 	})
 	log.Info("transcode job started", zap.String("source", "s3://"+rec.SourceBucket+"/"+rec.SourceKey))
+	f.cfg.Metrics.FFmpegStarted()
 
 	outputs, size, err := f.transcode(ctx, j, rec)
+	f.cfg.Metrics.FFmpegFinished(ffmpegOutcome(ctx, err), f.now().Sub(start))
 	var (
 		update func(*jobRecord)
 		fields = []zap.Field{zap.Int64("bytes", size)}
@@ -119,6 +122,17 @@ func (f *FFmpeg) runJob(ctx context.Context, j *ffJob) {
 	} else {
 		log.Warn("transcode job failed", fields...)
 	}
+}
+
+// ffmpegOutcome is a run's outcome, for the metrics.
+func ffmpegOutcome(ctx context.Context, err error) string {
+	switch {
+	case err == nil:
+		return metrics.TranscodeComplete
+	case ctx.Err() != nil:
+		return metrics.TranscodeLost
+	}
+	return metrics.TranscodeFailed
 }
 
 // transcode downloads the source, probes it, runs ffmpeg and uploads the

@@ -73,8 +73,12 @@ type PartPin struct {
 	ETag           string
 	ChecksumSHA256 string
 	Size           int64
-	Read           bool
-	ReadBy         string // who read it first: Reader…
+	// CreatedAt is when S3 created the part's object (the S3 event's
+	// time, or the object's Last-Modified): where the part-to-YouTube lag
+	// starts. Zero when unknown (a pin from before it was kept).
+	CreatedAt time.Time
+	Read      bool
+	ReadBy    string // who read it first: Reader…
 }
 
 // Who reads parts.

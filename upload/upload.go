@@ -108,6 +108,9 @@ type Destination struct {
 	JobID   string
 	Attempt int // transcode attempts started
 	Outputs []string
+	// JobStartedAt is when the current transcode job was started (zero
+	// for a job recorded before it was kept): its duration, for metrics.
+	JobStartedAt time.Time
 
 	// PolledAt is when the destination's remote state (YouTube processing,
 	// transcode job) was last asked for.

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/upload"
 )
 
@@ -33,6 +34,7 @@ type assetStep struct {
 	now    func() time.Time
 
 	leaseTTL time.Duration
+	metrics  *metrics.Metrics
 }
 
 // errAssetBusy: another instance holds the asset lease.
@@ -52,6 +54,17 @@ func (s *assetStep) run(ctx context.Context, j job) outcome {
 		return outcome{err: s.sched.schedule(ctx, t, s.leaseTTL+time.Second)}
 	}
 	return outcome{err: err}
+}
+
+// assetOutcome is an asset call's outcome, for the metrics.
+func assetOutcome(added bool, err error) string {
+	switch {
+	case err != nil:
+		return metrics.AssetFailed
+	case added:
+		return metrics.AssetAdded
+	}
+	return metrics.AssetPresent
 }
 
 // assetDue reports whether the atom should get the destination's video:
@@ -76,6 +89,7 @@ func (s *assetStep) add(ctx context.Context, log *zap.Logger, j job) error {
 		}
 		start := time.Now()
 		added, err := s.atom.AddAsset(ctx, h.lease.AtomID, d.URL())
+		s.metrics.AssetCall(assetOutcome(added, err))
 		if err != nil {
 			// An addition the atom API is still working on when the
 			// client gave up (a timeout, the end of the shutdown grace)

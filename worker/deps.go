@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/transcode"
 	"atomuploads/upload"
 	"atomuploads/youtube"
@@ -87,7 +88,8 @@ type Sender interface {
 }
 
 // Deps are the collaborators of the Dispatcher. YouTube, Transcoder and
-// AtomAPI may be nil when the service runs without them.
+// AtomAPI may be nil when the service runs without them, and Metrics when
+// nothing is measured.
 type Deps struct {
 	Store      Store
 	Queue      Sender
@@ -96,4 +98,5 @@ type Deps struct {
 	Transcoder Transcoder
 	AtomAPI    AtomAPI
 	Log        *zap.Logger
+	Metrics    *metrics.Metrics
 }

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/aws/smithy-go"
 
@@ -90,6 +91,7 @@ type pinCache struct {
 	reader     string
 	mu         sync.Mutex
 	etags      map[int]string
+	created    map[int]time.Time // when S3 created each part claimed, if known
 }
 
 // etag claims part n if it is not claimed yet and returns its ETag: what
@@ -109,10 +111,36 @@ func (c *pinCache) etag(ctx context.Context, n int) (string, error) {
 		return "", err
 	}
 	if c.etags == nil {
-		c.etags = map[int]string{}
+		c.etags, c.created = map[int]string{}, map[int]time.Time{}
 	}
 	c.etags[n] = pin.ETag
+	if !pin.CreatedAt.IsZero() {
+		c.created[n] = pin.CreatedAt
+	}
 	return pin.ETag, nil
+}
+
+// createdAt is when S3 created part n, if the part was claimed through
+// the cache and its pin knows.
+func (c *pinCache) createdAt(n int) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.created[n]
+	return t, ok
+}
+
+// lastCreated is the latest creation time of the parts claimed through
+// the cache, if any is known.
+func (c *pinCache) lastCreated() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var last time.Time
+	for _, t := range c.created {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last, !last.IsZero()
 }
 
 // changedError reports whether err is S3 refusing a read because the

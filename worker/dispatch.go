@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"atomuploads/metrics"
 	"atomuploads/retry"
 	"atomuploads/upload"
 )
@@ -44,10 +45,11 @@ type Dispatcher struct {
 		recordStore
 		Touch(ctx context.Context, atomID, id string) error
 	}
-	log   *zap.Logger
-	now   func() time.Time
-	sched *scheduler
-	retry retry.Policy // pauses before the retries of failed attempts
+	log     *zap.Logger
+	metrics *metrics.Metrics
+	now     func() time.Time
+	sched   *scheduler
+	retry   retry.Policy // pauses before the retries of failed attempts
 
 	part        *partStep
 	relay       *relayStep
@@ -98,8 +100,12 @@ type outcome struct {
 
 // New returns the Dispatcher, the Handler of the worker pool.
 func New(cfg Config, d Deps) *Dispatcher {
+	if d.Metrics != nil {
+		d.Store = observedStore{Store: d.Store, m: d.Metrics}
+	}
+	m := d.Metrics
 	sched := &scheduler{queue: d.Queue, queueURL: cfg.QueueURL, deadLetterURL: cfg.DeadLetterURL}
-	ls := &leases{store: d.Store, owner: cfg.Owner, ttl: cfg.LeaseTTL, log: d.Log}
+	ls := &leases{store: d.Store, owner: cfg.Owner, ttl: cfg.LeaseTTL, log: d.Log, metrics: m}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
@@ -112,22 +118,22 @@ func New(cfg Config, d Deps) *Dispatcher {
 	}
 	creds := &credentialsGate{retry: cfg.Park.CredentialsRetry, log: d.Log}
 	return &Dispatcher{
-		cfg: cfg, store: d.Store, log: d.Log, now: now, sched: sched,
+		cfg: cfg, store: d.Store, log: d.Log, metrics: m, now: now, sched: sched,
 		retry: retry.Policy{Base: cfg.RetryBackoff, Cap: cfg.MaxRetryDelay},
 		part:  &partStep{store: d.Store, s3: d.S3, bucket: cfg.Bucket, now: now, requireChecksums: cfg.RequirePartChecksums},
 		relay: &relayStep{
 			store: d.Store, s3: d.S3, yt: d.YouTube, leases: ls, sched: sched, now: now, creds: creds, park: cfg.Park,
 			bucket: cfg.Bucket, maxChunkBytes: cfg.MaxChunkBytes, leaseTTL: cfg.LeaseTTL,
-			pollInterval: cfg.PollInterval,
+			pollInterval: cfg.PollInterval, metrics: m,
 		},
-		reassemble: &reassembleStep{store: d.Store, s3: d.S3, leases: ls, now: now, bucket: cfg.Bucket, parallelism: cfg.ReassemblyParallelism},
+		reassemble: &reassembleStep{store: d.Store, s3: d.S3, leases: ls, now: now, bucket: cfg.Bucket, parallelism: cfg.ReassemblyParallelism, metrics: m},
 		transcode: &transcodeStep{
 			store: d.Store, tc: d.Transcoder, sched: sched, now: now, bucket: cfg.Bucket,
-			pollInterval: cfg.PollInterval, maxJobs: cfg.MaxTranscodeAttempts,
+			pollInterval: cfg.PollInterval, maxJobs: cfg.MaxTranscodeAttempts, metrics: m,
 		},
-		youTubePoll: &youTubePollStep{store: d.Store, yt: d.YouTube, sched: sched, now: now, pollInterval: cfg.PollInterval, creds: creds, park: cfg.Park},
+		youTubePoll: &youTubePollStep{store: d.Store, yt: d.YouTube, sched: sched, now: now, pollInterval: cfg.PollInterval, creds: creds, park: cfg.Park, metrics: m},
 		creds:       creds,
-		asset:       &assetStep{store: d.Store, atom: d.AtomAPI, leases: ls, sched: sched, now: now, leaseTTL: cfg.LeaseTTL},
+		asset:       &assetStep{store: d.Store, atom: d.AtomAPI, leases: ls, sched: sched, now: now, leaseTTL: cfg.LeaseTTL, metrics: m},
 	}
 }
 
@@ -154,7 +160,15 @@ func (d *Dispatcher) step(k Kind) step {
 
 // Handle handles one message of the queue.
 func (d *Dispatcher) Handle(ctx context.Context, m Message) Result {
+	start := time.Now()
+	ctx, note := withOutcome(ctx)
 	msg, err := parse(m.Body)
+	res := d.handle(ctx, m, msg, err)
+	d.metrics.MessageHandled(msg.kind(), note.of(ctx, res), time.Since(start))
+	return res
+}
+
+func (d *Dispatcher) handle(ctx context.Context, m Message, msg message, err error) Result {
 	switch {
 	case errors.Is(err, errUnknownKind):
 		// Perhaps a newer version's: not ours to drop, and never to loop.
@@ -163,12 +177,13 @@ func (d *Dispatcher) Handle(ctx context.Context, m Message) Result {
 	case err != nil:
 		// Nothing a retry could fix: log it once and delete it.
 		d.log.Error("ignored a message that is not an event", zap.String("messageId", m.ID), zap.String("reason", err.Error()))
-		return Result{}
+		return ignored(ctx)
 	}
 	var res Result
 	switch {
 	case msg.test:
 		d.log.Info("ignored s3:TestEvent", zap.String("messageId", m.ID))
+		res = ignored(ctx)
 	case msg.task != nil:
 		res = d.start(ctx, m, *msg.task, d.log.With(zap.String("messageId", m.ID)), false)
 	default:
@@ -207,22 +222,23 @@ func (d *Dispatcher) record(ctx context.Context, m Message, r s3Record) Result {
 	key, err := r.Key()
 	if err != nil {
 		log.Error("ignored an event with an undecodable key", zap.String("key", r.S3.Object.Key))
-		return Result{}
+		return ignored(ctx)
 	}
 	log = log.With(zap.String("key", key))
 	if r.EventSource != "aws:s3" || !strings.HasPrefix(r.EventName, "ObjectCreated:") {
 		log.Warn("ignored an event that is not an S3 object creation", zap.String("eventName", r.EventName))
-		return Result{}
+		return ignored(ctx)
 	}
 	if r.S3.Bucket.Name != d.cfg.Bucket {
 		log.Warn("ignored an event of another bucket")
-		return Result{}
+		return ignored(ctx)
 	}
 	t, ok := taskOfKey(key)
 	if !ok {
 		log.Warn("ignored a key outside the upload layout", zap.String("reason", upload.ErrorMessage(parseKeyErr(key))))
-		return Result{}
+		return ignored(ctx)
 	}
+	t.Created = r.created()
 	return d.start(ctx, m, t, log, true)
 }
 
@@ -238,7 +254,7 @@ func (d *Dispatcher) start(ctx context.Context, m Message, t Task, log *zap.Logg
 	switch {
 	case upload.ErrorCode(err) == upload.ENOTFOUND:
 		log.Warn("ignored an event of an unknown upload", zap.String("kind", string(t.Kind)))
-		return Result{}
+		return ignored(ctx)
 	case err != nil:
 		// The table did not answer: a failed attempt like any other,
 		// retried on a message of its own after the retry policy's pause
@@ -250,9 +266,10 @@ func (d *Dispatcher) start(ctx context.Context, m Message, t Task, log *zap.Logg
 	case (t.Kind == KindPart || t.Kind == KindFull) && (u.Status == upload.StatusCancelled || u.Status == upload.StatusFailed || u.Status == upload.StatusExpired):
 		// A part that arrives after its upload expired is one of these.
 		log.Info("ignored an event of a finished upload", zap.String("status", string(u.Status)))
-		return Result{}
+		return ignored(ctx)
 	}
 	j := job{task: t, msg: m, upload: u, log: log, base: base, fresh: event && m.ReceiveCount <= 1}
+	defer stillWorking(log, t.Kind)()
 	if m.ReceiveCount > 1 {
 		return d.rehome(ctx, j)
 	}
@@ -347,6 +364,7 @@ func (d *Dispatcher) retryLater(ctx context.Context, j job, err error) Result {
 	}
 	j.log.Warn("attempt failed; it is retried later", zap.String("kind", string(j.task.Kind)), zap.Int("failures", failures),
 		zap.Bool("progressed", progressed), zap.Duration("retryIn", delay), zap.String("cause", why), zap.Error(err))
+	noteOutcome(ctx, metrics.OutcomeRetried)
 	return Result{}
 }
 
@@ -366,6 +384,7 @@ func (d *Dispatcher) handBack(ctx context.Context, j job) Result {
 		return Result{Err: err} // the pool hands the message itself back
 	}
 	j.log.Info("handed back", zap.String("kind", string(j.task.Kind)), zap.Int("failures", failures), zap.Bool("progressed", progressed))
+	noteOutcome(ctx, metrics.OutcomeHandedBack)
 	return Result{}
 }
 
@@ -395,6 +414,7 @@ func (d *Dispatcher) rehome(ctx context.Context, j job) Result {
 	}
 	j.log.Info("continuing on a fresh message", zap.String("kind", string(j.task.Kind)), zap.Int("receiveCount", j.msg.ReceiveCount),
 		zap.Int("failures", failures), zap.Bool("progressed", progressed))
+	noteOutcome(ctx, metrics.OutcomeRedelivered)
 	return Result{}
 }
 
@@ -415,5 +435,6 @@ func (d *Dispatcher) giveUp(ctx context.Context, j job, fresh *upload.Upload, fa
 			j.log.Warn("could not put the given-up work in the dead-letter queue", zap.Error(err))
 		}
 	}
+	noteOutcome(ctx, metrics.OutcomeDeadLettered)
 	return Result{}
 }

@@ -40,8 +40,20 @@
 // delivered any number of times to any instance. A message that keeps
 // failing is left to the queue's redrive policy (dead-letter queue).
 //
-// IAM: sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility
-// and sqs:SendMessage on the queue; s3:GetObject, s3:PutObject (the
+// # Metrics
+//
+// With Deps.Metrics (and PoolConfig's and SweepConfig's), the worker
+// counts at its steps' own state changes, one call each: messages by kind
+// and outcome (noted in the message's context by whatever decides it),
+// the relay's part-to-YouTube lag (from the part's S3 creation time, which
+// its pin carries), sessions, YouTube errors by class, leases, reassembly,
+// transcode and asset calls; status changes are counted by a decorator of
+// the Store that compares each write's record before and after. The census
+// sweep publishes the live uploads, the parked relays and the queues'
+// depth. Without metrics, nothing changes.
+//
+// IAM: sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility,
+// sqs:SendMessage and sqs:GetQueueAttributes (the census) on the queue; s3:GetObject, s3:PutObject (the
 // multipart calls on …/full), s3:AbortMultipartUpload and, for the
 // clean-up, s3:DeleteObject on arn:aws:s3:::<bucket>/uploads/*;
 // s3:ListBucket and s3:ListBucketMultipartUploads on the bucket (the

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/upload"
 )
 
@@ -52,11 +53,12 @@ func (e ending) String() string {
 // third of the TTL while the turn's function runs, and end the turn in one
 // of its three ways. Every use of a lease in the worker goes through it.
 type leases struct {
-	store leaseStore
-	owner string // this instance
-	ttl   time.Duration
-	turns atomic.Int64
-	log   *zap.Logger
+	store   leaseStore
+	owner   string // this instance
+	ttl     time.Duration
+	turns   atomic.Int64
+	log     *zap.Logger
+	metrics *metrics.Metrics
 }
 
 // held is one turn at a lease.
@@ -83,8 +85,15 @@ type held struct {
 func (l *leases) hold(ctx context.Context, atomID, id string, name upload.LeaseName, fn func(ctx context.Context, h *held) (ending, error)) error {
 	lease := upload.Lease{AtomID: atomID, UploadID: id, Name: name, Owner: l.holder(), TTL: l.ttl}
 	u, takenOver, err := l.store.Acquire(ctx, lease)
+	if errors.Is(err, upload.ErrLeaseHeld) {
+		l.metrics.Lease(string(name), metrics.LeaseBusy)
+	}
 	if err != nil {
 		return err
+	}
+	l.metrics.Lease(string(name), metrics.LeaseAcquired)
+	if takenOver {
+		l.metrics.Lease(string(name), metrics.LeaseTakenOver)
 	}
 	h := &held{lease: lease, upload: u, takenOver: takenOver}
 	turnCtx, lose := context.WithCancelCause(ctx)
@@ -110,6 +119,9 @@ func (l *leases) hold(ctx context.Context, atomID, id string, name upload.LeaseN
 		}
 	}()
 	end, err := fn(turnCtx, h)
+	if errors.Is(context.Cause(turnCtx), upload.ErrLeaseLost) || errors.Is(err, upload.ErrLeaseLost) {
+		l.metrics.Lease(string(name), metrics.LeaseLost)
+	}
 	stopRenewing()
 	if !h.ended {
 		l.end(ctx, lease, end)

@@ -7,7 +7,9 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
+	"atomuploads/metrics"
 	"atomuploads/upload"
 )
 
@@ -56,6 +58,9 @@ type Task struct {
 	// GaveUp: the service gave the work up and put the task on the
 	// dead-letter queue itself, after recording why.
 	GaveUp bool
+	// Created is when S3 created the object of an S3 event's task (the
+	// event's time); zero for the service's own messages.
+	Created time.Time
 }
 
 // ownMessage is a message the service sends itself on the same queue.
@@ -101,7 +106,10 @@ type s3Event struct {
 type s3Record struct {
 	EventSource string `json:"eventSource"`
 	EventName   string `json:"eventName"`
-	S3          struct {
+	// EventTime is when S3 finished the request (ISO 8601, milliseconds):
+	// when the object was created.
+	EventTime string `json:"eventTime"`
+	S3        struct {
 		Bucket struct {
 			Name string `json:"name"`
 		} `json:"bucket"`
@@ -111,6 +119,16 @@ type s3Record struct {
 			Sequencer string `json:"sequencer"`
 		} `json:"object"`
 	} `json:"s3"`
+}
+
+// created is when S3 created the record's object; zero when the event
+// does not say.
+func (r s3Record) created() time.Time {
+	t, err := time.Parse(time.RFC3339Nano, r.EventTime)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // Key returns the record's object key, URL-decoded ('+' is a space).
@@ -201,6 +219,15 @@ func taskOfKey(key string) (Task, bool) {
 func parseKeyErr(key string) error {
 	_, err := upload.ParseKey(key)
 	return err
+}
+
+// kind is the kind of the message's (first) task, for the metrics;
+// metrics.KindNone when it carries none.
+func (m message) kind() string {
+	if t := m.tasks(); len(t) > 0 {
+		return string(t[0].Kind)
+	}
+	return metrics.KindNone
 }
 
 // tasks are the tasks a message carries.

@@ -61,7 +61,12 @@ func (s *partStep) run(ctx context.Context, j job) outcome {
 	}
 	// Pinned before it counts as complete: whoever reads a complete part
 	// reads it as it was checked, or learns that it changed.
-	pinned, err := s.store.PinPart(ctx, u.AtomID, u.ID, upload.PartPin{Part: n, ETag: deref(head.ETag), ChecksumSHA256: checksum, Size: p.Size()})
+	// The event's time has milliseconds; Last-Modified, seconds.
+	created := j.task.Created
+	if created.IsZero() {
+		created = deref(head.LastModified)
+	}
+	pinned, err := s.store.PinPart(ctx, u.AtomID, u.ID, upload.PartPin{Part: n, ETag: deref(head.ETag), ChecksumSHA256: checksum, Size: p.Size(), CreatedAt: created})
 	var changed *upload.PartChangedError
 	switch {
 	case errors.As(err, &changed):

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/retry"
 )
 
@@ -67,6 +68,7 @@ type PoolConfig struct {
 	Concurrency   int           // messages handled at once
 	Visibility    time.Duration // visibility of a received message, extended while it is handled
 	WaitTime      time.Duration // long poll; 20 s unless set
+	Metrics       *metrics.Metrics
 }
 
 // Pool receives messages and hands them to the handler, at most
@@ -167,6 +169,7 @@ func (p *Pool) receive(ctx, work context.Context) {
 		if err == nil {
 			msgs = out.Messages
 			failures = 0
+			p.cfg.Metrics.Received(len(msgs))
 		}
 		for range n - len(msgs) {
 			<-slots
@@ -176,6 +179,7 @@ func (p *Pool) receive(ctx, work context.Context) {
 				return
 			}
 			failures++
+			p.cfg.Metrics.ReceiveFailed()
 			backoff := receiveRetry.Delay(failures)
 			p.log.Error("receive from queue failed", zap.Error(err), zap.Duration("retryIn", backoff))
 			_ = retry.Sleep(ctx, backoff)
@@ -195,6 +199,8 @@ func (p *Pool) receive(ctx, work context.Context) {
 // handle runs the handler with a visibility heartbeat, then deletes the
 // message, or hands it back.
 func (p *Pool) handle(ctx context.Context, m types.Message) {
+	p.cfg.Metrics.InFlight(1)
+	defer p.cfg.Metrics.InFlight(-1)
 	msg := Message{ID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body)}
 	msg.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"atomuploads/metrics"
 	"atomuploads/upload"
 )
 
@@ -52,6 +53,7 @@ type reassembleStep struct {
 	now         func() time.Time
 	bucket      string
 	parallelism int
+	metrics     *metrics.Metrics
 }
 
 func (s *reassembleStep) run(ctx context.Context, j job) outcome {
@@ -64,6 +66,9 @@ func (s *reassembleStep) run(ctx context.Context, j job) outcome {
 	if errors.Is(err, upload.ErrLeaseHeld) {
 		j.log.Info("reassembly is under way elsewhere")
 		return outcome{}
+	}
+	if err != nil && ctx.Err() == nil {
+		s.metrics.ReassemblyFailed()
 	}
 	var changed *upload.PartChangedError
 	if errors.As(err, &changed) {
@@ -186,6 +191,7 @@ func (s *reassembleStep) finish(ctx context.Context, log *zap.Logger, h *held, e
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.Reassembled(time.Since(start))
 	log.Info("reassembled", zap.String("key", full), zap.Int64("bytes", u.Size), zap.Int("parts", u.PartCount()),
 		zap.Int64("durationMs", time.Since(start).Milliseconds()))
 	return after, nil
@@ -310,6 +316,7 @@ func (s *reassembleStep) copyParts(ctx context.Context, log *zap.Logger, h *held
 			if err != nil {
 				return fmt.Errorf("copy part %d of %s: %w", p.Number, u.ID, err)
 			}
+			s.metrics.PartCopied(p.Size())
 			mu.Lock()
 			done[n] = s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.CopyPartResult.ETag}
 			copied, due := len(done), time.Since(last) >= checkpointEvery

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/retry"
 	"atomuploads/upload"
 	"atomuploads/youtube"
@@ -61,6 +62,7 @@ type relayStep struct {
 	maxChunkBytes int64
 	leaseTTL      time.Duration
 	pollInterval  time.Duration
+	metrics       *metrics.Metrics
 }
 
 func (s *relayStep) run(ctx context.Context, j job) outcome {
@@ -219,6 +221,7 @@ func (s *relayStep) classify(err error, d *upload.Destination) error {
 	if !errors.As(err, &ye) {
 		return err
 	}
+	s.metrics.YouTubeError(ye.Class().String())
 	now := s.now()
 	switch ye.Class() {
 	case youtube.ClassTemporary:
@@ -326,6 +329,7 @@ func (r *relayRun) run(ctx context.Context) error {
 			}
 			return pe
 		case errors.Is(step, youtube.ErrSessionGone):
+			r.s.metrics.RelaySession(metrics.SessionRestarted)
 			r.log.Warn("YouTube session gone; starting a new one from byte 0", zap.Int64("bytes", d.UploadedBytes))
 			if err := r.update(ctx, func(d *upload.Destination) {
 				d.Session, d.UploadedBytes, d.Progress = "", 0, 0
@@ -398,6 +402,7 @@ func (r *relayRun) startSession(ctx context.Context) error {
 		return nil
 	}
 	r.synced = true
+	r.s.metrics.RelaySession(metrics.SessionStarted)
 	r.log.Info("YouTube session started", zap.String("status", string(upload.DestUpload)), zap.Int64("bytes", r.u.Size))
 	return nil
 }
@@ -420,11 +425,12 @@ func (r *relayRun) sync(ctx context.Context) error {
 			return err
 		}
 		r.log.Info("resuming at YouTube's committed offset", zap.Int64("bytes", p.Committed), zap.Int64("recorded", d.UploadedBytes))
-		if err := r.committed(ctx, p, state); err != nil {
+		if _, err := r.committed(ctx, p, state); err != nil {
 			return err
 		}
 	}
 	r.synced = true
+	r.s.metrics.RelaySession(metrics.SessionResumed)
 	return nil
 }
 
@@ -497,6 +503,7 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 		r.synced = false
 		return n, fmt.Errorf("YouTube took none of bytes %d-%d (committed %d)", from, from+n-1, p.Committed)
 	}
+	r.s.metrics.ChunkRelayed(time.Since(start))
 	state, ok := h.at(p.Committed)
 	switch {
 	case ok:
@@ -514,11 +521,18 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 		r.synced = false
 		return n, fmt.Errorf("YouTube committed %d bytes, not a boundary of the chunk %d-%d", p.Committed, from, from+n-1)
 	}
-	if err := r.committed(ctx, p, state); err != nil {
+	lag, err := r.committed(ctx, p, state)
+	if err != nil {
 		return n, err
 	}
-	r.log.Info("chunk relayed", zap.Int("part", int(from/u.PartSize)), zap.Int64("bytes", n),
-		zap.Int64("committed", p.Committed), zap.Int64("durationMs", time.Since(start).Milliseconds()))
+	fields := []zap.Field{zap.Int("part", int(from/u.PartSize)), zap.Int64("bytes", n),
+		zap.Int64("committed", p.Committed), zap.Int64("durationMs", time.Since(start).Milliseconds())}
+	if lag >= 0 {
+		// The part-to-YouTube lag of the part the chunk finished (the
+		// largest, when it finished several).
+		fields = append(fields, zap.Int64("lagMs", lag.Milliseconds()))
+	}
+	r.log.Info("chunk relayed", fields...)
 	return n, nil
 }
 
@@ -575,18 +589,20 @@ func (r *relayRun) releaseUnlessNextArrived(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
-// committed records YouTube's committed offset (and the video, once done).
 // committed records YouTube's committed offset with the running SHA-256's
 // state there (and the video, once done: its digest is then the SHA-256 of
 // every byte YouTube has, which must be the file's when the start request
-// named it).
-func (r *relayRun) committed(ctx context.Context, p youtube.Progress, state []byte) error {
+// named it). It returns the largest part-to-YouTube lag of the parts whose
+// last byte YouTube committed now, or -1 when none (or none whose creation
+// is known).
+func (r *relayRun) committed(ctx context.Context, p youtube.Progress, state []byte) (time.Duration, error) {
 	size := r.u.Size
+	from := r.u.Destination(upload.YouTube).UploadedBytes
 	var digest, mismatch string
 	if p.Done {
 		var err error
 		if digest, err = digestOf(state); err != nil {
-			return err
+			return -1, err
 		}
 		if want := r.u.SHA256; want != "" && digest != want {
 			mismatch = fmt.Sprintf("the video YouTube received does not match the file: its SHA-256 is %s, the file's is %s", digest, want)
@@ -610,15 +626,49 @@ func (r *relayRun) committed(ctx context.Context, p youtube.Progress, state []by
 			}
 		}
 	})
+	if err != nil {
+		return -1, err
+	}
+	now := time.Now() // S3's clock, not the steps' (tests move theirs)
+	r.s.metrics.Committed(p.Committed - from)
+	lag := r.partsRelayed(from, p.Committed, now)
 	switch {
-	case err != nil:
 	case mismatch != "":
 		r.log.Error("destination failed", zap.String("videoId", p.VideoID), zap.String("status", string(upload.DestFailed)), zap.String("error", mismatch))
 	case p.Done:
-		r.log.Info("YouTube upload complete", zap.String("videoId", p.VideoID), zap.String("status", string(upload.DestTranscoding)),
-			zap.Int64("bytes", size), zap.String("sha256", digest))
+		fields := []zap.Field{zap.String("videoId", p.VideoID), zap.String("status", string(upload.DestTranscoding)),
+			zap.Int64("bytes", size), zap.String("sha256", digest)}
+		if last, ok := r.pins.lastCreated(); ok {
+			// From the last part landing in S3 (of those this turn read,
+			// which is the last of all unless a writer that had relayed it
+			// was interrupted before the end) to YouTube having it all.
+			r.s.metrics.YouTubeComplete(now.Sub(last))
+			fields = append(fields, zap.Int64("sinceLastPartMs", now.Sub(last).Milliseconds()))
+		}
+		r.log.Info("YouTube upload complete", fields...)
 	}
-	return err
+	return lag, nil
+}
+
+// partsRelayed observes the lag of each part whose last byte YouTube
+// committed with the offset moving from from to to: now less when S3
+// created it. It returns the largest, or -1 when there is none.
+func (r *relayRun) partsRelayed(from, to int64, now time.Time) time.Duration {
+	lag := time.Duration(-1)
+	for off := from; off < to; {
+		p, ok := r.u.PartContaining(off)
+		if !ok {
+			break
+		}
+		if p.End <= to {
+			if created, ok := r.pins.createdAt(p.Number); ok {
+				r.s.metrics.PartRelayed(now.Sub(created))
+				lag = max(lag, now.Sub(created))
+			}
+		}
+		off = p.End
+	}
+	return lag
 }
 
 // update changes the YouTube destination while holding the lease, and

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/upload"
 )
 
@@ -45,6 +46,9 @@ type SweepConfig struct {
 	// expires (0: never); DeletePartsAfter how long after an upload ended
 	// its parts are deleted (0: never).
 	AbandonAfter, DeletePartsAfter time.Duration
+	// Metrics, when set, adds the census of live uploads to the jobs, and
+	// counts the status changes the dead-letter reader makes.
+	Metrics *metrics.Metrics
 }
 
 // SweepStore is what the sweeps need of the table.
@@ -74,10 +78,11 @@ type Sweeper struct {
 
 // NewSweeper returns the Sweeper of the service's periodic jobs: the
 // reconciler; the dead-letter reader when there is a dead-letter queue;
-// the expiry of abandoned uploads when cfg.AbandonAfter is set (it cancels
-// their YouTube sessions through yt, which may be nil); the clean-up of
-// the parts of uploads that are over when cfg.DeletePartsAfter is set and
-// there is an s3.
+// the census of live uploads when there are metrics; the expiry of
+// abandoned uploads when cfg.AbandonAfter is set (it cancels their YouTube
+// sessions through yt, which may be nil); the clean-up of the parts of
+// uploads that are over when cfg.DeletePartsAfter is set and there is an
+// s3.
 func NewSweeper(cfg SweepConfig, store SweepStore, queue SQSAPI, s3 SweepS3, yt SessionCanceller, log *zap.Logger) *Sweeper {
 	sched := &scheduler{queue: queue, queueURL: cfg.QueueURL, deadLetterURL: cfg.DeadLetterURL}
 	jobs := []sweepJob{&reconciler{
@@ -86,7 +91,21 @@ func NewSweeper(cfg SweepConfig, store SweepStore, queue SQSAPI, s3 SweepS3, yt 
 		youtube: cfg.YouTube, transcode: cfg.Transcode, atomAPI: cfg.AtomAPI,
 	}}
 	if cfg.DeadLetterURL != "" {
-		jobs = append(jobs, &deadLetters{queue: queue, url: cfg.DeadLetterURL, store: store, log: log, now: time.Now})
+		var records recordStore = store
+		if cfg.Metrics != nil {
+			records = observedRecords{recordStore: store, m: cfg.Metrics}
+		}
+		jobs = append(jobs, &deadLetters{queue: queue, url: cfg.DeadLetterURL, store: records, log: log, now: time.Now})
+	}
+	if cfg.Metrics != nil {
+		c := &census{store: store, metrics: cfg.Metrics, log: log, now: time.Now, queues: map[string]string{metrics.QueueMain: cfg.QueueURL}}
+		if cfg.DeadLetterURL != "" {
+			c.queues[metrics.QueueDeadLetter] = cfg.DeadLetterURL
+		}
+		if qa, ok := queue.(queueAttributes); ok {
+			c.queue = qa
+		}
+		jobs = append(jobs, c)
 	}
 	if cfg.AbandonAfter > 0 {
 		jobs = append(jobs, newExpirer(store, yt, log, cfg.AbandonAfter))
@@ -152,6 +171,9 @@ func (s *Sweeper) round(ctx context.Context, j sweepJob) {
 	lease := upload.SweepLease(j.name(), s.cfg.Owner, s.cfg.LeaseTTL)
 	err := s.store.AcquireSweep(ctx, lease)
 	if errors.Is(err, upload.ErrLeaseHeld) {
+		if e, ok := j.(interface{ elsewhere() }); ok {
+			e.elsewhere()
+		}
 		return // another instance has the job
 	}
 	if err != nil {

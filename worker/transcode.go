@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/transcode"
 	"atomuploads/upload"
 )
@@ -23,6 +24,7 @@ type transcodeStep struct {
 	bucket       string
 	pollInterval time.Duration
 	maxJobs      int // jobs started in all when jobs are lost
+	metrics      *metrics.Metrics
 }
 
 func (s *transcodeStep) run(ctx context.Context, j job) outcome {
@@ -68,6 +70,7 @@ func (s *transcodeStep) start(ctx context.Context, log *zap.Logger, u *upload.Up
 	}
 	jobID, err := s.tc.Start(ctx, spec)
 	if upload.ErrorCode(err) == upload.EINVALID {
+		s.metrics.TranscodeJob(metrics.TranscodeFailed)
 		return failDestination(ctx, s.store, log, u, upload.S3Bucket, "transcode refused: "+upload.ErrorMessage(err), s.now)
 	}
 	if err != nil {
@@ -81,13 +84,14 @@ func (s *transcodeStep) start(ctx context.Context, log *zap.Logger, u *upload.Up
 			return nil // recorded by another delivery, which logs it and polls
 		}
 		recorded = true
-		d.JobID, d.Attempt, d.Progress = jobID, attempt, 0
+		d.JobID, d.Attempt, d.Progress, d.JobStartedAt = jobID, attempt, 0, s.now()
 		d.Advance()
 		return d.MoveTo(upload.DestTranscoding)
 	}))
 	if err != nil || !recorded {
 		return outcome{err: err}
 	}
+	s.metrics.TranscodeJob(metrics.TranscodeStarted)
 	log.Info("transcode started", zap.String("jobId", jobID), zap.Int("attempt", attempt), zap.String("status", string(upload.DestTranscoding)))
 	// On an error the retried message sees the job and schedules the poll.
 	return outcome{err: s.sched.schedule(ctx, Task{Kind: KindTranscodePoll, AtomID: u.AtomID, UploadID: u.ID}, s.pollInterval)}
@@ -107,9 +111,13 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 	switch job.State {
 	case transcode.StateError:
 		if job.Retryable && d.Attempt < s.maxJobs {
+			s.metrics.TranscodeJob(metrics.TranscodeLost)
+			s.jobEnded(d, metrics.TranscodeLost)
 			log.Warn("transcode job lost; starting it again", zap.String("jobId", d.JobID), zap.String("error", job.Error))
 			return s.start(ctx, log, u, d.Attempt+1)
 		}
+		s.metrics.TranscodeJob(metrics.TranscodeFailed)
+		s.jobEnded(d, metrics.TranscodeFailed)
 		return failDestination(ctx, s.store, log, u, upload.S3Bucket, "transcode failed: "+job.Error, s.now)
 	case transcode.StateComplete:
 	case transcode.StateSubmitted, transcode.StateProgressing:
@@ -135,9 +143,19 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 		return outcome{err: err}
 	}
 	if d := u.Destination(upload.S3Bucket); d.Status == upload.DestComplete {
+		s.metrics.TranscodeJob(metrics.TranscodeComplete)
+		s.jobEnded(d, metrics.TranscodeComplete)
 		log.Info("transcode complete", zap.String("jobId", d.JobID), zap.Strings("outputs", d.Outputs), zap.String("status", string(d.Status)))
 	}
 	return outcome{}
+}
+
+// jobEnded records how long the destination's transcode job ran, from
+// its start to the poll that saw it end, when its start is known.
+func (s *transcodeStep) jobEnded(d *upload.Destination, outcome string) {
+	if !d.JobStartedAt.IsZero() {
+		s.metrics.TranscodeDuration(outcome, s.now().Sub(d.JobStartedAt))
+	}
 }
 
 // polledRecently drops a duplicate poll chain: a message that was sent

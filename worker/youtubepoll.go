@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"atomuploads/metrics"
 	"atomuploads/upload"
 	"atomuploads/youtube"
 )
@@ -26,6 +27,7 @@ type youTubePollStep struct {
 	pollInterval time.Duration
 	creds        *credentialsGate
 	park         ParkConfig
+	metrics      *metrics.Metrics
 }
 
 func (s *youTubePollStep) run(ctx context.Context, j job) outcome {
@@ -52,6 +54,7 @@ func (s *youTubePollStep) run(ctx context.Context, j job) outcome {
 	}
 	p, err := s.yt.Processing(ctx, d.VideoID)
 	if err != nil {
+		youTubeError(s.metrics, err)
 		// Polls cost quota too: out of quota, or with refused credentials,
 		// they wait like the relay, and no attempt is spent.
 		now := s.now()
