@@ -106,9 +106,11 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("atom API calls = %+v, want one with the video", calls)
 	}
 
-	// The transcoded outputs are in the output bucket.
+	// The transcoded outputs are in the output bucket: the 320x240 clip is
+	// below the default ladder, so it gets one rendition at its own size.
 	prefix := "e2e-atom/" + u.ID + "/"
-	want := []string{prefix + "1080p.mp4", prefix + "720p.mp4", prefix + "360p.mp4", prefix + "poster.jpg"}
+	want := []string{prefix + "hls/master.m3u8", prefix + "hls/master_240p.m3u8", prefix + "hls/master_audio.m3u8",
+		prefix + "240p.mp4", prefix + "poster.0000000.jpg"}
 	if strings.Join(outputs, ",") != strings.Join(want, ",") {
 		t.Errorf("outputs = %v, want %v", outputs, want)
 	}

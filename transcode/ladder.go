@@ -87,3 +87,7 @@ func encodingFor(r Rendition, src Source) Encoding {
 
 // even rounds n down to an even number, at least 2.
 func even(n int) int { return max(n&^1, 2) }
+
+// audioBitrate is the bitrate of the audio rendition and the MP4's sound:
+// the highest rung's.
+func audioBitrate(ladder []Encoding) int { return ladder[0].audioBitrate() }

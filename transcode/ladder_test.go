@@ -65,7 +65,7 @@ func TestLadderFollowsTheSource(t *testing.T) {
 func TestLadderOrdersAConfiguredSetHighestFirst(t *testing.T) {
 	rs := []Rendition{
 		{Name: "low", Height: 240, VideoBitrate: 400_000},
-		{Name: "high", Height: 720, VideoBitrate: 2_000_000},
+		{Name: "high", Height: 720, VideoBitrate: 2_000_000, AudioBitrate: 160_000},
 		{Name: "mid", Height: 480, VideoBitrate: 1_000_000},
 	}
 	ladder, err := Ladder(rs, Source{Width: 1280, Height: 720})
@@ -78,6 +78,9 @@ func TestLadderOrdersAConfiguredSetHighestFirst(t *testing.T) {
 	}
 	if got := strings.Join(names, ","); got != "high,mid,low" {
 		t.Errorf("ladder = %s, want high,mid,low", got)
+	}
+	if got := audioBitrate(ladder); got != 160_000 {
+		t.Errorf("audio bitrate = %d, want the highest rung's 160000", got)
 	}
 	if rs[0].Name != "low" {
 		t.Error("Ladder reordered the configured set")

@@ -162,39 +162,68 @@ func mediaConvertJob(jobID string, j *types.Job) Job {
 	return job
 }
 
-// mediaConvertOutputs lists the keys the job writes, from the destinations
-// of its own settings (GetJob does not return output paths). It follows
-// the naming of this backend: <destination><nameModifier>.<ext> for files,
-// and <destination><nameModifier>.0000000.jpg for a single frame capture.
-func mediaConvertOutputs(s *types.JobSettings) []string {
+// mediaConvertOutputs lists the outputs the job writes, from its own
+// settings (GetJob does not return output paths). It follows the naming of
+// this backend: <destination><nameModifier>.<ext> for files, and
+// <destination><nameModifier>.0000000.jpg for a single frame capture.
+func mediaConvertOutputs(s *types.JobSettings) (outputs []Output) {
 	if s == nil {
 		return nil
 	}
-	var keys []string
 	for _, g := range s.OutputGroups {
 		if g.OutputGroupSettings == nil || g.OutputGroupSettings.FileGroupSettings == nil {
 			continue
 		}
-		base := aws.ToString(g.OutputGroupSettings.FileGroupSettings.Destination)
-		u, err := url.Parse(base)
-		if err != nil || u.Scheme != "s3" {
+		base, ok := s3Key(aws.ToString(g.OutputGroupSettings.FileGroupSettings.Destination))
+		if !ok {
 			continue
 		}
-		key := strings.TrimPrefix(u.Path, "/")
 		for _, o := range g.Outputs {
-			name := key + aws.ToString(o.NameModifier)
+			name := base + aws.ToString(o.NameModifier)
+			v := o.VideoDescription
+			var w, h int
+			if v != nil {
+				w, h = int(aws.ToInt32(v.Width)), int(aws.ToInt32(v.Height))
+			}
 			switch {
-			case o.VideoDescription != nil && o.VideoDescription.CodecSettings != nil &&
-				o.VideoDescription.CodecSettings.Codec == types.VideoCodecFrameCapture:
-				keys = append(keys, name+".0000000.jpg")
-			case aws.ToString(o.Extension) != "":
-				keys = append(keys, name+"."+aws.ToString(o.Extension))
+			case v != nil && v.CodecSettings != nil && v.CodecSettings.Codec == types.VideoCodecFrameCapture:
+				outputs = append(outputs, Output{Key: name + ".0000000.jpg", Kind: KindPoster, Width: w, Height: h})
 			default:
-				keys = append(keys, name+".mp4")
+				ext := aws.ToString(o.Extension)
+				if ext == "" {
+					ext = "mp4"
+				}
+				outputs = append(outputs, Output{Key: name + "." + ext, Kind: KindMP4, Width: w, Height: h,
+					Bitrate: h264MaxBitrate(v) + aacBitrate(o.AudioDescriptions)})
 			}
 		}
 	}
-	return keys
+	return outputs
+}
+
+// s3Key is the key of an s3:// URL.
+func s3Key(s3url string) (string, bool) {
+	u, err := url.Parse(s3url)
+	if err != nil || u.Scheme != "s3" {
+		return "", false
+	}
+	return strings.TrimPrefix(u.Path, "/"), true
+}
+
+func h264MaxBitrate(v *types.VideoDescription) int {
+	if v == nil || v.CodecSettings == nil || v.CodecSettings.H264Settings == nil {
+		return 0
+	}
+	return int(aws.ToInt32(v.CodecSettings.H264Settings.MaxBitrate))
+}
+
+func aacBitrate(ads []types.AudioDescription) int {
+	for _, a := range ads {
+		if a.CodecSettings != nil && a.CodecSettings.AacSettings != nil {
+			return int(aws.ToInt32(a.CodecSettings.AacSettings.Bitrate))
+		}
+	}
+	return 0
 }
 
 func (m *MediaConvert) createJobInput(spec Spec) *mediaconvert.CreateJobInput {

@@ -260,8 +260,11 @@ func TestMediaConvertJobStates(t *testing.T) {
 	}{
 		{map[string]any{"status": "SUBMITTED"}, Job{ID: id, State: StateSubmitted}},
 		{map[string]any{"status": "PROGRESSING", "jobPercentComplete": 42}, Job{ID: id, State: StateProgressing, Percent: 42}},
-		{map[string]any{"status": "COMPLETE", "jobPercentComplete": 100}, Job{ID: id, State: StateComplete, Percent: 100, Outputs: []string{
-			prefix + "1080p.mp4", prefix + "720p.mp4", prefix + "360p.mp4", prefix + "poster.0000000.jpg",
+		{map[string]any{"status": "COMPLETE", "jobPercentComplete": 100}, Job{ID: id, State: StateComplete, Percent: 100, Outputs: []Output{
+			{Key: prefix + "1080p.mp4", Kind: KindMP4, Height: 1080, Bitrate: 5_128_000},
+			{Key: prefix + "720p.mp4", Kind: KindMP4, Height: 720, Bitrate: 3_128_000},
+			{Key: prefix + "360p.mp4", Kind: KindMP4, Height: 360, Bitrate: 896_000},
+			{Key: prefix + "poster.0000000.jpg", Kind: KindPoster, Height: 1080},
 		}}},
 		{map[string]any{"status": "ERROR", "errorCode": 1010, "errorMessage": "Unable to open input file [s3://useruploadbucket/uploads/x/full]"},
 			Job{ID: id, State: StateError, Error: "MediaConvert job failed (error 1010): Unable to open input file [s3://useruploadbucket/uploads/x/full]"}},

@@ -120,7 +120,7 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 		d.Progress = job.Percent
 		d.Advance()
 		if job.State == transcode.StateComplete {
-			d.Outputs = job.Outputs
+			d.Outputs = job.Keys()
 			return d.MoveTo(upload.DestComplete)
 		}
 		return nil

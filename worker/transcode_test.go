@@ -142,7 +142,9 @@ func TestVideoThroughTheWholeS3BucketPipeline(t *testing.T) {
 		t.Fatalf("upload %s, destination %s %.0f%% %q; want complete", got.Status, d.Status, d.Progress, d.Error)
 	}
 	prefix := u.AtomID + "/" + u.ID + "/"
-	if want := []string{prefix + "144p.mp4", prefix + "poster.jpg"}; strings.Join(d.Outputs, ",") != strings.Join(want, ",") {
+	want := []string{prefix + "hls/master.m3u8", prefix + "hls/master_144p.m3u8", prefix + "hls/master_audio.m3u8",
+		prefix + "144p.mp4", prefix + "poster.0000000.jpg"}
+	if strings.Join(d.Outputs, ",") != strings.Join(want, ",") {
 		t.Errorf("outputs = %v, want %v", d.Outputs, want)
 	}
 	p := e.ffprobe(t, prefix+"144p.mp4")
