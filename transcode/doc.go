@@ -9,12 +9,13 @@
 // Two backends offer the same remote-job contract, Start(spec) → job id and
 // Job(id) → state, percent, outputs:
 //
-//   - MediaConvert submits a job to AWS Elemental MediaConvert. The service
-//     runs it; Job asks MediaConvert. IAM: mediaconvert:CreateJob and
-//     mediaconvert:GetJob for this service, plus iam:PassRole on the
-//     MediaConvert role (RoleARN), which itself needs s3:GetObject on the
-//     source and s3:PutObject on the destination bucket. (It still writes
-//     one MP4 per rendition and a poster; its HLS follows.)
+//   - MediaConvert submits a job to AWS Elemental MediaConvert after
+//     probing the original with MediaConvert's Probe. The service runs
+//     it; Job asks MediaConvert. IAM: mediaconvert:Probe, CreateJob and
+//     GetJob for this service (Probe reads the original with its
+//     credentials), plus iam:PassRole on the MediaConvert role
+//     (RoleARN), which itself needs s3:GetObject on the source and
+//     s3:PutObject on the destination bucket.
 //
 //   - FFmpeg runs ffmpeg/ffprobe in this process (local runs and
 //     self-hosting). Its job state lives as JSON in the destination bucket

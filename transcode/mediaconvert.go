@@ -18,6 +18,7 @@ import (
 type MediaConvertAPI interface {
 	CreateJob(ctx context.Context, in *mediaconvert.CreateJobInput, optFns ...func(*mediaconvert.Options)) (*mediaconvert.CreateJobOutput, error)
 	GetJob(ctx context.Context, in *mediaconvert.GetJobInput, optFns ...func(*mediaconvert.Options)) (*mediaconvert.GetJobOutput, error)
+	Probe(ctx context.Context, in *mediaconvert.ProbeInput, optFns ...func(*mediaconvert.Options)) (*mediaconvert.ProbeOutput, error)
 }
 
 // MediaConvertConfig configures the MediaConvert backend.
@@ -36,8 +37,8 @@ type MediaConvertConfig struct {
 	DestinationBucket string
 	// Renditions are the MP4 outputs. Default DefaultRenditions().
 	Renditions []Rendition
-	// PosterFrame adds a JPEG of the first frame, at the height of the
-	// tallest rendition, as <atomId>/<uploadId>/poster.0000000.jpg.
+	// PosterFrame adds a JPEG of the first frame, at the size of the
+	// highest rendition, as <atomId>/<uploadId>/poster.0000000.jpg.
 	// Default false (the zero value); set it to get a poster.
 	PosterFrame bool
 }
@@ -73,12 +74,12 @@ func (c MediaConvertConfig) ClientOptions(o *mediaconvert.Options) {
 
 // MediaConvert is the AWS Elemental MediaConvert backend.
 //
-// Each rendition is its own file output group whose destination names the
-// file, s3://<dest>/<atomId>/<uploadId>/<name>, so MediaConvert writes
-// <name>.mp4 (it appends the extension, and no name modifier is needed
-// with one output per group). The poster is a frame capture group with
-// destination .../poster, written as poster.0000000.jpg: MediaConvert always
-// numbers frame captures.
+// Start probes the original (MediaConvert's Probe), fits the ladder to it
+// (Ladder) and submits one job that writes the layout of package
+// transcode (see HLSDir): a CMAF output group with HLS manifests only
+// (fMP4 segments, a video-only output per rung and one audio output), a
+// file group with the progressive MP4 of the highest rung, and a frame
+// capture group with the poster.
 type MediaConvert struct {
 	api        MediaConvertAPI
 	cfg        MediaConvertConfig
@@ -103,7 +104,16 @@ func (m *MediaConvert) Start(ctx context.Context, spec Spec) (string, error) {
 	if err := spec.Validate(); err != nil {
 		return "", fmt.Errorf("start transcode %s/%s: %w", spec.AtomID, spec.UploadID, err)
 	}
-	out, err := m.api.CreateJob(ctx, m.createJobInput(spec))
+	input := "s3://" + spec.SourceBucket + "/" + spec.SourceKey
+	src, err := m.probe(ctx, input)
+	if err != nil {
+		return "", fmt.Errorf("start transcode %s/%s: %w", spec.AtomID, spec.UploadID, err)
+	}
+	ladder, err := Ladder(m.renditions, src)
+	if err != nil {
+		return "", fmt.Errorf("start transcode %s/%s: %w", spec.AtomID, spec.UploadID, upload.Errorf(upload.EINVALID, "%s", err.Error()))
+	}
+	out, err := m.api.CreateJob(ctx, m.createJobInput(spec, src, ladder))
 	if err != nil {
 		return "", fmt.Errorf("start transcode %s/%s: %w", spec.AtomID, spec.UploadID, mediaConvertError(err))
 	}
@@ -112,6 +122,44 @@ func (m *MediaConvert) Start(ctx context.Context, spec Spec) (string, error) {
 			upload.Errorf(upload.EINTERNAL, "MediaConvert returned no job id"))
 	}
 	return aws.ToString(out.Job.Id), nil
+}
+
+// probe asks MediaConvert what the original is: its first video track's
+// size and frame rate, and whether it has sound.
+func (m *MediaConvert) probe(ctx context.Context, input string) (Source, error) {
+	out, err := m.api.Probe(ctx, &mediaconvert.ProbeInput{InputFiles: []types.ProbeInputFile{{FileUrl: aws.String(input)}}})
+	if err != nil {
+		return Source{}, mediaConvertError(err)
+	}
+	var src Source
+	found := false
+	for _, r := range out.ProbeResults {
+		if r.Container == nil {
+			continue
+		}
+		src.Duration = aws.ToFloat64(r.Container.Duration)
+		for _, t := range r.Container.Tracks {
+			switch {
+			case t.TrackType == types.TrackTypeAudio:
+				src.HasAudio = true
+			case t.TrackType == types.TrackTypeVideo && !found && t.VideoProperties != nil:
+				v := t.VideoProperties
+				src.Width, src.Height = int(aws.ToInt32(v.Width)), int(aws.ToInt32(v.Height))
+				if (src.Width == 0 || src.Height == 0) && v.CodecMetadata != nil {
+					src.Width, src.Height = int(aws.ToInt32(v.CodecMetadata.Width)), int(aws.ToInt32(v.CodecMetadata.Height))
+				}
+				if fr := v.FrameRate; fr != nil && aws.ToInt32(fr.Denominator) > 0 {
+					src.FrameRate = float64(aws.ToInt32(fr.Numerator)) / float64(aws.ToInt32(fr.Denominator))
+				}
+				found = src.Width > 0 && src.Height > 0
+			}
+		}
+		break // one input file, one result
+	}
+	if !found {
+		return Source{}, upload.Errorf(upload.EINVALID, "input is not a video: MediaConvert found no video stream in it")
+	}
+	return src, nil
 }
 
 // Job asks MediaConvert for the job's state.
@@ -140,7 +188,7 @@ func mediaConvertJob(jobID string, j *types.Job) Job {
 	case types.JobStatusComplete:
 		job.State = StateComplete
 		job.Percent = 100
-		job.Outputs = mediaConvertOutputs(j.Settings)
+		job.Outputs, job.Playback = mediaConvertOutputs(j.Settings)
 	case types.JobStatusCanceled:
 		job.State = StateError
 		job.Error = "MediaConvert job was cancelled"
@@ -163,42 +211,72 @@ func mediaConvertJob(jobID string, j *types.Job) Job {
 }
 
 // mediaConvertOutputs lists the outputs the job writes, from its own
-// settings (GetJob does not return output paths). It follows the naming of
-// this backend: <destination><nameModifier>.<ext> for files, and
+// settings (GetJob does not return output paths), following the naming of
+// MediaConvert: for a CMAF group with destination <base>, the master
+// playlist <base>.m3u8 and a media playlist <base><nameModifier>.m3u8 per
+// output; for a file group, <destination><nameModifier>.<ext>, and
 // <destination><nameModifier>.0000000.jpg for a single frame capture.
-func mediaConvertOutputs(s *types.JobSettings) (outputs []Output) {
+// Playback is the key of the CMAF group's master playlist ("" for jobs of
+// the older layout, which had none).
+func mediaConvertOutputs(s *types.JobSettings) (outputs []Output, playback string) {
 	if s == nil {
-		return nil
+		return nil, ""
 	}
 	for _, g := range s.OutputGroups {
-		if g.OutputGroupSettings == nil || g.OutputGroupSettings.FileGroupSettings == nil {
-			continue
-		}
-		base, ok := s3Key(aws.ToString(g.OutputGroupSettings.FileGroupSettings.Destination))
-		if !ok {
-			continue
-		}
-		for _, o := range g.Outputs {
-			name := base + aws.ToString(o.NameModifier)
-			v := o.VideoDescription
-			var w, h int
-			if v != nil {
-				w, h = int(aws.ToInt32(v.Width)), int(aws.ToInt32(v.Height))
+		gs := g.OutputGroupSettings
+		switch {
+		case gs == nil:
+		case gs.CmafGroupSettings != nil:
+			base, ok := s3Key(aws.ToString(gs.CmafGroupSettings.Destination))
+			if !ok {
+				continue
 			}
-			switch {
-			case v != nil && v.CodecSettings != nil && v.CodecSettings.Codec == types.VideoCodecFrameCapture:
-				outputs = append(outputs, Output{Key: name + ".0000000.jpg", Kind: KindPoster, Width: w, Height: h})
-			default:
-				ext := aws.ToString(o.Extension)
-				if ext == "" {
-					ext = "mp4"
+			playback = base + ".m3u8"
+			outputs = append(outputs, Output{Key: playback, Kind: KindHLS})
+			audio := 0
+			for _, o := range g.Outputs {
+				if o.VideoDescription == nil {
+					audio = max(audio, aacBitrate(o.AudioDescriptions))
 				}
-				outputs = append(outputs, Output{Key: name + "." + ext, Kind: KindMP4, Width: w, Height: h,
-					Bitrate: h264MaxBitrate(v) + aacBitrate(o.AudioDescriptions)})
+			}
+			var audioOut []Output
+			for _, o := range g.Outputs {
+				key := base + aws.ToString(o.NameModifier) + ".m3u8"
+				if v := o.VideoDescription; v != nil {
+					outputs = append(outputs, Output{Key: key, Kind: KindHLSVideo,
+						Width: int(aws.ToInt32(v.Width)), Height: int(aws.ToInt32(v.Height)), Bitrate: h264MaxBitrate(v) + audio})
+				} else {
+					audioOut = append(audioOut, Output{Key: key, Kind: KindHLSAudio, Bitrate: aacBitrate(o.AudioDescriptions)})
+				}
+			}
+			outputs = append(outputs, audioOut...)
+		case gs.FileGroupSettings != nil:
+			base, ok := s3Key(aws.ToString(gs.FileGroupSettings.Destination))
+			if !ok {
+				continue
+			}
+			for _, o := range g.Outputs {
+				name := base + aws.ToString(o.NameModifier)
+				v := o.VideoDescription
+				var w, h int
+				if v != nil {
+					w, h = int(aws.ToInt32(v.Width)), int(aws.ToInt32(v.Height))
+				}
+				switch {
+				case v != nil && v.CodecSettings != nil && v.CodecSettings.Codec == types.VideoCodecFrameCapture:
+					outputs = append(outputs, Output{Key: name + ".0000000.jpg", Kind: KindPoster, Width: w, Height: h})
+				default:
+					ext := aws.ToString(o.Extension)
+					if ext == "" {
+						ext = "mp4"
+					}
+					outputs = append(outputs, Output{Key: name + "." + ext, Kind: KindMP4, Width: w, Height: h,
+						Bitrate: h264MaxBitrate(v) + aacBitrate(o.AudioDescriptions)})
+				}
 			}
 		}
 	}
-	return outputs
+	return outputs, playback
 }
 
 // s3Key is the key of an s3:// URL.
@@ -226,59 +304,113 @@ func aacBitrate(ads []types.AudioDescription) int {
 	return 0
 }
 
-func (m *MediaConvert) createJobInput(spec Spec) *mediaconvert.CreateJobInput {
-	dest := "s3://" + m.cfg.DestinationBucket + "/" + OutputPrefix(spec.AtomID, spec.UploadID)
-	const audioSelector = "Audio Selector 1"
-	var groups []types.OutputGroup
-	tallest := 0
-	for _, r := range m.renditions {
-		tallest = max(tallest, r.Height)
-		groups = append(groups, types.OutputGroup{
-			Name: aws.String(r.Name),
-			OutputGroupSettings: &types.OutputGroupSettings{
-				Type:              types.OutputGroupTypeFileGroupSettings,
-				FileGroupSettings: &types.FileGroupSettings{Destination: aws.String(dest + r.Name)},
+const audioSelector = "Audio Selector 1"
+
+// h264 is the video of one rung: H.264 High, QVBR under the rung's
+// maximum, a closed GOP of GOPSeconds (so segments align across rungs),
+// at the source's frame rate and pixel aspect ratio.
+func h264(e Encoding) *types.VideoDescription {
+	return &types.VideoDescription{
+		Width:  aws.Int32(int32(e.Width)),
+		Height: aws.Int32(int32(e.Height)),
+		CodecSettings: &types.VideoCodecSettings{
+			Codec: types.VideoCodecH264,
+			H264Settings: &types.H264Settings{
+				RateControlMode:    types.H264RateControlModeQvbr,
+				MaxBitrate:         aws.Int32(int32(e.VideoBitrate)),
+				QvbrSettings:       &types.H264QvbrSettings{QvbrQualityLevel: aws.Int32(7)},
+				QualityTuningLevel: types.H264QualityTuningLevelSinglePassHq,
+				SceneChangeDetect:  types.H264SceneChangeDetectTransitionDetection,
+				CodecProfile:       types.H264CodecProfileHigh,
+				CodecLevel:         types.H264CodecLevelAuto,
+				FramerateControl:   types.H264FramerateControlInitializeFromSource,
+				ParControl:         types.H264ParControlSpecified,
+				ParNumerator:       aws.Int32(1),
+				ParDenominator:     aws.Int32(1),
+				GopSize:            aws.Float64(GOPSeconds),
+				GopSizeUnits:       types.H264GopSizeUnitsSeconds,
 			},
-			Outputs: []types.Output{{
-				ContainerSettings: &types.ContainerSettings{
-					Container:   types.ContainerTypeMp4,
-					Mp4Settings: &types.Mp4Settings{MoovPlacement: types.Mp4MoovPlacementProgressiveDownload},
-				},
-				VideoDescription: &types.VideoDescription{
-					Height: aws.Int32(int32(r.Height)),
-					CodecSettings: &types.VideoCodecSettings{
-						Codec: types.VideoCodecH264,
-						H264Settings: &types.H264Settings{
-							RateControlMode:    types.H264RateControlModeQvbr,
-							MaxBitrate:         aws.Int32(int32(r.VideoBitrate)),
-							QvbrSettings:       &types.H264QvbrSettings{QvbrQualityLevel: aws.Int32(7)},
-							QualityTuningLevel: types.H264QualityTuningLevelSinglePassHq,
-							SceneChangeDetect:  types.H264SceneChangeDetectTransitionDetection,
-							CodecProfile:       types.H264CodecProfileHigh,
-							CodecLevel:         types.H264CodecLevelAuto,
-							FramerateControl:   types.H264FramerateControlInitializeFromSource,
-							ParControl:         types.H264ParControlInitializeFromSource,
-							GopSize:            aws.Float64(2),
-							GopSizeUnits:       types.H264GopSizeUnitsSeconds,
-						},
-					},
-				},
-				AudioDescriptions: []types.AudioDescription{{
-					AudioSourceName: aws.String(audioSelector),
-					CodecSettings: &types.AudioCodecSettings{
-						Codec: types.AudioCodecAac,
-						AacSettings: &types.AacSettings{
-							Bitrate:         aws.Int32(int32(r.audioBitrate())),
-							CodingMode:      types.AacCodingModeCodingMode20,
-							SampleRate:      aws.Int32(48000),
-							CodecProfile:    types.AacCodecProfileLc,
-							RateControlMode: types.AacRateControlModeCbr,
-						},
-					},
-				}},
-			}},
+		},
+	}
+}
+
+func aac(bitrate int) []types.AudioDescription {
+	return []types.AudioDescription{{
+		AudioSourceName: aws.String(audioSelector),
+		CodecSettings: &types.AudioCodecSettings{
+			Codec: types.AudioCodecAac,
+			AacSettings: &types.AacSettings{
+				Bitrate:         aws.Int32(int32(bitrate)),
+				CodingMode:      types.AacCodingModeCodingMode20,
+				SampleRate:      aws.Int32(48000),
+				CodecProfile:    types.AacCodecProfileLc,
+				RateControlMode: types.AacRateControlModeCbr,
+			},
+		},
+	}}
+}
+
+func (m *MediaConvert) createJobInput(spec Spec, src Source, ladder []Encoding) *mediaconvert.CreateJobInput {
+	dest := "s3://" + m.cfg.DestinationBucket + "/" + OutputPrefix(spec.AtomID, spec.UploadID)
+	top := ladder[0]
+	abr := audioBitrate(ladder)
+
+	// HLS: one CMAF group, fMP4 segments of SegmentSeconds, HLS manifests
+	// only, a video-only output per rung and one audio output.
+	var hls []types.Output
+	for _, e := range ladder {
+		hls = append(hls, types.Output{
+			NameModifier:      aws.String("_" + e.Name),
+			ContainerSettings: &types.ContainerSettings{Container: types.ContainerTypeCmfc},
+			VideoDescription:  h264(e),
 		})
 	}
+	if src.HasAudio {
+		hls = append(hls, types.Output{
+			NameModifier:      aws.String("_" + AudioName),
+			ContainerSettings: &types.ContainerSettings{Container: types.ContainerTypeCmfc},
+			AudioDescriptions: aac(abr),
+		})
+	}
+	groups := []types.OutputGroup{{
+		Name: aws.String("hls"),
+		OutputGroupSettings: &types.OutputGroupSettings{
+			Type: types.OutputGroupTypeCmafGroupSettings,
+			CmafGroupSettings: &types.CmafGroupSettings{
+				Destination:            aws.String(dest + HLSDir + MasterName),
+				SegmentControl:         types.CmafSegmentControlSegmentedFiles,
+				SegmentLength:          aws.Int32(SegmentSeconds),
+				FragmentLength:         aws.Int32(GOPSeconds),
+				WriteHlsManifest:       types.CmafWriteHLSManifestEnabled,
+				WriteDashManifest:      types.CmafWriteDASHManifestDisabled,
+				StreamInfResolution:    types.CmafStreamInfResolutionInclude,
+				CodecSpecification:     types.CmafCodecSpecificationRfc6381,
+				ManifestDurationFormat: types.CmafManifestDurationFormatFloatingPoint,
+			},
+		},
+		Outputs: hls,
+	}}
+
+	// The progressive MP4 of the highest rung.
+	mp4 := types.Output{
+		ContainerSettings: &types.ContainerSettings{
+			Container:   types.ContainerTypeMp4,
+			Mp4Settings: &types.Mp4Settings{MoovPlacement: types.Mp4MoovPlacementProgressiveDownload},
+		},
+		VideoDescription: h264(top),
+	}
+	if src.HasAudio {
+		mp4.AudioDescriptions = aac(abr)
+	}
+	groups = append(groups, types.OutputGroup{
+		Name: aws.String("mp4"),
+		OutputGroupSettings: &types.OutputGroupSettings{
+			Type:              types.OutputGroupTypeFileGroupSettings,
+			FileGroupSettings: &types.FileGroupSettings{Destination: aws.String(dest + top.Name)},
+		},
+		Outputs: []types.Output{mp4},
+	})
+
 	if m.cfg.PosterFrame {
 		groups = append(groups, types.OutputGroup{
 			Name: aws.String(PosterName),
@@ -289,7 +421,8 @@ func (m *MediaConvert) createJobInput(spec Spec) *mediaconvert.CreateJobInput {
 			Outputs: []types.Output{{
 				ContainerSettings: &types.ContainerSettings{Container: types.ContainerTypeRaw},
 				VideoDescription: &types.VideoDescription{
-					Height: aws.Int32(int32(tallest)),
+					Width:  aws.Int32(int32(top.Width)),
+					Height: aws.Int32(int32(top.Height)),
 					CodecSettings: &types.VideoCodecSettings{
 						Codec: types.VideoCodecFrameCapture,
 						FrameCaptureSettings: &types.FrameCaptureSettings{
@@ -303,6 +436,15 @@ func (m *MediaConvert) createJobInput(spec Spec) *mediaconvert.CreateJobInput {
 			}},
 		})
 	}
+	input := types.Input{
+		FileInput:      aws.String("s3://" + spec.SourceBucket + "/" + spec.SourceKey),
+		TimecodeSource: types.InputTimecodeSourceZerobased,
+	}
+	if src.HasAudio {
+		input.AudioSelectors = map[string]types.AudioSelector{
+			audioSelector: {DefaultSelection: types.AudioDefaultSelectionDefault},
+		}
+	}
 	in := &mediaconvert.CreateJobInput{
 		Role:                 aws.String(m.cfg.RoleARN),
 		ClientRequestToken:   aws.String(spec.Token),
@@ -312,13 +454,7 @@ func (m *MediaConvert) createJobInput(spec Spec) *mediaconvert.CreateJobInput {
 			"uploadId": spec.UploadID,
 		},
 		Settings: &types.JobSettings{
-			Inputs: []types.Input{{
-				FileInput:      aws.String("s3://" + spec.SourceBucket + "/" + spec.SourceKey),
-				TimecodeSource: types.InputTimecodeSourceZerobased,
-				AudioSelectors: map[string]types.AudioSelector{
-					audioSelector: {DefaultSelection: types.AudioDefaultSelectionDefault},
-				},
-			}},
+			Inputs:       []types.Input{input},
 			OutputGroups: groups,
 		},
 	}
