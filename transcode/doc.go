@@ -10,10 +10,11 @@
 // Job(id) → state, percent, outputs:
 //
 //   - MediaConvert submits a job to AWS Elemental MediaConvert after
-//     probing the original with MediaConvert's Probe. The service runs
-//     it; Job asks MediaConvert. IAM: mediaconvert:Probe, CreateJob and
-//     GetJob for this service (Probe reads the original with its
-//     credentials), plus iam:PassRole on the MediaConvert role
+//     probing the original with MediaConvert's Probe, and never a second
+//     one for the same attempt (see MediaConvert.Start). The service runs
+//     it; Job asks MediaConvert. IAM: mediaconvert:Probe, SearchJobs,
+//     CreateJob and GetJob for this service (Probe reads the original with
+//     its credentials), plus iam:PassRole on the MediaConvert role
 //     (RoleARN), which itself needs s3:GetObject on the source and
 //     s3:PutObject on the destination bucket.
 //

@@ -18,6 +18,7 @@ import (
 type MediaConvertAPI interface {
 	CreateJob(ctx context.Context, in *mediaconvert.CreateJobInput, optFns ...func(*mediaconvert.Options)) (*mediaconvert.CreateJobOutput, error)
 	GetJob(ctx context.Context, in *mediaconvert.GetJobInput, optFns ...func(*mediaconvert.Options)) (*mediaconvert.GetJobOutput, error)
+	SearchJobs(ctx context.Context, in *mediaconvert.SearchJobsInput, optFns ...func(*mediaconvert.Options)) (*mediaconvert.SearchJobsOutput, error)
 	Probe(ctx context.Context, in *mediaconvert.ProbeInput, optFns ...func(*mediaconvert.Options)) (*mediaconvert.ProbeOutput, error)
 }
 
@@ -80,6 +81,11 @@ func (c MediaConvertConfig) ClientOptions(o *mediaconvert.Options) {
 // (fMP4 segments, a video-only output per rung and one audio output), a
 // file group with the progressive MP4 of the highest rung, and a frame
 // capture group with the poster.
+//
+// One job per attempt, always: the job carries the upload's ids and the
+// Spec's Token in its user metadata, and before creating one Start looks
+// for a job already created for the upload's original (SearchJobs by input
+// file). See Start.
 type MediaConvert struct {
 	api        MediaConvertAPI
 	cfg        MediaConvertConfig
@@ -95,16 +101,40 @@ func NewMediaConvert(api MediaConvertAPI, cfg MediaConvertConfig) (*MediaConvert
 	return &MediaConvert{api: api, cfg: cfg, renditions: renditionsOrDefault(cfg.Renditions)}, nil
 }
 
-// Start submits the job. The Spec's Token is the ClientRequestToken, so a
-// retried Start returns the job of the first call instead of a second job
-// (MediaConvert honours a token for a limited time, about a minute; callers
-// record the job id once Start returns and never call Start with the token
-// again after that).
+// User metadata keys of the jobs this backend creates.
+const (
+	metaAtomID   = "atomId"
+	metaUploadID = "uploadId"
+	metaToken    = "token"
+)
+
+// searchPages bounds the job search: an upload has a few jobs at most.
+const searchPages = 10
+
+// Start submits the job, or returns the job already submitted for it.
+//
+// Before CreateJob it searches the queue's jobs of the same input file (the
+// upload's original) for one of this upload (user metadata) that either
+// carries the same Token or has not failed (submitted, progressing or
+// complete), and returns it. So a process that dies between CreateJob and
+// recording the job id, and whose work is picked up later, by any instance,
+// finds the job instead of starting a second one. Two instances starting
+// the same attempt at the same moment both find nothing and both call
+// CreateJob with the Token as ClientRequestToken, which MediaConvert
+// answers with the one job. A new attempt (a new Token, after the job
+// failed) starts a new job.
 func (m *MediaConvert) Start(ctx context.Context, spec Spec) (string, error) {
 	if err := spec.Validate(); err != nil {
 		return "", fmt.Errorf("start transcode %s/%s: %w", spec.AtomID, spec.UploadID, err)
 	}
 	input := "s3://" + spec.SourceBucket + "/" + spec.SourceKey
+	id, err := m.findJob(ctx, spec, input)
+	if err != nil {
+		return "", fmt.Errorf("start transcode %s/%s: look for its job: %w", spec.AtomID, spec.UploadID, mediaConvertError(err))
+	}
+	if id != "" {
+		return id, nil
+	}
 	src, err := m.probe(ctx, input)
 	if err != nil {
 		return "", fmt.Errorf("start transcode %s/%s: %w", spec.AtomID, spec.UploadID, err)
@@ -122,6 +152,42 @@ func (m *MediaConvert) Start(ctx context.Context, spec Spec) (string, error) {
 			upload.Errorf(upload.EINTERNAL, "MediaConvert returned no job id"))
 	}
 	return aws.ToString(out.Job.Id), nil
+}
+
+// findJob returns the id of the job to reuse for spec (see Start), or "".
+func (m *MediaConvert) findJob(ctx context.Context, spec Spec, input string) (string, error) {
+	in := &mediaconvert.SearchJobsInput{
+		InputFile:  aws.String(input),
+		Order:      types.OrderDescending,
+		MaxResults: aws.Int32(20),
+	}
+	if m.cfg.Queue != "" {
+		in.Queue = aws.String(m.cfg.Queue)
+	}
+	live := ""
+	for range searchPages {
+		out, err := m.api.SearchJobs(ctx, in)
+		if err != nil {
+			return "", err
+		}
+		for _, j := range out.Jobs {
+			md := j.UserMetadata
+			if md[metaUploadID] != spec.UploadID || md[metaAtomID] != spec.AtomID || aws.ToString(j.Id) == "" {
+				continue
+			}
+			if md[metaToken] == spec.Token || aws.ToString(j.ClientRequestToken) == spec.Token {
+				return aws.ToString(j.Id), nil
+			}
+			if live == "" && j.Status != types.JobStatusError && j.Status != types.JobStatusCanceled {
+				live = aws.ToString(j.Id) // the newest first
+			}
+		}
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
+	}
+	return live, nil
 }
 
 // probe asks MediaConvert what the original is: its first video track's
@@ -450,8 +516,9 @@ func (m *MediaConvert) createJobInput(spec Spec, src Source, ladder []Encoding) 
 		ClientRequestToken:   aws.String(spec.Token),
 		StatusUpdateInterval: types.StatusUpdateIntervalSeconds15,
 		UserMetadata: map[string]string{
-			"atomId":   spec.AtomID,
-			"uploadId": spec.UploadID,
+			metaAtomID:   spec.AtomID,
+			metaUploadID: spec.UploadID,
+			metaToken:    spec.Token,
 		},
 		Settings: &types.JobSettings{
 			Inputs:       []types.Input{input},

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -27,17 +28,22 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // fakeMediaConvert stands in for the MediaConvert endpoint: it records
-// CreateJob requests, gives one job per client request token, answers GetJob
-// with the job's settings and the status the test sets, and Probe with the
-// source the test sets.
+// CreateJob requests, gives one job per client request token (until it
+// forgets the tokens, as MediaConvert does after a while), answers GetJob
+// with the job's settings and the status the test sets, SearchJobs with the
+// jobs of an input file, newest first, and Probe with the source the test
+// sets.
 type fakeMediaConvert struct {
-	mu      sync.Mutex
-	creates [][]byte            // CreateJob bodies as received
-	jobs    []*fakeJob          // in creation order
-	byToken map[string]*fakeJob // client request token → job
-	probe   map[string]any      // the probe result of every file
-	probed  []string            // files probed
-	fail    map[string]mcError  // request path → error to answer with
+	mu       sync.Mutex
+	creates  [][]byte            // CreateJob bodies as received
+	jobs     []*fakeJob          // in creation order
+	byToken  map[string]*fakeJob // client request token → job, until forgotten
+	probe    map[string]any      // the probe result of every file
+	probed   []string            // files probed
+	searches []url.Values        // SearchJobs queries
+	unlisted bool                // SearchJobs does not show the jobs yet
+	pageSize int                 // SearchJobs results per page
+	fail     map[string]mcError  // request path → error to answer with
 }
 
 type fakeJob struct {
@@ -71,9 +77,10 @@ func probeResult(width, height, fps int, audio bool) map[string]any {
 func newFakeMediaConvert(t testing.TB) (*fakeMediaConvert, *mediaconvert.Client) {
 	t.Helper()
 	fake := &fakeMediaConvert{
-		byToken: map[string]*fakeJob{},
-		probe:   probeResult(1920, 1080, 25, true),
-		fail:    map[string]mcError{},
+		byToken:  map[string]*fakeJob{},
+		probe:    probeResult(1920, 1080, 25, true),
+		pageSize: 20,
+		fail:     map[string]mcError{},
 	}
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
@@ -131,6 +138,23 @@ func (f *fakeMediaConvert) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.byToken[in.ClientRequestToken] = j
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"job": j.view()})
+	case r.Method == http.MethodGet && r.URL.Path == "/2017-08-29/search":
+		q := r.URL.Query()
+		f.searches = append(f.searches, q)
+		var found []any
+		for i := len(f.jobs) - 1; i >= 0 && !f.unlisted; i-- { // newest first
+			j := f.jobs[i]
+			if strings.Contains(j.input, q.Get("inputFile")) && (q.Get("queue") == "" || q.Get("queue") == j.queue) {
+				found = append(found, j.view())
+			}
+		}
+		from, _ := strconv.Atoi(q.Get("nextToken"))
+		to := min(from+f.pageSize, len(found))
+		out := map[string]any{"jobs": found[min(from, to):to]}
+		if to < len(found) {
+			out["nextToken"] = strconv.Itoa(to)
+		}
+		writeJSON(w, http.StatusOK, out)
 	case r.Method == http.MethodPost && r.URL.Path == "/2017-08-29/probe":
 		var in struct {
 			InputFiles []struct {
@@ -207,6 +231,14 @@ func (f *fakeMediaConvert) setStatus(id string, fields map[string]any) {
 	}
 }
 
+// forgetTokens is MediaConvert some time after a CreateJob: a request with
+// the same client request token creates a new job.
+func (f *fakeMediaConvert) forgetTokens() {
+	f.mu.Lock()
+	f.byToken = map[string]*fakeJob{}
+	f.mu.Unlock()
+}
+
 func testMediaConvertConfig() MediaConvertConfig {
 	return MediaConvertConfig{
 		RoleARN:           "arn:aws:iam::123456789012:role/MediaConvert",
@@ -275,8 +307,11 @@ func canonicalJSON(t testing.TB, b []byte) []byte {
 	return append(out, '\n')
 }
 
+// Two instances starting the same attempt before either job shows in a
+// search: the token makes their CreateJob calls one job.
 func TestMediaConvertRetriedStartReusesToken(t *testing.T) {
 	fake, client := newFakeMediaConvert(t)
+	fake.unlisted = true
 	m, err := NewMediaConvert(client, testMediaConvertConfig())
 	if err != nil {
 		t.Fatalf("NewMediaConvert: %v", err)
@@ -312,6 +347,114 @@ func TestMediaConvertRetriedStartReusesToken(t *testing.T) {
 	}
 	if got := fake.jobCount(); got != 1 {
 		t.Errorf("jobs created = %d, want 1", got)
+	}
+}
+
+// A process that dies between CreateJob and recording the job id: its
+// message comes back, to any instance, after MediaConvert has forgotten
+// the token. The job is found, not started again.
+func TestMediaConvertStartFindsTheJobOfACrashedStart(t *testing.T) {
+	fake, client := newFakeMediaConvert(t)
+	crashed, err := NewMediaConvert(client, testMediaConvertConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := crashed.Start(ctx, mcSpec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	fake.forgetTokens()
+	other, err := NewMediaConvert(client, testMediaConvertConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.setStatus(first, map[string]any{"status": "PROGRESSING", "jobPercentComplete": 30})
+	again, err := other.Start(ctx, mcSpec)
+	if err != nil {
+		t.Fatalf("Start on another instance: %v", err)
+	}
+	if again != first {
+		t.Errorf("job ids = %q then %q, want the same job", first, again)
+	}
+	if n := len(fake.created()); n != 1 {
+		t.Errorf("CreateJob called %d times, want 1", n)
+	}
+	if n := len(fake.probed); n != 1 {
+		t.Errorf("Probe called %d times, want 1 (none for a job that exists)", n)
+	}
+	if len(fake.searches) == 0 {
+		t.Fatal("Start searched no jobs")
+	}
+	q := fake.searches[len(fake.searches)-1]
+	if q.Get("inputFile") != "s3://"+mcSpec.SourceBucket+"/"+mcSpec.SourceKey || q.Get("queue") != testMediaConvertConfig().Queue {
+		t.Errorf("search = %v, want the original's jobs in the queue", q)
+	}
+}
+
+// One job per upload while it can still deliver: a new attempt reuses a
+// job of an earlier one that is running or complete, and starts a new one
+// only when the earlier failed.
+func TestMediaConvertStartReusesALiveJobOfAnEarlierAttempt(t *testing.T) {
+	fake, client := newFakeMediaConvert(t)
+	m, err := NewMediaConvert(client, testMediaConvertConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	attempt := func(n int) Spec {
+		s := mcSpec
+		s.Token = fmt.Sprintf("%s-%d", mcSpec.UploadID, n)
+		return s
+	}
+	job1, err := m.Start(ctx, attempt(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, status := range []string{"SUBMITTED", "PROGRESSING", "COMPLETE"} {
+		fake.setStatus(job1, map[string]any{"status": status})
+		if id, err := m.Start(ctx, attempt(2)); err != nil || id != job1 {
+			t.Errorf("attempt 2 with attempt 1's job %s: Start = %q, %v; want %q", status, id, err, job1)
+		}
+	}
+	fake.setStatus(job1, map[string]any{"status": "ERROR", "errorCode": 1999})
+	job3, err := m.Start(ctx, attempt(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job3 == job1 {
+		t.Errorf("attempt 3 after attempt 1's job failed = %q, want a new job", job3)
+	}
+	// Any number of pages back, the attempt's own job is found, even failed.
+	fake.setStatus(job3, map[string]any{"status": "ERROR", "errorCode": 1999})
+	fake.forgetTokens()
+	fake.mu.Lock()
+	fake.pageSize = 1
+	fake.mu.Unlock()
+	if id, err := m.Start(ctx, attempt(1)); err != nil || id != job1 {
+		t.Errorf("attempt 1 again = %q, %v; want its job %q", id, err, job1)
+	}
+	if got := fake.jobCount(); got != 2 {
+		t.Errorf("jobs created = %d, want 2", got)
+	}
+}
+
+// A job of the same input with another upload's metadata is not this
+// upload's.
+func TestMediaConvertStartIgnoresOtherUploadsJobs(t *testing.T) {
+	fake, client := newFakeMediaConvert(t)
+	m, err := NewMediaConvert(client, testMediaConvertConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.mu.Lock()
+	fake.jobs = append(fake.jobs, &fakeJob{id: "1600000000000-other", token: mcSpec.Token, input: "s3://" + mcSpec.SourceBucket + "/" + mcSpec.SourceKey,
+		queue: testMediaConvertConfig().Queue, meta: map[string]string{"atomId": mcSpec.AtomID, "uploadId": "another"},
+		status: map[string]any{"status": "PROGRESSING"}})
+	fake.mu.Unlock()
+	id, err := m.Start(context.Background(), mcSpec)
+	if err != nil || id == "1600000000000-other" {
+		t.Errorf("Start = %q, %v; want a new job", id, err)
 	}
 }
 
@@ -499,6 +642,16 @@ func TestMediaConvertErrorsBecomeDomainErrors(t *testing.T) {
 					err, upload.ErrorCode(err), upload.ErrorMessage(err), tt.wantCode, tt.wantMsg)
 			}
 		})
+	}
+	fake.mu.Lock()
+	delete(fake.fail, "/2017-08-29/jobs")
+	fake.fail["/2017-08-29/search"] = mcError{429, "TooManyRequestsException", "slow down"}
+	fake.mu.Unlock()
+	if _, err := m.Start(ctx, mcSpec); upload.ErrorCode(err) != upload.EUNAVAILABLE {
+		t.Errorf("Start with the search throttled = %v, want an %s error", err, upload.EUNAVAILABLE)
+	}
+	if n := len(fake.created()); n != 0 {
+		t.Errorf("CreateJob called %d times with the search failing, want 0", n)
 	}
 	_, err = m.Job(ctx, "1700000000000-nosuch")
 	if upload.ErrorCode(err) != upload.ENOTFOUND {
