@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -260,13 +261,7 @@ func mediaConvertJob(jobID string, j *types.Job) Job {
 		job.Error = "MediaConvert job was cancelled"
 	case types.JobStatusError:
 		job.State = StateError
-		job.Error = "MediaConvert job failed"
-		if code := aws.ToInt32(j.ErrorCode); code != 0 {
-			job.Error += fmt.Sprintf(" (error %d)", code)
-		}
-		if msg := aws.ToString(j.ErrorMessage); msg != "" {
-			job.Error += ": " + msg
-		}
+		job.Error = mediaConvertJobError(aws.ToInt32(j.ErrorCode), aws.ToString(j.ErrorMessage))
 	default:
 		// A status this code does not know yet: report it as still running
 		// rather than inventing an outcome.
@@ -274,6 +269,50 @@ func mediaConvertJob(jobID string, j *types.Job) Job {
 	}
 	job.Percent = min(max(job.Percent, 0), 100)
 	return job
+}
+
+var (
+	s3URL       = regexp.MustCompile(`\[?s3://[^\s\]]+\]?`)
+	httpURL     = regexp.MustCompile(`\[?https?://[^\s\]]+\]?`)
+	extraSpaces = regexp.MustCompile(`\s{2,}`)
+	spaceColon  = regexp.MustCompile(`\s+:`)
+)
+
+// mediaConvertJobError words the failure of a job for people: what went
+// wrong, by MediaConvert's error code (see its "Error codes" page), then
+// MediaConvert's own message without the S3 addresses and brackets that
+// mean nothing to them, and the code for whoever looks it up.
+func mediaConvertJobError(code int32, message string) string {
+	var what string
+	switch {
+	case code == 1010:
+		what = "MediaConvert could not open the original: it may not be a video file it can read"
+	case code >= 1020 && code < 1100:
+		what = "MediaConvert could not read the video in the original"
+	case code >= 1400 && code < 1500:
+		what = "MediaConvert could not write the outputs; check its role's access to the output bucket"
+	case code >= 1500 && code < 2000:
+		what = "MediaConvert failed while transcoding the video"
+	case code >= 3400 && code < 4000:
+		what = "MediaConvert could not run the job; check its role and settings"
+	default:
+		what = "MediaConvert failed the transcode"
+	}
+	msg := s3URL.ReplaceAllString(message, "")
+	msg = httpURL.ReplaceAllString(msg, "")
+	msg = strings.NewReplacer("[", "", "]", "").Replace(msg)
+	msg = spaceColon.ReplaceAllString(extraSpaces.ReplaceAllString(msg, " "), ":")
+	msg = strings.Trim(msg, " :.;,")
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	if msg != "" {
+		what += " (" + msg + ")"
+	}
+	if code != 0 {
+		what += fmt.Sprintf(" [MediaConvert error %d]", code)
+	}
+	return what
 }
 
 // mediaConvertOutputs lists the outputs the job writes, from its own

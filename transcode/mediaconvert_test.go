@@ -595,8 +595,15 @@ func TestMediaConvertJobStates(t *testing.T) {
 				{Key: prefix + "1080p.mp4", Kind: KindMP4, Width: 1920, Height: 1080, Bitrate: 5_128_000},
 				{Key: prefix + "poster.0000000.jpg", Kind: KindPoster, Width: 1920, Height: 1080},
 			}}},
-		{map[string]any{"status": "ERROR", "errorCode": 1010, "errorMessage": "Unable to open input file [s3://useruploadbucket/uploads/x/full]"},
-			Job{ID: id, State: StateError, Error: "MediaConvert job failed (error 1010): Unable to open input file [s3://useruploadbucket/uploads/x/full]"}},
+		{map[string]any{"status": "ERROR", "errorCode": 1010,
+			"errorMessage": "Unable to open input file [s3://useruploadbucket/uploads/x/full]: [Failed probe/open: [No parser found for container]]"},
+			Job{ID: id, State: StateError, Error: "MediaConvert could not open the original: it may not be a video file it can read " +
+				"(Unable to open input file: Failed probe/open: No parser found for container) [MediaConvert error 1010]"}},
+		{map[string]any{"status": "ERROR", "errorCode": 1401,
+			"errorMessage": "Unable to write to output file [s3://atom-videos/a/u/hls/master_720p_00001.cmfv]: [Failed to write data: Access Denied]"},
+			Job{ID: id, State: StateError, Error: "MediaConvert could not write the outputs; check its role's access to the output bucket " +
+				"(Unable to write to output file: Failed to write data: Access Denied) [MediaConvert error 1401]"}},
+		{map[string]any{"status": "ERROR"}, Job{ID: id, State: StateError, Error: "MediaConvert failed the transcode"}},
 		{map[string]any{"status": "CANCELED"}, Job{ID: id, State: StateError, Error: "MediaConvert job was cancelled"}},
 	}
 	for _, tt := range tests {
