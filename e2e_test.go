@@ -77,7 +77,7 @@ func TestEndToEnd(t *testing.T) {
 	if u.Status != "complete" {
 		t.Errorf("upload status %s %q, want complete", u.Status, u.Error)
 	}
-	var videoID string
+	var videoID, playback string
 	var outputs []string
 	for _, d := range u.Destinations {
 		if d.Status != "complete" {
@@ -87,7 +87,7 @@ func TestEndToEnd(t *testing.T) {
 		case "youtube":
 			videoID = d.Details.VideoID
 		case "s3Bucket":
-			outputs = d.Details.Outputs
+			outputs, playback = d.Details.Outputs, d.Details.Playback
 		}
 	}
 
@@ -113,6 +113,9 @@ func TestEndToEnd(t *testing.T) {
 		prefix + "240p.mp4", prefix + "poster.0000000.jpg"}
 	if strings.Join(outputs, ",") != strings.Join(want, ",") {
 		t.Errorf("outputs = %v, want %v", outputs, want)
+	}
+	if playback != want[0] {
+		t.Errorf("playback = %q, want %s", playback, want[0])
 	}
 	for _, key := range want {
 		head, err := st.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(st.OutputBucket), Key: aws.String(key)})

@@ -49,7 +49,11 @@ func view(u *upload.Upload) rest.Upload {
 			n := d.UploadedBytes
 			dv.Details = rest.Details{VideoID: d.VideoID, URL: d.URL(), UploadedBytes: &n, ProcessingStatus: d.ProcessingStatus}
 		case upload.S3Bucket:
-			dv.Details = rest.Details{JobID: d.JobID, Outputs: d.Outputs}
+			dv.Details = rest.Details{JobID: d.JobID, Outputs: d.Outputs, Playback: d.Playback}
+			for _, f := range d.Files {
+				dv.Details.Renditions = append(dv.Details.Renditions,
+					rest.Rendition{Key: f.Key, Kind: f.Kind, Width: f.Width, Height: f.Height, Bitrate: f.Bitrate})
+			}
 		}
 		v.Destinations = append(v.Destinations, dv)
 	}

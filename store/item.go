@@ -58,9 +58,11 @@ type destItem struct {
 	ProcessingStatus string `dynamodbav:"processingStatus,omitempty"`
 	AssetAdded       bool   `dynamodbav:"assetAdded,omitempty"`
 
-	JobID   string   `dynamodbav:"jobId,omitempty"`
-	Attempt int      `dynamodbav:"attempt,omitempty"`
-	Outputs []string `dynamodbav:"outputs,omitempty"`
+	JobID    string     `dynamodbav:"jobId,omitempty"`
+	Attempt  int        `dynamodbav:"attempt,omitempty"`
+	Outputs  []string   `dynamodbav:"outputs,omitempty"`
+	Files    []fileItem `dynamodbav:"files,omitempty"`
+	Playback string     `dynamodbav:"playback,omitempty"`
 
 	PolledAt string `dynamodbav:"polledAt,omitempty"`
 	Advances int64  `dynamodbav:"advances,omitempty"`
@@ -70,6 +72,15 @@ type destItem struct {
 	WaitingFor  string `dynamodbav:"waitingFor,omitempty"`
 	ResumeAt    string `dynamodbav:"resumeAt,omitempty"`
 	ParkedSince string `dynamodbav:"parkedSince,omitempty"`
+}
+
+// fileItem describes one output of an s3Bucket destination.
+type fileItem struct {
+	Key     string `dynamodbav:"key"`
+	Kind    string `dynamodbav:"kind"`
+	Width   int    `dynamodbav:"width,omitempty"`
+	Height  int    `dynamodbav:"height,omitempty"`
+	Bitrate int    `dynamodbav:"bitrate,omitempty"`
 }
 
 const timeFormat = time.RFC3339Nano
@@ -130,6 +141,7 @@ func toItem(u *upload.Upload) item {
 			JobID:            d.JobID,
 			Attempt:          d.Attempt,
 			Outputs:          d.Outputs,
+			Playback:         d.Playback,
 			PolledAt:         formatTime(d.PolledAt),
 			Advances:         d.Advances,
 			RetryAt:          formatTime(d.RetryAt),
@@ -137,6 +149,9 @@ func toItem(u *upload.Upload) item {
 			WaitingFor:       d.WaitingFor,
 			ResumeAt:         formatTime(d.ResumeAt),
 			ParkedSince:      formatTime(d.ParkedSince),
+		}
+		for _, f := range d.Files {
+			di.Files = append(di.Files, fileItem{Key: f.Key, Kind: f.Kind, Width: f.Width, Height: f.Height, Bitrate: f.Bitrate})
 		}
 		if m := d.Meta; m != nil {
 			di.Title, di.Description, di.Tags = m.Title, m.Description, m.Tags
@@ -198,6 +213,7 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 			JobID:                di.JobID,
 			Attempt:              di.Attempt,
 			Outputs:              di.Outputs,
+			Playback:             di.Playback,
 			PolledAt:             parseTime(di.PolledAt),
 			Advances:             di.Advances,
 			RetryAt:              parseTime(di.RetryAt),
@@ -205,6 +221,9 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 			WaitingFor:           di.WaitingFor,
 			ResumeAt:             parseTime(di.ResumeAt),
 			ParkedSince:          parseTime(di.ParkedSince),
+		}
+		for _, f := range di.Files {
+			d.Files = append(d.Files, upload.OutputFile{Key: f.Key, Kind: f.Kind, Width: f.Width, Height: f.Height, Bitrate: f.Bitrate})
 		}
 		if d.Type == upload.YouTube {
 			d.Meta = &upload.YouTubeMetadata{

@@ -89,6 +89,10 @@ type Destination struct {
 	JobID   string
 	Attempt int // transcode attempts started
 	Outputs []string
+	// Files describe the outputs (kind, picture size, bitrate), Playback
+	// is the key of the HLS master playlist; both set when complete.
+	Files    []OutputFile
+	Playback string
 
 	// PolledAt is when the destination's remote state (YouTube processing,
 	// transcode job) was last asked for.
@@ -109,6 +113,18 @@ type Destination struct {
 	WaitingFor  string
 	ResumeAt    time.Time
 	ParkedSince time.Time
+}
+
+// OutputFile is one file an s3Bucket destination's transcode wrote to the
+// output bucket.
+type OutputFile struct {
+	Key    string
+	Kind   string // hls, hlsVideo, hlsAudio, mp4 or poster
+	Width  int    // pixels, for video and the poster
+	Height int
+	// Bitrate in bits/s: a video variant's peak (as its playlist declares
+	// it), the average of the audio and the MP4.
+	Bitrate int
 }
 
 // What a parked destination waits for.
@@ -622,6 +638,7 @@ func (u *Upload) Retry(now time.Time) error {
 		case d.Status == DestFailed && d.Type == S3Bucket:
 			// A new job: Attempt goes on counting, so its token is new.
 			d.Status, d.Error, d.JobID, d.Progress, d.Outputs = DestWaiting, "", "", 0, nil
+			d.Files, d.Playback = nil, ""
 			retried++
 		case d.Type == YouTube && d.Status == DestComplete && !d.AssetAdded && d.Error != "":
 			d.Error = "" // the asset call is tried again

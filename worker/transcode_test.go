@@ -147,6 +147,14 @@ func TestVideoThroughTheWholeS3BucketPipeline(t *testing.T) {
 	if strings.Join(d.Outputs, ",") != strings.Join(want, ",") {
 		t.Errorf("outputs = %v, want %v", d.Outputs, want)
 	}
+	// The record describes them and names the master playlist.
+	if d.Playback != prefix+"hls/master.m3u8" {
+		t.Errorf("playback = %q, want the master playlist", d.Playback)
+	}
+	if len(d.Files) != len(want) || d.Files[1].Kind != "hlsVideo" || d.Files[1].Width != 192 || d.Files[1].Height != 144 ||
+		d.Files[1].Bitrate <= 0 || d.Files[3].Kind != "mp4" || d.Files[4].Kind != "poster" {
+		t.Errorf("files = %+v, want the outputs described", d.Files)
+	}
 	p := e.ffprobe(t, prefix+"144p.mp4")
 	var video0 bool
 	for _, s := range p.Streams {
