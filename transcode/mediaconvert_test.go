@@ -87,7 +87,7 @@ func newFakeMediaConvert(t testing.TB) (*fakeMediaConvert, *mediaconvert.Client)
 	client := mediaconvert.New(mediaconvert.Options{
 		Region:           "eu-west-1",
 		BaseEndpoint:     aws.String(srv.URL),
-		HTTPClient:       srv.Client(),
+		HTTPClient:       &http.Client{Transport: readOnlyBodies{srv.Client().Transport}},
 		RetryMaxAttempts: 1,
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Source: "test"}, nil
@@ -183,8 +183,27 @@ func (f *fakeMediaConvert) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// writeJSON answers with a body of known length, as AWS does (the SDK's
-// decoder of a chunked body sometimes finds its connection closed).
+// readOnlyBodies hides the WriteTo of request bodies from net/http. The
+// SDK closes a request's body as soon as the response arrives, and its body
+// then answers WriteTo with io.EOF; a stand-in on loopback can answer
+// before net/http has made its last check of the body (no bytes beyond
+// Content-Length, through WriteTo), which then fails and closes the
+// connection under the response being read. Over a network to AWS the
+// response comes long after that check.
+type readOnlyBodies struct{ base http.RoundTripper }
+
+type readOnlyBody struct{ io.ReadCloser }
+
+func (t readOnlyBodies) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		body := r.Body
+		r = r.Clone(r.Context())
+		r.Body = readOnlyBody{body}
+	}
+	return t.base.RoundTrip(r)
+}
+
+// writeJSON answers with a body of known length, as AWS does.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
