@@ -77,7 +77,7 @@ func TestEndToEnd(t *testing.T) {
 	if u.Status != "complete" {
 		t.Errorf("upload status %s %q, want complete", u.Status, u.Error)
 	}
-	var videoID string
+	var videoID, playback string
 	var outputs []string
 	for _, d := range u.Destinations {
 		if d.Status != "complete" {
@@ -87,7 +87,7 @@ func TestEndToEnd(t *testing.T) {
 		case "youtube":
 			videoID = d.Details.VideoID
 		case "s3Bucket":
-			outputs = d.Details.Outputs
+			outputs, playback = d.Details.Outputs, d.Details.Playback
 		}
 	}
 
@@ -106,11 +106,16 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("atom API calls = %+v, want one with the video", calls)
 	}
 
-	// The transcoded outputs are in the output bucket.
+	// The transcoded outputs are in the output bucket: the 320x240 clip is
+	// below the default ladder, so it gets one rendition at its own size.
 	prefix := "e2e-atom/" + u.ID + "/"
-	want := []string{prefix + "1080p.mp4", prefix + "720p.mp4", prefix + "360p.mp4", prefix + "poster.jpg"}
+	want := []string{prefix + "hls/master.m3u8", prefix + "hls/master_240p.m3u8", prefix + "hls/master_audio.m3u8",
+		prefix + "240p.mp4", prefix + "poster.0000000.jpg"}
 	if strings.Join(outputs, ",") != strings.Join(want, ",") {
 		t.Errorf("outputs = %v, want %v", outputs, want)
+	}
+	if playback != want[0] {
+		t.Errorf("playback = %q, want %s", playback, want[0])
 	}
 	for _, key := range want {
 		head, err := st.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(st.OutputBucket), Key: aws.String(key)})

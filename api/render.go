@@ -73,7 +73,11 @@ func view(u *upload.Upload) rest.Upload {
 			dv.Details = rest.Details{VideoID: d.VideoID, URL: d.URL(), UploadedBytes: &n, ProcessingStatus: d.ProcessingStatus,
 				ProcessingTimeLeftMs: d.ProcessingTimeLeftMs, SHA256: d.SHA256}
 		case upload.S3Bucket:
-			dv.Details = rest.Details{JobID: d.JobID, Outputs: d.Outputs, SHA256: d.SHA256}
+			dv.Details = rest.Details{JobID: d.JobID, Outputs: d.Outputs, SHA256: d.SHA256, Playback: d.Playback}
+			for _, f := range d.Files {
+				dv.Details.Renditions = append(dv.Details.Renditions,
+					rest.Rendition{Key: f.Key, Kind: f.Kind, Width: f.Width, Height: f.Height, Bitrate: f.Bitrate})
+			}
 		}
 		if d.WaitingFor != "" && !d.Status.Terminal() {
 			dv.Details.WaitingFor, dv.Details.ResumeAt = d.WaitingFor, d.ResumeAt.UTC().Format(time.RFC3339)

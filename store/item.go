@@ -72,9 +72,11 @@ type destItem struct {
 	AssetAdded       bool   `dynamodbav:"assetAdded,omitempty"`
 	AssetError       string `dynamodbav:"assetError,omitempty"`
 
-	JobID   string   `dynamodbav:"jobId,omitempty"`
-	Attempt int      `dynamodbav:"attempt,omitempty"`
-	Outputs []string `dynamodbav:"outputs,omitempty"`
+	JobID    string     `dynamodbav:"jobId,omitempty"`
+	Attempt  int        `dynamodbav:"attempt,omitempty"`
+	Outputs  []string   `dynamodbav:"outputs,omitempty"`
+	Files    []fileItem `dynamodbav:"files,omitempty"`
+	Playback string     `dynamodbav:"playback,omitempty"`
 
 	JobStartedAt string `dynamodbav:"jobStartedAt,omitempty"`
 
@@ -89,6 +91,15 @@ type destItem struct {
 	WaitingFor  string `dynamodbav:"waitingFor,omitempty"`
 	ResumeAt    string `dynamodbav:"resumeAt,omitempty"`
 	ParkedSince string `dynamodbav:"parkedSince,omitempty"`
+}
+
+// fileItem describes one output of an s3Bucket destination.
+type fileItem struct {
+	Key     string `dynamodbav:"key"`
+	Kind    string `dynamodbav:"kind"`
+	Width   int    `dynamodbav:"width,omitempty"`
+	Height  int    `dynamodbav:"height,omitempty"`
+	Bitrate int    `dynamodbav:"bitrate,omitempty"`
 }
 
 const timeFormat = time.RFC3339Nano
@@ -157,6 +168,7 @@ func toItem(u *upload.Upload) item {
 			Attempt:          d.Attempt,
 			Outputs:          d.Outputs,
 			JobStartedAt:     formatTime(d.JobStartedAt),
+			Playback:         d.Playback,
 			PolledAt:         formatTime(d.PolledAt),
 			Advances:         d.Advances,
 			RetryAt:          formatTime(d.RetryAt),
@@ -167,6 +179,9 @@ func toItem(u *upload.Upload) item {
 			WaitingFor:       d.WaitingFor,
 			ResumeAt:         formatTime(d.ResumeAt),
 			ParkedSince:      formatTime(d.ParkedSince),
+		}
+		for _, f := range d.Files {
+			di.Files = append(di.Files, fileItem{Key: f.Key, Kind: f.Kind, Width: f.Width, Height: f.Height, Bitrate: f.Bitrate})
 		}
 		if m := d.Meta; m != nil {
 			di.Title, di.Description, di.Tags = m.Title, m.Description, m.Tags
@@ -235,6 +250,7 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 			Attempt:              di.Attempt,
 			Outputs:              di.Outputs,
 			JobStartedAt:         parseTime(di.JobStartedAt),
+			Playback:             di.Playback,
 			PolledAt:             parseTime(di.PolledAt),
 			Advances:             di.Advances,
 			RetryAt:              parseTime(di.RetryAt),
@@ -245,6 +261,9 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 			WaitingFor:           di.WaitingFor,
 			ResumeAt:             parseTime(di.ResumeAt),
 			ParkedSince:          parseTime(di.ParkedSince),
+		}
+		for _, f := range di.Files {
+			d.Files = append(d.Files, upload.OutputFile{Key: f.Key, Kind: f.Kind, Width: f.Width, Height: f.Height, Bitrate: f.Bitrate})
 		}
 		if d.Type == upload.YouTube {
 			d.Meta = &upload.YouTubeMetadata{

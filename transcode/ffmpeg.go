@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"regexp"
 	"slices"
 	"sync"
@@ -160,34 +161,58 @@ const (
 
 // jobRecord is the JSON state object of a job.
 type jobRecord struct {
-	ID           string    `json:"id"`
-	AtomID       string    `json:"atomId"`
-	UploadID     string    `json:"uploadId"`
-	SourceBucket string    `json:"sourceBucket"`
-	SourceKey    string    `json:"sourceKey"`
-	State        State     `json:"state"`
-	Percent      float64   `json:"percent"`
-	Outputs      []string  `json:"outputs,omitempty"`
-	Error        string    `json:"error,omitempty"`
-	Retryable    bool      `json:"retryable,omitempty"`
-	Owner        string    `json:"owner"`
-	CreatedAt    time.Time `json:"createdAt"`
-	StartedAt    time.Time `json:"startedAt,omitzero"`
-	FinishedAt   time.Time `json:"finishedAt,omitzero"`
+	ID           string  `json:"id"`
+	AtomID       string  `json:"atomId"`
+	UploadID     string  `json:"uploadId"`
+	SourceBucket string  `json:"sourceBucket"`
+	SourceKey    string  `json:"sourceKey"`
+	State        State   `json:"state"`
+	Percent      float64 `json:"percent"`
+	// Outputs are the output keys (the only description of the outputs
+	// in state objects of older versions); Files describe them, Playback
+	// is the master playlist's key.
+	Outputs    []string  `json:"outputs,omitempty"`
+	Files      []Output  `json:"files,omitempty"`
+	Playback   string    `json:"playback,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Retryable  bool      `json:"retryable,omitempty"`
+	Owner      string    `json:"owner"`
+	CreatedAt  time.Time `json:"createdAt"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
 	// HeartbeatAt is when the owner last wrote the object (its clock).
 	HeartbeatAt time.Time `json:"heartbeatAt"`
 	InputBytes  int64     `json:"inputBytes,omitempty"`
 }
 
 func (r *jobRecord) job() Job {
+	files := slices.Clone(r.Files)
+	if len(files) == 0 {
+		for _, key := range r.Outputs {
+			files = append(files, Output{Key: key, Kind: kindOfKey(key)})
+		}
+	}
 	return Job{
 		ID:        r.ID,
 		State:     r.State,
 		Percent:   r.Percent,
-		Outputs:   slices.Clone(r.Outputs),
+		Outputs:   files,
+		Playback:  r.Playback,
 		Error:     r.Error,
 		Retryable: r.Retryable,
 	}
+}
+
+// kindOfKey is the kind of an output known only by its key (state objects
+// of older versions).
+func kindOfKey(key string) OutputKind {
+	switch path.Ext(key) {
+	case ".m3u8":
+		return KindHLS
+	case ".jpg":
+		return KindPoster
+	}
+	return KindMP4
 }
 
 // ffJob is a job this process owns: waiting in the queue or running.

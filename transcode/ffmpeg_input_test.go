@@ -145,7 +145,7 @@ func TestFFmpegReadsOnlyWithTheProbedDemuxer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			probe := filepath.Join(t.TempDir(), "ffprobe")
-			answer := fmt.Sprintf(`{"streams":[{"codec_type":"video"},{"codec_type":"audio"}],"format":{"format_name":%q,"duration":"1.000000"}}`, tt.format)
+			answer := fmt.Sprintf(`{"streams":[{"codec_type":"video","width":320,"height":240},{"codec_type":"audio"}],"format":{"format_name":%q,"duration":"1.000000"}}`, tt.format)
 			if err := os.WriteFile(probe, []byte("#!/bin/sh\necho '"+answer+"'\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -228,14 +228,15 @@ func TestFFmpegTranscodesEveryAcceptedContainer(t *testing.T) {
 					t.Fatalf("Start: %v", err)
 				}
 				job := waitJob(t, f, id)
-				want := []string{"a/" + uploadID + "/144p.mp4", "a/" + uploadID + "/poster.jpg"}
-				if job.State != StateComplete || !slices.Equal(job.Outputs, want) {
+				prefix := "a/" + uploadID + "/"
+				want := []string{prefix + "hls/master.m3u8", prefix + "hls/master_144p.m3u8", prefix + "hls/master_audio.m3u8",
+					prefix + "144p.mp4", prefix + "poster.0000000.jpg"}
+				if job.State != StateComplete || !slices.Equal(job.Keys(), want) {
 					t.Fatalf("job = %+v, want complete with %v", job, want)
 				}
-				// (MXF and DV timecode becomes a data track of the MP4.)
-				p := ffprobe(t, getObject(t, e.s3, e.dest, want[0]))
-				if got := p.codecs(); len(got) < 2 || !slices.Equal(got[:2], []string{"video/h264", "audio/aac"}) {
-					t.Errorf("streams = %v, want video/h264 and audio/aac first", got)
+				p := ffprobe(t, getObject(t, e.s3, e.dest, prefix+"144p.mp4"))
+				if got := p.codecs(); !slices.Equal(got, []string{"video/h264", "audio/aac"}) {
+					t.Errorf("streams = %v, want video/h264 and audio/aac", got)
 				}
 			})
 		}

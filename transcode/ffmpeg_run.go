@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"atomuploads/metrics"
 	"atomuploads/upload"
@@ -83,12 +86,15 @@ func (f *FFmpeg) runJob(ctx context.Context, j *ffJob) {
 	)
 	switch {
 	case err == nil:
+		job := Job{Outputs: outputs}
 		update = func(r *jobRecord) {
 			r.State = StateComplete
 			r.Percent = 100
-			r.Outputs = outputs
+			r.Outputs = job.Keys()
+			r.Files = outputs
+			r.Playback = MasterKey(rec.AtomID, rec.UploadID)
 		}
-		fields = append(fields, zap.Strings("outputs", outputs))
+		fields = append(fields, zap.Strings("outputs", job.Keys()))
 	case ctx.Err() != nil:
 		// This worker is stopping: the job is lost, and a new attempt may
 		// run it elsewhere.
@@ -135,10 +141,10 @@ func ffmpegOutcome(ctx context.Context, err error) string {
 	return metrics.TranscodeFailed
 }
 
-// transcode downloads the source, probes it, runs ffmpeg and uploads the
-// outputs. It returns the output keys and the size of the input. The job's
-// temp directory is always removed.
-func (f *FFmpeg) transcode(ctx context.Context, j *ffJob, rec jobRecord) ([]string, int64, error) {
+// transcode downloads the source, probes it, encodes its ladder, packages
+// the outputs and uploads them. It returns the outputs and the size of the
+// input. The job's temp directory is always removed.
+func (f *FFmpeg) transcode(ctx context.Context, j *ffJob, rec jobRecord) ([]Output, int64, error) {
 	dir, err := os.MkdirTemp(f.cfg.TempDir, "transcode-")
 	if err != nil {
 		return nil, 0, &jobError{reason: "cannot create a temporary directory", retryable: true, cause: err}
@@ -154,20 +160,29 @@ func (f *FFmpeg) transcode(ctx context.Context, j *ffJob, rec jobRecord) ([]stri
 	if err != nil {
 		return nil, size, err
 	}
-	files, err := f.encode(ctx, input, dir, info, j.setPercent)
+	ladder, err := Ladder(f.cfg.Renditions, info.Source)
+	if err != nil {
+		return nil, size, badInput("%s", err.Error())
+	}
+	out := filepath.Join(dir, "out")
+	if err := os.MkdirAll(filepath.Join(out, HLSDir), 0o755); err != nil {
+		return nil, size, &jobError{reason: "cannot create a temporary directory", retryable: true, cause: err}
+	}
+	if err := f.encode(ctx, input, out, info, ladder, func(p float64) { j.setPercent(p * 0.95) }); err != nil {
+		return nil, size, err
+	}
+	files, err := f.pack(ctx, out, info.Source, ladder)
 	if err != nil {
 		return nil, size, err
 	}
 	prefix := OutputPrefix(rec.AtomID, rec.UploadID)
-	keys := make([]string, 0, len(files))
-	for _, name := range files {
-		key := prefix + name
-		if err := f.upload(ctx, filepath.Join(dir, name), key); err != nil {
-			return nil, size, infraFailure("cannot write the outputs", err)
-		}
-		keys = append(keys, key)
+	if err := f.uploadAll(ctx, out, prefix); err != nil {
+		return nil, size, infraFailure("cannot write the outputs", err)
 	}
-	return keys, size, nil
+	for i := range files {
+		files[i].Key = prefix + files[i].Key
+	}
+	return files, size, nil
 }
 
 // download streams the object into a new file at path and returns its size.
@@ -197,8 +212,8 @@ func (f *FFmpeg) download(ctx context.Context, bucket, key, path string) (int64,
 
 // mediaInfo is what ffprobe tells about the input.
 type mediaInfo struct {
-	Format   inputFormat // the accepted demuxer that reads it
-	Duration float64     // seconds; 0 when unknown
+	Format inputFormat // the accepted demuxer that reads it
+	Source Source      // its first video stream as displayed, and whether it has sound
 }
 
 func (f *FFmpeg) command(ctx context.Context, path string, args ...string) *exec.Cmd {
@@ -213,7 +228,9 @@ func (f *FFmpeg) command(ctx context.Context, path string, args ...string) *exec
 // open only the input file, with only the accepted demuxers.
 func (f *FFmpeg) probe(ctx context.Context, input string) (mediaInfo, error) {
 	args := append([]string{"-v", "error"}, inputArgs(input, inputFormat{})...)
-	args = append(args, "-show_entries", "format=format_name,duration:stream=codec_type", "-of", "json")
+	args = append(args, "-show_entries",
+		"format=format_name,duration:stream=codec_type,width,height,sample_aspect_ratio,avg_frame_rate:stream_side_data=rotation",
+		"-of", "json")
 	cmd := f.command(ctx, f.cfg.FFprobePath, args...)
 	var stdout strings.Builder
 	stderr := &tailBuffer{max: 4096}
@@ -235,15 +252,7 @@ func (f *FFmpeg) probe(ctx context.Context, input string) (mediaInfo, error) {
 		}
 		return mediaInfo{}, badInput("input is not a video: ffprobe: %s", toolMessage(stderr.String(), inputURL(input), true))
 	}
-	var probe struct {
-		Streams []struct {
-			CodecType string `json:"codec_type"`
-		} `json:"streams"`
-		Format struct {
-			FormatName string `json:"format_name"`
-			Duration   string `json:"duration"`
-		} `json:"format"`
-	}
+	var probe probeOutput
 	if err := json.Unmarshal([]byte(stdout.String()), &probe); err != nil {
 		return mediaInfo{}, badInput("input is not a video: ffprobe output is unreadable")
 	}
@@ -253,86 +262,309 @@ func (f *FFmpeg) probe(ctx context.Context, input string) (mediaInfo, error) {
 	if !ok {
 		return mediaInfo{}, notAContainer(lookalikeOf(input), fmt.Errorf("ffprobe found the format %q", probe.Format.FormatName))
 	}
-	hasVideo := false
-	for _, s := range probe.Streams {
-		hasVideo = hasVideo || s.CodecType == "video"
-	}
-	if !hasVideo {
+	src, ok := probe.source()
+	if !ok {
 		return mediaInfo{}, badInput("input is not a video: it has no video stream")
 	}
-	d, err := strconv.ParseFloat(probe.Format.Duration, 64)
-	if err != nil || d < 0 {
-		d = 0
+	return mediaInfo{Format: format, Source: src}, nil
+}
+
+// probeOutput is the JSON ffprobe writes for probe's -show_entries.
+type probeOutput struct {
+	Streams []struct {
+		CodecType    string `json:"codec_type"`
+		Width        int    `json:"width"`
+		Height       int    `json:"height"`
+		SAR          string `json:"sample_aspect_ratio"`
+		AvgFrameRate string `json:"avg_frame_rate"`
+		SideData     []struct {
+			Rotation float64 `json:"rotation"`
+		} `json:"side_data_list"`
+	} `json:"streams"`
+	Format struct {
+		FormatName string `json:"format_name"`
+		Duration   string `json:"duration"`
+	} `json:"format"`
+}
+
+// source describes the first video stream as ffmpeg displays it (and
+// scales it): its pixel aspect ratio applied, and turned by its rotation,
+// which ffmpeg applies when it decodes.
+func (p probeOutput) source() (Source, bool) {
+	var src Source
+	found := false
+	for _, s := range p.Streams {
+		switch {
+		case s.CodecType == "audio":
+			src.HasAudio = true
+		case s.CodecType == "video" && !found:
+			found = true
+			src.Width, src.Height = s.Width, s.Height
+			if num, den, ok := ratio(s.SAR); ok && num > 0 && den > 0 && num != den {
+				src.Width = int(math.Round(float64(s.Width) * float64(num) / float64(den)))
+			}
+			for _, sd := range s.SideData {
+				if r := math.Mod(math.Abs(sd.Rotation), 180); r > 45 && r < 135 {
+					src.Width, src.Height = src.Height, src.Width
+				}
+			}
+			if num, den, ok := ratio(s.AvgFrameRate); ok && num > 0 && den > 0 {
+				src.FrameRate = float64(num) / float64(den)
+			}
+		}
 	}
-	return mediaInfo{Format: format, Duration: d}, nil
+	if d, err := strconv.ParseFloat(p.Format.Duration, 64); err == nil && d > 0 {
+		src.Duration = d
+	}
+	return src, found
+}
+
+// ratio parses "a:b" or "a/b".
+func ratio(s string) (int, int, bool) {
+	a, b, ok := strings.Cut(s, ":")
+	if !ok {
+		a, b, ok = strings.Cut(s, "/")
+	}
+	if !ok {
+		return 0, 0, false
+	}
+	num, err1 := strconv.Atoi(a)
+	den, err2 := strconv.Atoi(b)
+	return num, den, err1 == nil && err2 == nil
+}
+
+// hlsArgs are the options of one ffmpeg HLS output: fMP4 segments of
+// SegmentSeconds, a VOD media playlist hls/master_<name>.m3u8 in dir.
+func hlsArgs(dir, name string) []string {
+	base := MasterName + "_" + name
+	return []string{"-f", "hls", "-hls_time", strconv.Itoa(SegmentSeconds), "-hls_playlist_type", "vod",
+		"-hls_segment_type", "fmp4", "-hls_flags", "independent_segments",
+		"-hls_fmp4_init_filename", base + "_init.mp4",
+		"-hls_segment_filename", filepath.Join(dir, HLSDir, base+"_%05d.m4s"),
+		filepath.Join(dir, HLSDir, base+".m3u8")}
 }
 
 // ffmpegArgs builds one ffmpeg run that reads the input with the demuxer
-// ffprobe found (and no other, from no other file) and writes every
-// rendition and the poster into dir, and returns the output file names in
-// order.
-func (f *FFmpeg) ffmpegArgs(input, dir string, info mediaInfo) ([]string, []string) {
+// ffprobe found (and no other, from no other file) and writes, into dir,
+// one HLS media playlist with its segments per rung of the ladder, one for
+// the sound (when the source has some) and the poster. Each output has its
+// own encoder; the input is decoded once.
+func (f *FFmpeg) ffmpegArgs(input, dir string, info mediaInfo, ladder []Encoding) []string {
 	args := []string{"-nostdin", "-hide_banner", "-loglevel", "error", "-nostats",
 		"-progress", "pipe:1", "-y"}
 	args = append(args, inputArgs(input, info.Format)...)
-	var names []string
-	tallest := 0
-	for _, r := range f.cfg.Renditions {
-		tallest = max(tallest, r.Height)
-		name := r.Name + ".mp4"
-		names = append(names, name)
+	for _, e := range ladder {
 		args = append(args,
-			"-map", "0:v:0", "-map", "0:a:0?", // audio only if the input has some
-			"-vf", fmt.Sprintf("scale=-2:%d", r.Height),
+			"-map", "0:v:0", "-an",
+			"-vf", fmt.Sprintf("scale=%d:%d,setsar=1", e.Width, e.Height),
 			"-c:v", "libx264", "-preset", f.cfg.Preset, "-crf", "23",
-			"-maxrate", strconv.Itoa(r.VideoBitrate), "-bufsize", strconv.Itoa(2*r.VideoBitrate),
+			"-maxrate", strconv.Itoa(e.VideoBitrate), "-bufsize", strconv.Itoa(2*e.VideoBitrate),
 			"-pix_fmt", "yuv420p",
-			"-c:a", "aac", "-b:a", strconv.Itoa(r.audioBitrate()), "-ac", "2",
-			"-movflags", "+faststart",
-			filepath.Join(dir, name))
+			// Never more frames than the source has; a keyframe every
+			// GOPSeconds of output time in every variant, so that their
+			// segments start at the same instants.
+			"-fps_mode", "vfr",
+			"-force_key_frames", fmt.Sprintf("expr:gte(t,n_forced*%d)", GOPSeconds))
+		args = append(args, hlsArgs(dir, e.Name)...)
 	}
-	poster := PosterName + ".jpg"
-	names = append(names, poster)
+	if info.Source.HasAudio {
+		args = append(args, "-map", "0:a:0", "-vn",
+			"-c:a", "aac", "-b:a", strconv.Itoa(audioBitrate(ladder)), "-ac", "2")
+		args = append(args, hlsArgs(dir, AudioName)...)
+	}
+	top := ladder[0]
 	args = append(args,
 		"-map", "0:v:0",
-		"-ss", strconv.FormatFloat(info.Duration/10, 'f', 3, 64),
-		"-vf", fmt.Sprintf("scale=-2:%d", tallest),
+		"-ss", strconv.FormatFloat(info.Source.Duration/10, 'f', 3, 64),
+		"-vf", fmt.Sprintf("scale=%d:%d,setsar=1", top.Width, top.Height),
 		"-frames:v", "1", "-update", "1", "-q:v", "3",
-		filepath.Join(dir, poster))
-	return args, names
+		filepath.Join(dir, PosterFile))
+	return args
 }
 
-// encode runs ffmpeg, reporting progress (0..99) as it goes, and returns the
-// names of the files it wrote in dir.
-func (f *FFmpeg) encode(ctx context.Context, input, dir string, info mediaInfo, progress func(float64)) ([]string, error) {
+// encode runs ffmpeg, reporting progress (0..99) as it goes.
+func (f *FFmpeg) encode(ctx context.Context, input, dir string, info mediaInfo, ladder []Encoding, progress func(float64)) error {
 	if _, ok := acceptedFormat(info.Format.name); !ok {
 		// Never let ffmpeg choose the demuxer.
-		return nil, notAContainer("", fmt.Errorf("no accepted demuxer for the input: %q", info.Format.name))
+		return notAContainer("", fmt.Errorf("no accepted demuxer for the input: %q", info.Format.name))
 	}
-	args, names := f.ffmpegArgs(input, dir, info)
-	cmd := f.command(ctx, f.cfg.FFmpegPath, args...)
+	cmd := f.command(ctx, f.cfg.FFmpegPath, f.ffmpegArgs(input, dir, info, ladder)...)
 	stderr := &tailBuffer{max: 4096}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, &jobError{reason: "cannot run ffmpeg", retryable: true, cause: err}
+		return &jobError{reason: "cannot run ffmpeg", retryable: true, cause: err}
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, &jobError{reason: "cannot run ffmpeg", retryable: true, cause: err}
+		return &jobError{reason: "cannot run ffmpeg", retryable: true, cause: err}
 	}
-	readProgress(stdout, info.Duration, progress)
+	readProgress(stdout, info.Source.Duration, progress)
 	if err := cmd.Wait(); err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		return nil, badInput("ffmpeg failed: %s", toolMessage(stderr.String(), inputURL(input), false))
+		return badInput("ffmpeg failed: %s", toolMessage(stderr.String(), inputURL(input), false))
 	}
-	for _, name := range names {
-		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() == 0 {
-			return nil, badInput("ffmpeg wrote no %s", name)
+	if st, err := os.Stat(filepath.Join(dir, PosterFile)); err != nil || st.Size() == 0 {
+		return badInput("ffmpeg wrote no poster")
+	}
+	return nil
+}
+
+// pack completes the HLS package ffmpeg wrote into dir: it measures every
+// media playlist's segments, writes the master playlist, and makes the
+// progressive MP4 of the highest rung from that rung's segments and the
+// sound's (a copy, not another encode). It returns the outputs, keyed
+// relative to dir, in the order of Job.Outputs.
+func (f *FFmpeg) pack(ctx context.Context, dir string, src Source, ladder []Encoding) ([]Output, error) {
+	hls := filepath.Join(dir, HLSDir)
+	read := func(name string) (mediaPlaylist, rates, error) {
+		file, err := os.Open(filepath.Join(hls, mediaPlaylistName(name)))
+		if err != nil {
+			return mediaPlaylist{}, rates{}, badInput("ffmpeg wrote no playlist for %s", name)
 		}
+		defer file.Close()
+		pl, err := parseMediaPlaylist(file)
+		if err != nil {
+			return pl, rates{}, badInput("ffmpeg wrote a bad playlist for %s: %v", name, err)
+		}
+		r, err := measure(hls, pl)
+		if err != nil {
+			return pl, r, badInput("ffmpeg wrote a bad playlist for %s: %v", name, err)
+		}
+		return pl, r, nil
 	}
-	return names, nil
+	var (
+		audio    mediaPlaylist
+		audioR   rates
+		audioURI string
+		outputs  = []Output{{Key: HLSDir + MasterName + ".m3u8", Kind: KindHLS}}
+		variants []variant
+		topPL    mediaPlaylist
+	)
+	if src.HasAudio {
+		var err error
+		if audio, audioR, err = read(AudioName); err != nil {
+			return nil, err
+		}
+		audioURI = mediaPlaylistName(AudioName)
+	}
+	for i, e := range ladder {
+		pl, r, err := read(e.Name)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			topPL = pl
+		}
+		init, err := os.ReadFile(filepath.Join(hls, pl.Init))
+		if err != nil {
+			return nil, badInput("ffmpeg wrote no init segment for %s", e.Name)
+		}
+		codecs, err := avcCodec(init)
+		if err != nil {
+			return nil, badInput("ffmpeg wrote a bad init segment for %s: %v", e.Name, err)
+		}
+		if src.HasAudio {
+			codecs += "," + aacLC
+		}
+		v := variant{URI: mediaPlaylistName(e.Name), Width: e.Width, Height: e.Height,
+			Bandwidth: r.Peak + audioR.Peak, Average: r.Average + audioR.Average, Codecs: codecs}
+		variants = append(variants, v)
+		outputs = append(outputs, Output{Key: HLSDir + v.URI, Kind: KindHLSVideo, Width: e.Width, Height: e.Height, Bitrate: v.Bandwidth})
+	}
+	if src.HasAudio {
+		outputs = append(outputs, Output{Key: HLSDir + audioURI, Kind: KindHLSAudio, Bitrate: audioR.Average})
+	}
+	if err := os.WriteFile(filepath.Join(hls, MasterName+".m3u8"), masterPlaylist(variants, audioURI, src.FrameRate), 0o644); err != nil {
+		return nil, &jobError{reason: "cannot write a temporary file", retryable: true, cause: err}
+	}
+
+	top := ladder[0]
+	mp4 := top.Name + ".mp4"
+	if err := f.remuxMP4(ctx, dir, topPL, audio, src.HasAudio, mp4); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(filepath.Join(dir, mp4))
+	if err != nil {
+		return nil, badInput("ffmpeg wrote no %s", mp4)
+	}
+	var seconds float64
+	for _, s := range topPL.Segments {
+		seconds += s.Duration
+	}
+	bitrate := 0
+	if seconds > 0 {
+		bitrate = int(float64(st.Size()*8) / seconds)
+	}
+	outputs = append(outputs,
+		Output{Key: mp4, Kind: KindMP4, Width: top.Width, Height: top.Height, Bitrate: bitrate},
+		Output{Key: PosterFile, Kind: KindPoster, Width: top.Width, Height: top.Height})
+	return outputs, nil
+}
+
+// remuxMP4 joins a media playlist's init segment and segments into one
+// fragmented MP4 per track (their concatenation is one), then copies the
+// video and the sound into a progressive MP4 with its index first
+// (+faststart), named name in dir.
+func (f *FFmpeg) remuxMP4(ctx context.Context, dir string, video, audio mediaPlaylist, hasAudio bool, name string) error {
+	hls := filepath.Join(dir, HLSDir)
+	join := func(pl mediaPlaylist, to string) error {
+		out, err := os.Create(to)
+		if err != nil {
+			return &jobError{reason: "cannot write a temporary file", retryable: true, cause: err}
+		}
+		defer out.Close()
+		for _, part := range append([]string{pl.Init}, segmentNames(pl)...) {
+			in, err := os.Open(filepath.Join(hls, part))
+			if err != nil {
+				return badInput("ffmpeg wrote no %s", part)
+			}
+			_, err = io.Copy(out, in)
+			in.Close()
+			if err != nil {
+				return &jobError{reason: "cannot write a temporary file", retryable: true, cause: err}
+			}
+		}
+		return out.Close()
+	}
+	videoFile := filepath.Join(dir, "video.fmp4")
+	if err := join(video, videoFile); err != nil {
+		return err
+	}
+	defer os.Remove(videoFile)
+	args := []string{"-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+		"-protocol_whitelist", protocolWhitelist, "-f", "mov", "-i", inputURL(videoFile)}
+	maps := []string{"-map", "0:v:0"}
+	if hasAudio {
+		audioFile := filepath.Join(dir, "audio.fmp4")
+		if err := join(audio, audioFile); err != nil {
+			return err
+		}
+		defer os.Remove(audioFile)
+		args = append(args, "-protocol_whitelist", protocolWhitelist, "-f", "mov", "-i", inputURL(audioFile))
+		maps = append(maps, "-map", "1:a:0")
+	}
+	args = append(args, maps...)
+	args = append(args, "-c", "copy", "-movflags", "+faststart", filepath.Join(dir, name))
+	cmd := f.command(ctx, f.cfg.FFmpegPath, args...)
+	stderr := &tailBuffer{max: 4096}
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &jobError{reason: "cannot make the MP4: " + toolMessage(stderr.String(), inputURL(videoFile), false), retryable: true, cause: err}
+	}
+	return nil
+}
+
+func segmentNames(pl mediaPlaylist) []string {
+	names := make([]string, len(pl.Segments))
+	for i, s := range pl.Segments {
+		names[i] = s.Name
+	}
+	return names
 }
 
 // readProgress parses ffmpeg's -progress output (key=value lines) until EOF
@@ -396,8 +628,45 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 
 func (t *tailBuffer) String() string { return string(t.buf) }
 
-// upload writes the file to the destination bucket: one PUT, or a multipart
-// upload above the multipart threshold (S3 takes at most 5 GB in one PUT).
+// uploadConcurrency is how many outputs are written at once.
+const uploadConcurrency = 8
+
+// uploadAll writes every file in dir (the HLS package, the MP4, the
+// poster) under prefix in the destination bucket, the master playlist
+// last: a player that finds it finds everything it names.
+func (f *FFmpeg) uploadAll(ctx context.Context, dir, prefix string) error {
+	master := HLSDir + MasterName + ".m3u8"
+	var names []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		if rel = filepath.ToSlash(rel); rel != master {
+			names = append(names, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(uploadConcurrency)
+	for _, name := range names {
+		g.Go(func() error { return f.upload(gctx, filepath.Join(dir, name), prefix+name) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return f.upload(ctx, filepath.Join(dir, master), prefix+master)
+}
+
+// upload writes the file to the destination bucket, with the content type
+// of its name: one PUT, or a multipart upload above the multipart
+// threshold (S3 takes at most 5 GB in one PUT).
 func (f *FFmpeg) upload(ctx context.Context, path, key string) error {
 	file, err := os.Open(path)
 	if err != nil {
@@ -408,10 +677,7 @@ func (f *FFmpeg) upload(ctx context.Context, path, key string) error {
 	if err != nil {
 		return err
 	}
-	contentType := "video/mp4"
-	if strings.HasSuffix(key, ".jpg") {
-		contentType = "image/jpeg"
-	}
+	contentType := ContentType(key)
 	bucket := f.cfg.DestinationBucket
 	if st.Size() > f.multipartThreshold {
 		return f.uploadMultipart(ctx, file, st.Size(), key, contentType)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,10 +184,10 @@ func ffprobe(t testing.TB, data []byte) probed {
 	return p
 }
 
-func TestFFmpegTranscodesRenditionsAndPoster(t *testing.T) {
+func TestFFmpegWritesTheLayout(t *testing.T) {
 	t.Parallel()
 	e := newFFEnv(t)
-	putObject(t, e.s3, e.src, "uploads/a/u/full", makeVideo(t, "2", true))
+	putObject(t, e.s3, e.src, "uploads/a/u/full", makeVideo(t, "2"))
 	f := e.transcoder(t, nil)
 	execs := countExecs(f)
 	run(t, f)
@@ -204,38 +203,69 @@ func TestFFmpegTranscodesRenditionsAndPoster(t *testing.T) {
 	if job.State != StateComplete || job.Percent != 100 || job.Error != "" {
 		t.Fatalf("job = %+v, want complete at 100%% without error", job)
 	}
-	want := []string{"a/u/240p.mp4", "a/u/144p.mp4", "a/u/poster.jpg"}
-	if !slices.Equal(job.Outputs, want) {
-		t.Errorf("outputs = %v, want %v", job.Outputs, want)
+	if job.Playback != "a/u/hls/master.m3u8" || job.Playback != MasterKey("a", "u") {
+		t.Errorf("playback = %q, want a/u/hls/master.m3u8", job.Playback)
 	}
-	if got := listKeys(t, e.s3, e.dest, "a/"); !slices.Equal(sorted(got), sorted(want)) {
-		t.Errorf("destination holds %v, want %v", got, want)
+	// The 320x240 source gets both rungs of the test ladder.
+	want := []Output{
+		{Key: "a/u/hls/master.m3u8", Kind: KindHLS},
+		{Key: "a/u/hls/master_240p.m3u8", Kind: KindHLSVideo, Width: 320, Height: 240},
+		{Key: "a/u/hls/master_144p.m3u8", Kind: KindHLSVideo, Width: 192, Height: 144},
+		{Key: "a/u/hls/master_audio.m3u8", Kind: KindHLSAudio},
+		{Key: "a/u/240p.mp4", Kind: KindMP4, Width: 320, Height: 240},
+		{Key: "a/u/poster.0000000.jpg", Kind: KindPoster, Width: 320, Height: 240},
+	}
+	if len(job.Outputs) != len(want) {
+		t.Fatalf("outputs = %+v, want %+v", job.Outputs, want)
+	}
+	for i, o := range job.Outputs {
+		w := want[i]
+		hasRate := o.Bitrate > 0
+		o.Bitrate = 0
+		if o != w {
+			t.Errorf("output %d = %+v, want %+v", i, o, w)
+		}
+		if wantRate := w.Kind != KindHLS && w.Kind != KindPoster; hasRate != wantRate {
+			t.Errorf("output %s has bitrate %d, want one: %v", o.Key, job.Outputs[i].Bitrate, wantRate)
+		}
+	}
+	// The destination holds the outputs and the segments they name; each
+	// with the content type S3 serves it as.
+	keys := listKeys(t, e.s3, e.dest, "a/")
+	for _, k := range job.Keys() {
+		if !slices.Contains(keys, k) {
+			t.Errorf("destination lacks %s: %v", k, keys)
+		}
+	}
+	for _, name := range []string{"240p", "144p", "audio"} {
+		for _, k := range []string{"a/u/hls/master_" + name + "_init.mp4", "a/u/hls/master_" + name + "_00000.m4s"} {
+			if !slices.Contains(keys, k) {
+				t.Errorf("destination lacks %s: %v", k, keys)
+			}
+		}
+	}
+	for _, k := range keys {
+		head, err := e.s3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(e.dest), Key: aws.String(k)})
+		if err != nil {
+			t.Fatalf("head %s: %v", k, err)
+		}
+		wantType := "video/mp4"
+		switch {
+		case strings.HasSuffix(k, ".m3u8"):
+			wantType = "application/vnd.apple.mpegurl"
+		case strings.HasSuffix(k, ".jpg"):
+			wantType = "image/jpeg"
+		}
+		if got := aws.ToString(head.ContentType); got != wantType {
+			t.Errorf("%s has content type %q, want %q", k, got, wantType)
+		}
 	}
 	if got := listKeys(t, e.s3, e.dest, StatePrefix); !slices.Equal(got, []string{StateKey(id)}) {
 		t.Errorf("state objects = %v, want [%s]", got, StateKey(id))
 	}
-
-	for i, r := range testRenditions {
-		p := ffprobe(t, getObject(t, e.s3, e.dest, want[i]))
-		if got, wantCodecs := p.codecs(), []string{"video/h264", "audio/aac"}; !slices.Equal(got, wantCodecs) {
-			t.Errorf("%s streams = %v, want %v", want[i], got, wantCodecs)
-			continue
-		}
-		v := p.Streams[0]
-		if v.Height != r.Height || v.Width != r.Height*4/3 {
-			t.Errorf("%s is %dx%d, want %dx%d", want[i], v.Width, v.Height, r.Height*4/3, r.Height)
-		}
-		d, _ := strconv.ParseFloat(p.Format.Duration, 64)
-		if math.Abs(d-2) > 0.25 {
-			t.Errorf("%s lasts %.3fs, want 2s ± 0.25s", want[i], d)
-		}
-	}
-	poster := ffprobe(t, getObject(t, e.s3, e.dest, "a/u/poster.jpg"))
-	if len(poster.Streams) != 1 || poster.Streams[0].CodecName != "mjpeg" || poster.Streams[0].Height != 240 {
-		t.Errorf("poster streams = %+v, want one 240-pixel-high mjpeg image", poster.Streams)
-	}
-	if got := execs("ffmpeg"); got != 1 {
-		t.Errorf("ffmpeg ran %d times, want 1", got)
+	// One encode of the ladder, one copy into the MP4.
+	if got := execs("ffmpeg"); got != 2 {
+		t.Errorf("ffmpeg ran %d times, want 2", got)
 	}
 	assertTempEmpty(t, e.tmp)
 
@@ -258,32 +288,14 @@ func TestFFmpegTranscodesRenditionsAndPoster(t *testing.T) {
 	}
 }
 
-func sorted(s []string) []string {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	return s
-}
-
-func TestFFmpegInputWithoutAudio(t *testing.T) {
-	t.Parallel()
-	e := newFFEnv(t)
-	putObject(t, e.s3, e.src, "uploads/a/silent/full", makeVideo(t, "2", false))
-	f := e.transcoder(t, func(c *FFmpegConfig) { c.Renditions = testRenditions[1:] })
-	run(t, f)
-
-	id, err := f.Start(context.Background(), e.spec("silent", "silent-1"))
-	if err != nil {
-		t.Fatalf("Start: %v", err)
+// A job completed by an older version described its outputs by key only.
+func TestFFmpegReadsOlderStateObjects(t *testing.T) {
+	rec := jobRecord{ID: "ffmpeg-u-1", State: StateComplete, Percent: 100, Outputs: []string{"a/u/720p.mp4", "a/u/poster.jpg"}}
+	job := rec.job()
+	want := []Output{{Key: "a/u/720p.mp4", Kind: KindMP4}, {Key: "a/u/poster.jpg", Kind: KindPoster}}
+	if !slices.Equal(job.Outputs, want) || job.Playback != "" {
+		t.Errorf("job = %+v, want outputs %+v and no playback", job, want)
 	}
-	job := waitJob(t, f, id)
-	if job.State != StateComplete {
-		t.Fatalf("job = %+v, want complete", job)
-	}
-	p := ffprobe(t, getObject(t, e.s3, e.dest, "a/silent/144p.mp4"))
-	if got, want := p.codecs(), []string{"video/h264"}; !slices.Equal(got, want) {
-		t.Errorf("streams = %v, want %v", got, want)
-	}
-	assertTempEmpty(t, e.tmp)
 }
 
 func TestFFmpegBadInputFailsForGood(t *testing.T) {
@@ -340,7 +352,7 @@ func TestFFmpegBadInputFailsForGood(t *testing.T) {
 func TestFFmpegStartIsIdempotentAcrossInstances(t *testing.T) {
 	t.Parallel()
 	e := newFFEnv(t)
-	putObject(t, e.s3, e.src, "uploads/a/u/full", makeVideo(t, "1", true))
+	putObject(t, e.s3, e.src, "uploads/a/u/full", makeVideo(t, "1"))
 	a := e.transcoder(t, func(c *FFmpegConfig) { c.Renditions = testRenditions[1:] })
 	b := e.transcoder(t, func(c *FFmpegConfig) { c.Renditions = testRenditions[1:] })
 	execsA, execsB := countExecs(a), countExecs(b)
@@ -370,8 +382,8 @@ func TestFFmpegStartIsIdempotentAcrossInstances(t *testing.T) {
 	if id, err := b.Start(ctx, spec); err != nil || id != ids[0] {
 		t.Errorf("Start after completion = %q, %v; want %q, nil", id, err, ids[0])
 	}
-	if got := execsA("ffmpeg") + execsB("ffmpeg"); got != 1 {
-		t.Errorf("ffmpeg ran %d times, want 1", got)
+	if got := execsA("ffmpeg") + execsB("ffmpeg"); got != 2 {
+		t.Errorf("ffmpeg ran %d times, want 2 (one job: an encode and a copy)", got)
 	}
 	if got := execsB("ffprobe"); got != 0 {
 		t.Errorf("instance b ran ffprobe %d times, want 0", got)
@@ -381,7 +393,7 @@ func TestFFmpegStartIsIdempotentAcrossInstances(t *testing.T) {
 func TestFFmpegQueuesJobsBeyondConcurrency(t *testing.T) {
 	t.Parallel()
 	e := newFFEnv(t)
-	video := makeVideo(t, "1", true)
+	video := makeVideo(t, "1")
 	f := e.transcoder(t, func(c *FFmpegConfig) { c.Renditions = testRenditions[1:]; c.Concurrency = 1 })
 	execs := countExecs(f)
 	ctx := context.Background()
@@ -407,8 +419,8 @@ func TestFFmpegQueuesJobsBeyondConcurrency(t *testing.T) {
 	for i, id := range ids {
 		job := waitJob(t, f, id)
 		want := fmt.Sprintf("a/u%d/144p.mp4", i+1)
-		if job.State != StateComplete || len(job.Outputs) != 2 || job.Outputs[0] != want {
-			t.Errorf("job %s = %+v, want complete with %s and the poster", id, job, want)
+		if job.State != StateComplete || !slices.Contains(job.Keys(), want) {
+			t.Errorf("job %s = %+v, want complete with %s", id, job, want)
 		}
 	}
 	// The job leaves Busy just after its final state is written.
@@ -417,8 +429,8 @@ func TestFFmpegQueuesJobsBeyondConcurrency(t *testing.T) {
 			t.Fatal("Busy() = true with every job complete")
 		}
 	}
-	if got := execs("ffmpeg"); got != len(ids) {
-		t.Errorf("ffmpeg ran %d times, want %d", got, len(ids))
+	if got := execs("ffmpeg"); got != 2*len(ids) {
+		t.Errorf("ffmpeg ran %d times, want %d (an encode and a copy per job)", got, 2*len(ids))
 	}
 	assertTempEmpty(t, e.tmp)
 }
@@ -471,7 +483,7 @@ func TestFFmpegLostJobs(t *testing.T) {
 	})
 
 	t.Run("running when Run stops", func(t *testing.T) {
-		putObject(t, e.s3, e.src, "uploads/a/running/full", makeVideo(t, "1", true))
+		putObject(t, e.s3, e.src, "uploads/a/running/full", makeVideo(t, "1"))
 		// A stand-in ffmpeg that records its pid and hangs until killed.
 		dir := t.TempDir()
 		pidFile := filepath.Join(dir, "pid")
@@ -527,7 +539,7 @@ func waitPID(t testing.TB, path string) int {
 }
 
 func jobsEqual(a, b Job) bool {
-	return a.ID == b.ID && a.State == b.State && a.Percent == b.Percent && slices.Equal(a.Outputs, b.Outputs) &&
+	return a.ID == b.ID && a.State == b.State && a.Percent == b.Percent && slices.Equal(a.Outputs, b.Outputs) && a.Playback == b.Playback &&
 		a.Error == b.Error && a.Retryable == b.Retryable
 }
 
@@ -584,7 +596,7 @@ func TestUploadMultipart(t *testing.T) {
 func TestFFmpegHeartbeatKeepsWaitingJobsAlive(t *testing.T) {
 	t.Parallel()
 	e := newFFEnv(t)
-	putObject(t, e.s3, e.src, "uploads/a/u/full", makeVideo(t, "1", true))
+	putObject(t, e.s3, e.src, "uploads/a/u/full", makeVideo(t, "1"))
 	f := e.transcoder(t, nil)
 	var beat atomic.Int64 // seconds the clock has been moved on
 	f.now = func() time.Time { return time.Now().Add(time.Duration(beat.Load()) * time.Second) }

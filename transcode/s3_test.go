@@ -128,17 +128,15 @@ func getObject(t testing.TB, c *s3.Client, bucket, key string) []byte {
 	return b
 }
 
-// makeVideo renders a small test video (testsrc2, 320x240, 25 fps) of the
-// given length, with a sine tone unless silent, and returns the MP4 bytes.
-func makeVideo(t testing.TB, seconds string, withAudio bool) []byte {
+// makeVideo renders a small test video (testsrc2, 320x240, 25 fps, with a
+// sine tone) of the given length and returns the MP4 bytes.
+func makeVideo(t testing.TB, seconds string) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "test.mp4")
 	args := []string{"-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=" + seconds}
-	if withAudio {
-		args = append(args, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration="+seconds, "-c:a", "aac")
-	}
-	args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", out)
+		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=" + seconds,
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=" + seconds, "-c:a", "aac",
+		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", out}
 	if msg, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
 		t.Fatalf("make test video: %v: %s", err, msg)
 	}

@@ -3,6 +3,7 @@ package transcode
 import (
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 
@@ -41,8 +42,14 @@ type Job struct {
 	ID      string
 	State   State
 	Percent float64 // 0..100
-	// Outputs are keys in the destination bucket, set when complete.
-	Outputs []string
+	// Outputs are the files of the job in the destination bucket, set when
+	// complete: the HLS master playlist, each variant's media playlist (its
+	// segments are named by the playlists, not listed), the progressive MP4
+	// and the poster.
+	Outputs []Output
+	// Playback is the key of the HLS master playlist, set when complete
+	// (empty for a job of an older layout that wrote none).
+	Playback string
 	// Error is a readable reason when State is StateError.
 	Error string
 	// Retryable (StateError only) says the job was lost, for example because
@@ -51,18 +58,60 @@ type Job struct {
 	Retryable bool
 }
 
-// Rendition is one MP4 output.
+// Keys are the keys of the job's outputs, in order.
+func (j Job) Keys() []string {
+	keys := make([]string, len(j.Outputs))
+	for i, o := range j.Outputs {
+		keys[i] = o.Key
+	}
+	return keys
+}
+
+// OutputKind says what an output file is.
+type OutputKind string
+
+// Output kinds.
+const (
+	KindHLS      OutputKind = "hls"      // the HLS master playlist: what players open
+	KindHLSVideo OutputKind = "hlsVideo" // one video variant's media playlist
+	KindHLSAudio OutputKind = "hlsAudio" // the audio rendition's media playlist
+	KindMP4      OutputKind = "mp4"      // the progressive MP4 (+faststart), for download and players without HLS
+	KindPoster   OutputKind = "poster"   // the JPEG poster frame
+)
+
+// Output is one file of a job in the destination bucket.
+type Output struct {
+	Key  string     `json:"key"`
+	Kind OutputKind `json:"kind"`
+	// Width and Height are the picture's size in pixels (video and poster).
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
+	// Bitrate is in bits/s: for a video variant the peak its playlist
+	// declares (BANDWIDTH, audio included), for the audio rendition and the
+	// MP4 their average. The ffmpeg backend measures it; MediaConvert's is
+	// the ceiling the job was given (video maximum plus audio).
+	Bitrate int `json:"bitrate,omitempty"`
+}
+
+// Rendition is one rung of the video ladder: an HLS variant, and the
+// progressive MP4 too when it is the highest rung a source gets.
 type Rendition struct {
-	// Name is the output's base name: the key is <atomId>/<uploadId>/<Name>.mp4.
-	// 1–32 letters, digits, '-' or '_'; not "poster".
+	// Name names the rendition's files: hls/master_<Name>.m3u8 and, for
+	// the highest, <Name>.mp4. 1–32 letters, digits, '-' or '_'; not
+	// "poster" or "audio".
 	Name string
-	// Height in pixels, even, 32–4320. The width follows the input's aspect
-	// ratio, rounded to an even number. Inputs are scaled up or down.
+	// Height is the rung's short side in pixels, even, 32–4320: the height
+	// of a landscape picture, the width of a portrait one. The other side
+	// follows the source's displayed aspect ratio, made even. A source
+	// whose short side is smaller than the rung does not get it (see
+	// Ladder).
 	Height int
 	// VideoBitrate is the peak video bitrate in bits/s (MediaConvert QVBR
 	// MaxBitrate; ffmpeg -maxrate with constant quality below it).
 	VideoBitrate int
-	// AudioBitrate is the AAC stereo bitrate in bits/s; 0 means 128000.
+	// AudioBitrate is the AAC stereo bitrate in bits/s of the audio
+	// rendition and the MP4 when this is the highest rung a source gets;
+	// 0 means 128000.
 	AudioBitrate int
 }
 
@@ -86,8 +135,59 @@ func (r Rendition) audioBitrate() int {
 	return r.AudioBitrate
 }
 
-// PosterName is the base name of the poster frame.
-const PosterName = "poster"
+// The layout of an upload's outputs, under OutputPrefix, the same for both
+// backends:
+//
+//	hls/master.m3u8                 HLS master playlist (Job.Playback)
+//	hls/master_<rendition>.m3u8     one video variant's media playlist
+//	hls/master_audio.m3u8           the audio rendition's (when the source has sound)
+//	hls/…                           their fMP4 (CMAF) segments, about 6 s each
+//	<highest rendition>.mp4         progressive MP4 (+faststart) of the highest rung
+//	poster.0000000.jpg              poster frame, at the highest rung's size
+//
+// The segments' names are each backend's own; only the playlists name them.
+const (
+	// HLSDir is the folder of the HLS package.
+	HLSDir = "hls/"
+	// MasterName is the base name of the master playlist; each media
+	// playlist is MasterName + "_" + rendition + ".m3u8".
+	MasterName = "master"
+	// AudioName is the name of the audio rendition.
+	AudioName = "audio"
+	// PosterName is the base name of the poster frame.
+	PosterName = "poster"
+	// PosterFile is the poster's file name: MediaConvert always numbers
+	// frame captures, and the ffmpeg backend names it the same way.
+	PosterFile = PosterName + ".0000000.jpg"
+	// SegmentSeconds is the HLS segment duration; keyframes come every
+	// GOPSeconds in every variant, so segments align across variants.
+	SegmentSeconds = 6
+	GOPSeconds     = 2
+)
+
+// MasterKey is the key of the master playlist of an upload's outputs.
+func MasterKey(atomID, uploadID string) string {
+	return OutputPrefix(atomID, uploadID) + HLSDir + MasterName + ".m3u8"
+}
+
+// mediaPlaylistName is the file name of a rendition's media playlist.
+func mediaPlaylistName(rendition string) string {
+	return MasterName + "_" + rendition + ".m3u8"
+}
+
+// ContentType is the Content-Type an output is stored with, by its name:
+// what S3 (and a CDN in front of it) serves it as.
+func ContentType(key string) string {
+	switch path.Ext(key) {
+	case ".m3u8":
+		return "application/vnd.apple.mpegurl"
+	case ".jpg", ".jpeg":
+		return "image/jpeg"
+	case ".json":
+		return "application/json"
+	}
+	return "video/mp4" // .mp4, fMP4 segments and init segments
+}
 
 var (
 	idPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
@@ -129,18 +229,21 @@ func OutputPrefix(atomID, uploadID string) string {
 // is valid: it means DefaultRenditions).
 func validateRenditions(rs []Rendition) []error {
 	var errs []error
-	seen := map[string]bool{}
+	seen, heights := map[string]bool{}, map[int]bool{}
 	for i, r := range rs {
 		at := fmt.Sprintf("renditions[%d]", i)
-		if !namePattern.MatchString(r.Name) || r.Name == PosterName {
-			errs = append(errs, fmt.Errorf("%s.name %q must be 1-32 letters, digits, '-' or '_' and not %q", at, r.Name, PosterName))
+		if !namePattern.MatchString(r.Name) || r.Name == PosterName || r.Name == AudioName {
+			errs = append(errs, fmt.Errorf("%s.name %q must be 1-32 letters, digits, '-' or '_' and not %q or %q", at, r.Name, PosterName, AudioName))
 		} else if seen[r.Name] {
 			errs = append(errs, fmt.Errorf("%s.name %q is used twice", at, r.Name))
 		}
 		seen[r.Name] = true
 		if r.Height < 32 || r.Height > 4320 || r.Height%2 != 0 {
 			errs = append(errs, fmt.Errorf("%s.height must be an even number of pixels from 32 to 4320, got %d", at, r.Height))
+		} else if heights[r.Height] {
+			errs = append(errs, fmt.Errorf("%s.height %d is used twice", at, r.Height))
 		}
+		heights[r.Height] = true
 		if r.VideoBitrate < 1000 || r.VideoBitrate > 100_000_000 {
 			errs = append(errs, fmt.Errorf("%s.videoBitrate must be 1000-100000000 bits/s, got %d", at, r.VideoBitrate))
 		}

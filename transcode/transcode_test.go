@@ -1,6 +1,7 @@
 package transcode
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -38,6 +39,7 @@ func TestConfigValidateListsEveryProblem(t *testing.T) {
 		{Name: "poster", Height: 101, VideoBitrate: 1},
 		{Name: "a", Height: 144, VideoBitrate: 100000, AudioBitrate: 1},
 		{Name: "a", Height: 144, VideoBitrate: 100000},
+		{Name: "audio", Height: 200, VideoBitrate: 100000},
 	}
 	tests := []struct {
 		name string
@@ -46,7 +48,8 @@ func TestConfigValidateListsEveryProblem(t *testing.T) {
 	}{
 		{"mediaconvert", MediaConvertConfig{Queue: "Default", Endpoint: "ftp://x", Renditions: bad}.Validate(),
 			[]string{"roleArn", "queue", "endpoint", "destinationBucket", "renditions[0].name", "renditions[0].height",
-				"renditions[0].videoBitrate", "renditions[1].audioBitrate", `renditions[2].name "a" is used twice`}},
+				"renditions[0].videoBitrate", "renditions[1].audioBitrate", `renditions[2].name "a" is used twice`,
+				"renditions[2].height 144 is used twice", `renditions[3].name "audio" must be`}},
 		{"ffmpeg", FFmpegConfig{FFmpegPath: "/nonexistent/ffmpeg", Concurrency: 65, TempDir: "/nonexistent",
 			StaleAfter: time.Second, Preset: "warp", Renditions: bad}.Validate(),
 			[]string{"ffmpegPath", "destinationBucket", "concurrency", "tempDir", "staleAfter", "preset",
@@ -91,17 +94,29 @@ func TestFFmpegDefaults(t *testing.T) {
 func TestFFmpegArgs(t *testing.T) {
 	f := &FFmpeg{cfg: FFmpegConfig{Preset: "veryfast", Renditions: testRenditions}}
 	mkv, _ := acceptedFormat("matroska,webm")
-	args, names := f.ffmpegArgs("/tmp/j/input", "/tmp/j", mediaInfo{Format: mkv, Duration: 120})
-	if want := []string{"240p.mp4", "144p.mp4", "poster.jpg"}; !slices.Equal(names, want) {
-		t.Errorf("names = %v, want %v", names, want)
+	info := mediaInfo{Format: mkv, Source: Source{Width: 320, Height: 240, HasAudio: true, Duration: 120}}
+	ladder, err := Ladder(testRenditions, info.Source)
+	if err != nil {
+		t.Fatal(err)
 	}
-	line := strings.Join(args, " ")
+	line := strings.Join(f.ffmpegArgs("/tmp/j/input", "/tmp/j/out", info, ladder), " ")
+	hls := func(name string) string {
+		return "-f hls -hls_time 6 -hls_playlist_type vod -hls_segment_type fmp4 -hls_flags independent_segments " +
+			"-hls_fmp4_init_filename master_" + name + "_init.mp4 -hls_segment_filename /tmp/j/out/hls/master_" + name + "_%05d.m4s " +
+			"/tmp/j/out/hls/master_" + name + ".m3u8"
+	}
 	for _, want := range []string{
 		// One input, from this file only, read by the probed demuxer only.
 		"-progress pipe:1 -y -protocol_whitelist file -format_whitelist " + formatWhitelist + " -f matroska -i file:/tmp/j/input -map ",
-		"-map 0:v:0 -map 0:a:0? -vf scale=-2:240 -c:v libx264 -preset veryfast -crf 23 -maxrate 400000 -bufsize 800000 -pix_fmt yuv420p -c:a aac -b:a 64000 -ac 2 -movflags +faststart /tmp/j/240p.mp4",
-		"-vf scale=-2:144 ",
-		"-map 0:v:0 -ss 12.000 -vf scale=-2:240 -frames:v 1 -update 1 -q:v 3 /tmp/j/poster.jpg",
+		// One HLS output per rung, video only, keyframes every 2 s, never
+		// more frames than the source has.
+		"-map 0:v:0 -an -vf scale=320:240,setsar=1 -c:v libx264 -preset veryfast -crf 23 -maxrate 400000 -bufsize 800000 -pix_fmt yuv420p " +
+			"-fps_mode vfr -force_key_frames expr:gte(t,n_forced*2) " + hls("240p"),
+		"-map 0:v:0 -an -vf scale=192:144,setsar=1 ",
+		// The sound once, at the highest rung's audio bitrate.
+		"-map 0:a:0 -vn -c:a aac -b:a 64000 -ac 2 " + hls("audio"),
+		// The poster at the highest rung's size.
+		"-map 0:v:0 -ss 12.000 -vf scale=320:240,setsar=1 -frames:v 1 -update 1 -q:v 3 /tmp/j/out/poster.0000000.jpg",
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("ffmpeg args lack %q:\n%s", want, line)
@@ -111,10 +126,15 @@ func TestFFmpegArgs(t *testing.T) {
 		t.Errorf("ffmpeg args have %d inputs, want 1:\n%s", n, line)
 	}
 	mov, _ := acceptedFormat("mov,mp4,m4a,3gp,3g2,mj2")
-	args, _ = f.ffmpegArgs("/tmp/j/input", "/tmp/j", mediaInfo{Format: mov, Duration: 120})
+	info.Format = mov
+	info.Source.HasAudio = false
+	line = strings.Join(f.ffmpegArgs("/tmp/j/input", "/tmp/j/out", info, ladder), " ")
 	// QuickTime's references to other files stay off.
-	if line, want := strings.Join(args, " "), " -f mov -enable_drefs 0 -use_absolute_path 0 -i file:/tmp/j/input "; !strings.Contains(line, want) {
+	if want := " -f mov -enable_drefs 0 -use_absolute_path 0 -i file:/tmp/j/input "; !strings.Contains(line, want) {
 		t.Errorf("ffmpeg args lack %q:\n%s", want, line)
+	}
+	if strings.Contains(line, "0:a:0") || strings.Contains(line, "master_audio") {
+		t.Errorf("ffmpeg args for a silent source map sound:\n%s", line)
 	}
 }
 
@@ -205,5 +225,41 @@ func TestMediaConvertErrorTypes(t *testing.T) {
 		if got := upload.ErrorCode(mediaConvertError(tt.err)); got != tt.want {
 			t.Errorf("mediaConvertError(%T) code = %s, want %s", tt.err, got, tt.want)
 		}
+	}
+}
+
+func TestProbeSourceIsTheDisplayedPicture(t *testing.T) {
+	tests := []struct {
+		name string
+		json string
+		want Source
+	}{
+		{"plain", `{"streams":[{"codec_type":"video","width":1280,"height":720,"sample_aspect_ratio":"1:1","avg_frame_rate":"30000/1001"},{"codec_type":"audio"}],"format":{"duration":"12.5"}}`,
+			Source{Width: 1280, Height: 720, FrameRate: 30000.0 / 1001, HasAudio: true, Duration: 12.5}},
+		{"phone portrait: turned a quarter", `{"streams":[{"codec_type":"video","width":1920,"height":1080,"avg_frame_rate":"30/1","side_data_list":[{"rotation":-90}]}],"format":{}}`,
+			Source{Width: 1080, Height: 1920, FrameRate: 30}},
+		{"upside down stays landscape", `{"streams":[{"codec_type":"video","width":1920,"height":1080,"side_data_list":[{"rotation":180}]}],"format":{}}`,
+			Source{Width: 1920, Height: 1080}},
+		{"anamorphic HDV", `{"streams":[{"codec_type":"video","width":1440,"height":1080,"sample_aspect_ratio":"4:3","avg_frame_rate":"0/0"}],"format":{"duration":"N/A"}}`,
+			Source{Width: 1920, Height: 1080}},
+		{"the first video stream", `{"streams":[{"codec_type":"audio"},{"codec_type":"video","width":640,"height":360},{"codec_type":"video","width":1920,"height":1080}],"format":{}}`,
+			Source{Width: 640, Height: 360, HasAudio: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p probeOutput
+			if err := json.Unmarshal([]byte(tt.json), &p); err != nil {
+				t.Fatal(err)
+			}
+			got, ok := p.source()
+			if !ok || got != tt.want {
+				t.Errorf("source = %+v, %v; want %+v", got, ok, tt.want)
+			}
+		})
+	}
+	var audioOnly probeOutput
+	_ = json.Unmarshal([]byte(`{"streams":[{"codec_type":"audio"}]}`), &audioOnly)
+	if _, ok := audioOnly.source(); ok {
+		t.Error("source of an audio-only file: ok, want none")
 	}
 }

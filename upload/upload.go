@@ -111,6 +111,10 @@ type Destination struct {
 	// JobStartedAt is when the current transcode job was started (zero
 	// for a job recorded before it was kept): its duration, for metrics.
 	JobStartedAt time.Time
+	// Files describe the outputs (kind, picture size, bitrate), Playback
+	// is the key of the HLS master playlist; both set when complete.
+	Files    []OutputFile
+	Playback string
 
 	// PolledAt is when the destination's remote state (YouTube processing,
 	// transcode job) was last asked for.
@@ -131,6 +135,18 @@ type Destination struct {
 	WaitingFor  string
 	ResumeAt    time.Time
 	ParkedSince time.Time
+}
+
+// OutputFile is one file an s3Bucket destination's transcode wrote to the
+// output bucket.
+type OutputFile struct {
+	Key    string
+	Kind   string // hls, hlsVideo, hlsAudio, mp4 or poster
+	Width  int    // pixels, for video and the poster
+	Height int
+	// Bitrate in bits/s: a video variant's peak (as its playlist declares
+	// it), the average of the audio and the MP4.
+	Bitrate int
 }
 
 // What a parked destination waits for.
@@ -683,6 +699,7 @@ func (u *Upload) Retry(now time.Time) error {
 		case d.Status == DestFailed && d.Type == S3Bucket:
 			// A new job: Attempt goes on counting, so its token is new.
 			d.Status, d.Error, d.JobID, d.Progress, d.Outputs, d.PolledAt = DestWaiting, "", "", 0, nil, time.Time{}
+			d.Files, d.Playback = nil, ""
 			retried++
 		case d.Type == YouTube && d.Status != DestFailed && !d.AssetAdded && d.AssetError != "":
 			d.AssetError = "" // the asset call is tried again

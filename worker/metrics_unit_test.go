@@ -346,7 +346,7 @@ func TestUnitMetricsTranscodeJobDuration(t *testing.T) {
 	e.store.modify(t, u.AtomID, u.ID, func(u *upload.Upload) {
 		u.Destination(upload.S3Bucket).JobStartedAt = time.Now().Add(-90 * time.Second)
 	})
-	e.tc.script(fakeJob{job: transcode.Job{State: transcode.StateComplete, Percent: 100, Outputs: []string{"a/720p.mp4"}}})
+	e.tc.script(fakeJob{job: transcode.Job{State: transcode.StateComplete, Percent: 100, Outputs: []transcode.Output{{Key: "a/720p.mp4", Kind: transcode.KindMP4}}}})
 	e.mustHandle(ownBody(worker.KindTranscodePoll, u, 0))
 	if d := e.get(u).Destination(upload.S3Bucket); d.Status != upload.DestComplete {
 		t.Fatalf("s3Bucket destination %s, want complete", d.Status)

@@ -312,7 +312,7 @@ func TestUnitPoolRunsAnUploadToTheEnd(t *testing.T) {
 	)
 	e.tc.script(
 		fakeJob{job: transcode.Job{State: transcode.StateProgressing, Percent: 50}},
-		fakeJob{job: transcode.Job{State: transcode.StateComplete, Percent: 100, Outputs: []string{"out/720p.mp4"}}},
+		fakeJob{job: transcode.Job{State: transcode.StateComplete, Percent: 100, Outputs: []transcode.Output{{Key: "out/video.mp4", Kind: transcode.KindMP4}}}},
 	)
 	startUnitPool(t, q, worker.PoolConfig{Concurrency: 4}, d)
 	events := []int{2, 0, 2, 1, 0}

@@ -134,7 +134,10 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 		d.Progress = job.Percent
 		d.Advance()
 		if job.State == transcode.StateComplete {
-			d.Outputs = job.Outputs
+			d.Outputs, d.Playback, d.Files = job.Keys(), job.Playback, nil
+			for _, o := range job.Outputs {
+				d.Files = append(d.Files, upload.OutputFile{Key: o.Key, Kind: string(o.Kind), Width: o.Width, Height: o.Height, Bitrate: o.Bitrate})
+			}
 			return d.MoveTo(upload.DestComplete)
 		}
 		return nil
@@ -145,7 +148,7 @@ func (s *transcodeStep) poll(ctx context.Context, log *zap.Logger, j job) outcom
 	if d := u.Destination(upload.S3Bucket); d.Status == upload.DestComplete {
 		s.metrics.TranscodeJob(metrics.TranscodeComplete)
 		s.jobEnded(d, metrics.TranscodeComplete)
-		log.Info("transcode complete", zap.String("jobId", d.JobID), zap.Strings("outputs", d.Outputs), zap.String("status", string(d.Status)))
+		log.Info("transcode complete", zap.String("jobId", d.JobID), zap.Strings("outputs", d.Outputs), zap.String("playback", d.Playback), zap.String("status", string(d.Status)))
 	}
 	return outcome{}
 }

@@ -142,8 +142,18 @@ func TestVideoThroughTheWholeS3BucketPipeline(t *testing.T) {
 		t.Fatalf("upload %s, destination %s %.0f%% %q; want complete", got.Status, d.Status, d.Progress, d.Error)
 	}
 	prefix := u.AtomID + "/" + u.ID + "/"
-	if want := []string{prefix + "144p.mp4", prefix + "poster.jpg"}; strings.Join(d.Outputs, ",") != strings.Join(want, ",") {
+	want := []string{prefix + "hls/master.m3u8", prefix + "hls/master_144p.m3u8", prefix + "hls/master_audio.m3u8",
+		prefix + "144p.mp4", prefix + "poster.0000000.jpg"}
+	if strings.Join(d.Outputs, ",") != strings.Join(want, ",") {
 		t.Errorf("outputs = %v, want %v", d.Outputs, want)
+	}
+	// The record describes them and names the master playlist.
+	if d.Playback != prefix+"hls/master.m3u8" {
+		t.Errorf("playback = %q, want the master playlist", d.Playback)
+	}
+	if len(d.Files) != len(want) || d.Files[1].Kind != "hlsVideo" || d.Files[1].Width != 192 || d.Files[1].Height != 144 ||
+		d.Files[1].Bitrate <= 0 || d.Files[3].Kind != "mp4" || d.Files[4].Kind != "poster" {
+		t.Errorf("files = %+v, want the outputs described", d.Files)
 	}
 	p := e.ffprobe(t, prefix+"144p.mp4")
 	var video0 bool

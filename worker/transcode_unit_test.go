@@ -100,8 +100,11 @@ func TestUnitTranscodePoll(t *testing.T) {
 			wantStatus: upload.DestTranscoding, wantPoll: true, wantUpload: upload.StatusProcessing,
 		},
 		{
-			name:       "complete",
-			answer:     fakeJob{job: transcode.Job{State: transcode.StateComplete, Percent: 100, Outputs: []string{"a/1080p.mp4", "a/720p.mp4"}}},
+			name: "complete",
+			answer: fakeJob{job: transcode.Job{State: transcode.StateComplete, Percent: 100, Playback: "a/hls/master.m3u8", Outputs: []transcode.Output{
+				{Key: "a/hls/master.m3u8", Kind: transcode.KindHLS},
+				{Key: "a/video.mp4", Kind: transcode.KindMP4, Width: 1280, Height: 720, Bitrate: 3_000_000},
+			}}},
 			wantStatus: upload.DestComplete, wantProg: 100, wantUpload: upload.StatusComplete,
 		},
 		{
@@ -126,8 +129,8 @@ func TestUnitTranscodePoll(t *testing.T) {
 			if got.Status != tt.wantUpload {
 				t.Errorf("upload status %s (%s), want %s", got.Status, got.Error, tt.wantUpload)
 			}
-			if tt.wantStatus == upload.DestComplete && !slices.Equal(d.Outputs, tt.answer.job.Outputs) {
-				t.Errorf("outputs %q, want %q", d.Outputs, tt.answer.job.Outputs)
+			if want := []string{"a/hls/master.m3u8", "a/video.mp4"}; tt.wantStatus == upload.DestComplete && (!slices.Equal(d.Outputs, want) || d.Playback != want[0] || len(d.Files) != 2 || d.Files[1].Width != 1280) {
+				t.Errorf("outputs %q, playback %q, files %+v; want %q, the first the playback", d.Outputs, d.Playback, d.Files, want)
 			}
 			if tt.wantStatus != upload.DestFailed && time.Since(d.PolledAt) > time.Minute {
 				t.Errorf("polledAt %s, want the poll recorded", d.PolledAt)

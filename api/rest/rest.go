@@ -95,6 +95,22 @@ type Details struct {
 	SHA256  string   `json:"sha256,omitempty"`
 	JobID   string   `json:"jobId,omitempty"`
 	Outputs []string `json:"outputs,omitempty"` // keys in the output bucket
+	// Playback is the key of the HLS master playlist (s3Bucket, complete).
+	Playback string `json:"playback,omitempty"`
+	// Renditions describe the outputs, in the order of Outputs.
+	Renditions []Rendition `json:"renditions,omitempty"`
+}
+
+// Rendition describes one output of an s3Bucket destination.
+type Rendition struct {
+	Key  string `json:"key"`  // in the output bucket, as in Outputs
+	Kind string `json:"kind"` // hls (the master playlist), hlsVideo, hlsAudio, mp4 or poster
+	// Width and Height of the picture, in pixels (video and poster).
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
+	// Bitrate in bits/s: a video variant's peak, as its playlist declares
+	// it; the average of the audio and of the MP4.
+	Bitrate int `json:"bitrate,omitempty"`
 }
 
 // Part is one planned part: bytes [Start, End) of the file go to Key.
