@@ -78,7 +78,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("upload status %s %q, want complete", u.Status, u.Error)
 	}
 	var videoID, playback string
-	var outputs []string
+	var outputs, kinds []string
 	for _, d := range u.Destinations {
 		if d.Status != "complete" {
 			t.Errorf("%s destination %s %q, want complete", d.Type, d.Status, d.Error)
@@ -87,7 +87,10 @@ func TestEndToEnd(t *testing.T) {
 		case "youtube":
 			videoID = d.Details.VideoID
 		case "s3Bucket":
-			outputs, playback = d.Details.Outputs, d.Details.Playback
+			playback = d.Details.Playback
+			for _, o := range d.Details.Outputs {
+				outputs, kinds = append(outputs, o.Key), append(kinds, o.Kind)
+			}
 		}
 	}
 
@@ -113,6 +116,9 @@ func TestEndToEnd(t *testing.T) {
 		prefix + "240p.mp4", prefix + "poster.0000000.jpg"}
 	if strings.Join(outputs, ",") != strings.Join(want, ",") {
 		t.Errorf("outputs = %v, want %v", outputs, want)
+	}
+	if got, want := strings.Join(kinds, ","), "hls,hlsVideo,hlsAudio,mp4,poster"; got != want {
+		t.Errorf("kinds of the outputs = %s, want %s", got, want)
 	}
 	if playback != want[0] {
 		t.Errorf("playback = %q, want %s", playback, want[0])

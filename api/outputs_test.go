@@ -9,9 +9,9 @@ import (
 	"atomuploads/upload"
 )
 
-// A complete s3Bucket destination shows its outputs as keys (as before:
-// clients that read a list of strings keep working), the master playlist
-// as playback, and what each output is as renditions.
+// A complete s3Bucket destination shows its outputs typed (key, kind,
+// picture size, bitrate) and the master playlist as playback; a record
+// from before outputs were described gets the kinds their keys say.
 func TestTranscodedOutputsAreRendered(t *testing.T) {
 	h := newHarness(t)
 	res := h.do(t, "POST", "/api2/atom/atom-1/uploads", token, startBody(1))
@@ -42,10 +42,9 @@ func TestTranscodedOutputsAreRendered(t *testing.T) {
 		Destinations []struct {
 			Type    string `json:"type"`
 			Details struct {
-				JobID      string            `json:"jobId"`
-				Outputs    []string          `json:"outputs"`
-				Playback   string            `json:"playback"`
-				Renditions []json.RawMessage `json:"renditions"`
+				JobID    string            `json:"jobId"`
+				Outputs  []json.RawMessage `json:"outputs"`
+				Playback string            `json:"playback"`
 			} `json:"details"`
 		} `json:"destinations"`
 	}
@@ -56,9 +55,6 @@ func TestTranscodedOutputsAreRendered(t *testing.T) {
 	if rec.Destinations[1].Type != "s3Bucket" || d.JobID != "job-1" || d.Playback != prefix+"hls/master.m3u8" {
 		t.Errorf("details = %+v, want job-1 with the master playlist as playback", d)
 	}
-	if len(d.Outputs) != len(files) || d.Outputs[0] != files[0].Key || d.Outputs[4] != files[4].Key {
-		t.Errorf("outputs = %v, want the keys of %v", d.Outputs, files)
-	}
 	want := []string{
 		`{"key":"` + prefix + `hls/master.m3u8","kind":"hls"}`,
 		`{"key":"` + prefix + `hls/master_720p.m3u8","kind":"hlsVideo","width":1280,"height":720,"bitrate":3100000}`,
@@ -66,12 +62,12 @@ func TestTranscodedOutputsAreRendered(t *testing.T) {
 		`{"key":"` + prefix + `720p.mp4","kind":"mp4","width":1280,"height":720,"bitrate":2400000}`,
 		`{"key":"` + prefix + `poster.0000000.jpg","kind":"poster","width":1280,"height":720}`,
 	}
-	if len(d.Renditions) != len(want) {
-		t.Fatalf("renditions = %s, want %d", d.Renditions, len(want))
+	if len(d.Outputs) != len(want) {
+		t.Fatalf("outputs = %s, want %d", d.Outputs, len(want))
 	}
-	for i, r := range d.Renditions {
+	for i, r := range d.Outputs {
 		if string(r) != want[i] {
-			t.Errorf("renditions[%d] = %s, want %s", i, r, want[i])
+			t.Errorf("outputs[%d] = %s, want %s", i, r, want[i])
 		}
 	}
 	// A destination that is not complete has neither.

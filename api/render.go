@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -73,11 +74,7 @@ func view(u *upload.Upload) rest.Upload {
 			dv.Details = rest.Details{VideoID: d.VideoID, URL: d.URL(), UploadedBytes: &n, ProcessingStatus: d.ProcessingStatus,
 				ProcessingTimeLeftMs: d.ProcessingTimeLeftMs, SHA256: d.SHA256}
 		case upload.S3Bucket:
-			dv.Details = rest.Details{JobID: d.JobID, Outputs: d.Outputs, SHA256: d.SHA256, Playback: d.Playback}
-			for _, f := range d.Files {
-				dv.Details.Renditions = append(dv.Details.Renditions,
-					rest.Rendition{Key: f.Key, Kind: f.Kind, Width: f.Width, Height: f.Height, Bitrate: f.Bitrate})
-			}
+			dv.Details = rest.Details{JobID: d.JobID, Outputs: outputs(d), SHA256: d.SHA256, Playback: d.Playback}
 		}
 		if d.WaitingFor != "" && !d.Status.Terminal() {
 			dv.Details.WaitingFor, dv.Details.ResumeAt = d.WaitingFor, d.ResumeAt.UTC().Format(time.RFC3339)
@@ -252,4 +249,37 @@ func writeRecord(c echo.Context, status int, u *upload.Upload, v recordView, cre
 		return err
 	}
 	return rw.flush()
+}
+
+// outputs describes a destination's transcode outputs. A record from before
+// outputs were described has only their keys: each gets the kind its name
+// says.
+func outputs(d upload.Destination) []rest.Output {
+	if len(d.Files) > 0 {
+		out := make([]rest.Output, len(d.Files))
+		for i, f := range d.Files {
+			out[i] = rest.Output{Key: f.Key, Kind: f.Kind, Width: f.Width, Height: f.Height, Bitrate: f.Bitrate}
+		}
+		return out
+	}
+	var out []rest.Output
+	for _, k := range d.Outputs {
+		out = append(out, rest.Output{Key: k, Kind: kindOf(k)})
+	}
+	return out
+}
+
+// kindOf is the kind of output a key names.
+func kindOf(key string) string {
+	switch {
+	case strings.HasSuffix(key, "/master.m3u8"):
+		return "hls"
+	case strings.HasSuffix(key, "_audio.m3u8"):
+		return "hlsAudio"
+	case strings.HasSuffix(key, ".m3u8"):
+		return "hlsVideo"
+	case strings.HasSuffix(key, ".jpg"):
+		return "poster"
+	}
+	return "mp4"
 }

@@ -166,3 +166,22 @@ func TestClip(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputsOfAnOlderRecord: a record from before outputs were described
+// keeps only their keys; each is rendered with the kind its name says.
+func TestOutputsOfAnOlderRecord(t *testing.T) {
+	d := upload.Destination{Type: upload.S3Bucket, Outputs: []string{
+		"a/u/hls/master.m3u8", "a/u/hls/master_720p.m3u8", "a/u/hls/master_audio.m3u8", "a/u/720p.mp4", "a/u/poster.0000000.jpg",
+	}}
+	var got []string
+	for _, o := range outputs(d) {
+		got = append(got, o.Key+"="+o.Kind)
+	}
+	want := []string{
+		"a/u/hls/master.m3u8=hls", "a/u/hls/master_720p.m3u8=hlsVideo", "a/u/hls/master_audio.m3u8=hlsAudio",
+		"a/u/720p.mp4=mp4", "a/u/poster.0000000.jpg=poster",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("outputs = %v, want %v", got, want)
+	}
+}

@@ -126,7 +126,11 @@ func PrintSummary(w io.Writer, rec *rest.Upload) {
 			s += "  " + d.Details.URL
 		}
 		if len(d.Details.Outputs) > 0 {
-			s += "  outputs: " + strings.Join(d.Details.Outputs, ", ")
+			keys := make([]string, len(d.Details.Outputs))
+			for i, o := range d.Details.Outputs {
+				keys[i] = o.Key
+			}
+			s += "  outputs: " + strings.Join(keys, ", ")
 		}
 		fmt.Fprintln(w, s)
 	}

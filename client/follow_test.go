@@ -86,7 +86,9 @@ func TestFollowPrintsChangesUntilComplete(t *testing.T) {
 		rec("processing", "transcoding", 10), // no change: no line
 		fakeState{code: http.StatusServiceUnavailable},
 		rec("processing", "transcoding", 55.55),
-		rec("complete", "complete", 100, func(r *rest.Upload) { r.Destinations[0].Details.Outputs = []string{"out/a.mp4", "out/a.jpg"} }),
+		rec("complete", "complete", 100, func(r *rest.Upload) {
+			r.Destinations[0].Details.Outputs = []rest.Output{{Key: "out/a.mp4", Kind: "mp4"}, {Key: "out/a.jpg", Kind: "poster"}}
+		}),
 	)
 	var out bytes.Buffer
 	final, err := c.Follow(context.Background(), testAtom, fakeID, time.Millisecond, &out)
@@ -153,7 +155,7 @@ func TestMainFollowsToComplete(t *testing.T) {
 		rec("complete", "complete", 100, func(r *rest.Upload) {
 			r.Destinations = append([]rest.Destination{{Type: YouTube, Status: "complete", Progress: 100,
 				Details: rest.Details{VideoID: "abc", URL: "https://www.youtube.com/watch?v=abc"}}}, r.Destinations...)
-			r.Destinations[1].Details.Outputs = []string{"out/clip.mp4"}
+			r.Destinations[1].Details.Outputs = []rest.Output{{Key: "out/clip.mp4", Kind: "mp4"}}
 		}),
 	)
 	var stdout, stderr bytes.Buffer

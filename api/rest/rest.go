@@ -92,18 +92,18 @@ type Details struct {
 	ResumeAt   string `json:"resumeAt,omitempty"`
 	// SHA256 is the hex SHA-256 of the bytes the destination is proven to
 	// have: every byte YouTube committed, or the reassembled original.
-	SHA256  string   `json:"sha256,omitempty"`
-	JobID   string   `json:"jobId,omitempty"`
-	Outputs []string `json:"outputs,omitempty"` // keys in the output bucket
+	SHA256 string `json:"sha256,omitempty"`
+	JobID  string `json:"jobId,omitempty"`
+	// Outputs are the files of a transcode in the output bucket (s3Bucket,
+	// complete), the master playlist first.
+	Outputs []Output `json:"outputs,omitempty"`
 	// Playback is the key of the HLS master playlist (s3Bucket, complete).
 	Playback string `json:"playback,omitempty"`
-	// Renditions describe the outputs, in the order of Outputs.
-	Renditions []Rendition `json:"renditions,omitempty"`
 }
 
-// Rendition describes one output of an s3Bucket destination.
-type Rendition struct {
-	Key  string `json:"key"`  // in the output bucket, as in Outputs
+// Output is one file of an s3Bucket destination's transcode.
+type Output struct {
+	Key  string `json:"key"`  // in the output bucket
 	Kind string `json:"kind"` // hls (the master playlist), hlsVideo, hlsAudio, mp4 or poster
 	// Width and Height of the picture, in pixels (video and poster).
 	Width  int `json:"width,omitempty"`
