@@ -187,7 +187,7 @@ func TestCleanupIndex(t *testing.T) {
 	if _, err := s.Update(c, complete.AtomID, complete.ID, func(u *upload.Upload) error {
 		u.PartsDeleted = true
 		d := u.Destination(upload.YouTube)
-		d.VideoID, d.Error = "vid", "the atom API did not take the video"
+		d.VideoID, d.AssetError = "vid", "the atom API did not take the video"
 		return nil
 	}); err != nil {
 		t.Fatal(err)

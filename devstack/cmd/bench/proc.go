@@ -60,6 +60,9 @@ func (b *bench) startService(ctx context.Context, name string, r devstack.Resour
 		"UPLOADS_YOUTUBE_API_BASE_URL="+b.ytURL+"/", "UPLOADS_YOUTUBE_TOKEN_URL="+b.ytURL+"/token",
 		"UPLOADS_YOUTUBE_CLIENT_ID="+clientID, "UPLOADS_YOUTUBE_CLIENT_SECRET="+clientSecret,
 		"UPLOADS_YOUTUBE_REFRESH_TOKEN="+refreshToken, "UPLOADS_LOG_LEVEL=info",
+		// Metrics on, as in production, on a port of each process's own:
+		// the fleet runs several at once.
+		"UPLOADS_METRICS_ADDR=127.0.0.1:0",
 		// As scripts/run and the tests: kumo ends a long poll only when a
 		// message is sent, not when a delayed one becomes visible (README,
 		// Known limitations); SQS does.
