@@ -17,40 +17,7 @@ import (
 // fn returns an error or there are no more. The index is eventually
 // consistent: fn reads each upload again before it acts.
 func (s *Store) DueForCleanup(ctx context.Context, before time.Time, fn func(atomID, id string) error) error {
-	var start map[string]types.AttributeValue
-	for {
-		out, err := s.db.Query(ctx, &dynamodb.QueryInput{
-			TableName:              aws.String(s.table),
-			IndexName:              aws.String(indexCleanup),
-			KeyConditionExpression: aws.String("#c = :c AND #at < :before"),
-			ExpressionAttributeNames: map[string]string{
-				"#c": attrCleanup, "#at": attrCleanupAt,
-			},
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":c":      &types.AttributeValueMemberS{Value: liveValue},
-				":before": num(before.UnixMilli()),
-			},
-			ExclusiveStartKey: start,
-			Limit:             aws.Int32(100),
-		})
-		if err != nil {
-			return fmt.Errorf("query uploads due for clean-up: %w", dbError(err))
-		}
-		for _, item := range out.Items {
-			a, _ := item[attrAtomID].(*types.AttributeValueMemberS)
-			u, _ := item[attrUploadID].(*types.AttributeValueMemberS)
-			if a == nil || u == nil {
-				continue
-			}
-			if err := fn(a.Value, u.Value); err != nil {
-				return err
-			}
-		}
-		if out.LastEvaluatedKey == nil {
-			return nil
-		}
-		start = out.LastEvaluatedKey
-	}
+	return s.scanIndex(ctx, "uploads due for clean-up", indexCleanup, attrCleanup, attrCleanupAt, before, fn)
 }
 
 // CleanedUp takes the upload out of the index of uploads due for clean-up,

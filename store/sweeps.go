@@ -47,24 +47,31 @@ func (s *Store) AcquireSweep(ctx context.Context, l upload.Lease) error {
 // index is eventually consistent: fn reads each upload again before it
 // acts.
 func (s *Store) Quiet(ctx context.Context, before time.Time, fn func(atomID, id string) error) error {
+	return s.scanIndex(ctx, "quiet uploads", indexLive, attrLive, attrProgressAt, before, fn)
+}
+
+// scanIndex hands fn the keys of the items of a sparse index whose
+// partition attribute part is liveValue and whose sort attribute sort (unix
+// ms) is before before, in sort order, a page at a time, until fn returns
+// an error (returned as it is) or there are no more. what names the items
+// in a query's error.
+func (s *Store) scanIndex(ctx context.Context, what, index, part, sort string, before time.Time, fn func(atomID, id string) error) error {
 	var start map[string]types.AttributeValue
 	for {
 		out, err := s.db.Query(ctx, &dynamodb.QueryInput{
-			TableName:              aws.String(s.table),
-			IndexName:              aws.String(indexLive),
-			KeyConditionExpression: aws.String("#live = :live AND #pat < :before"),
-			ExpressionAttributeNames: map[string]string{
-				"#live": attrLive, "#pat": attrProgressAt,
-			},
+			TableName:                aws.String(s.table),
+			IndexName:                aws.String(index),
+			KeyConditionExpression:   aws.String("#p = :p AND #s < :before"),
+			ExpressionAttributeNames: map[string]string{"#p": part, "#s": sort},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":live":   &types.AttributeValueMemberS{Value: liveValue},
+				":p":      &types.AttributeValueMemberS{Value: liveValue},
 				":before": num(before.UnixMilli()),
 			},
 			ExclusiveStartKey: start,
 			Limit:             aws.Int32(100),
 		})
 		if err != nil {
-			return fmt.Errorf("query quiet uploads: %w", dbError(err))
+			return fmt.Errorf("query %s: %w", what, dbError(err))
 		}
 		for _, item := range out.Items {
 			a, _ := item[attrAtomID].(*types.AttributeValueMemberS)
