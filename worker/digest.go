@@ -89,7 +89,15 @@ type pinCache struct {
 	atomID, id string
 	reader     string
 	mu         sync.Mutex
-	etags      map[int]string
+	claims     map[int]*claimCall // by part: done, or in flight
+}
+
+// claimCall is one claim of a part, which every reader of the part waits
+// for; one that failed is forgotten, so that a later read claims again.
+type claimCall struct {
+	done chan struct{}
+	etag string
+	err  error
 }
 
 // etag claims part n if it is not claimed yet and returns its ETag: what
@@ -97,22 +105,61 @@ type pinCache struct {
 // pins) has none, and is read as it is.
 func (c *pinCache) etag(ctx context.Context, n int) (string, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.etags[n]; ok {
-		return e, nil
+	call, ok := c.claims[n]
+	if !ok {
+		call = &claimCall{done: make(chan struct{})}
+		if c.claims == nil {
+			c.claims = map[int]*claimCall{}
+		}
+		c.claims[n] = call
 	}
+	c.mu.Unlock()
+	if !ok {
+		c.claim(ctx, n, call)
+	}
+	select {
+	case <-call.done:
+		return call.etag, call.err
+	case <-ctx.Done():
+		return "", context.Cause(ctx)
+	}
+}
+
+func (c *pinCache) claim(ctx context.Context, n int, call *claimCall) {
 	pin, err := c.store.ClaimPart(ctx, c.atomID, c.id, n, c.reader)
 	switch {
 	case upload.ErrorCode(err) == upload.ENOTFOUND:
-		pin.ETag = ""
+		call.etag = ""
 	case err != nil:
-		return "", err
+		call.err = err
+		c.mu.Lock()
+		delete(c.claims, n)
+		c.mu.Unlock()
+	default:
+		call.etag = pin.ETag
 	}
-	if c.etags == nil {
-		c.etags = map[int]string{}
+	close(call.done)
+}
+
+// prefetch starts the claims of the parts not claimed yet, each in a
+// goroutine of its own, and returns at once: a chunk's parts are claimed
+// while its first bytes are sent, rather than one table round trip each
+// in the middle of its stream. Their results (and errors) reach the reads
+// through etag; ctx bounds them.
+func (c *pinCache) prefetch(ctx context.Context, parts []int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range parts {
+		if _, ok := c.claims[n]; ok {
+			continue
+		}
+		call := &claimCall{done: make(chan struct{})}
+		if c.claims == nil {
+			c.claims = map[int]*claimCall{}
+		}
+		c.claims[n] = call
+		go c.claim(ctx, n, call)
 	}
-	c.etags[n] = pin.ETag
-	return pin.ETag, nil
 }
 
 // changedError reports whether err is S3 refusing a read because the
