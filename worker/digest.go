@@ -90,8 +90,17 @@ type pinCache struct {
 	atomID, id string
 	reader     string
 	mu         sync.Mutex
-	etags      map[int]string
-	created    map[int]time.Time // when S3 created each part claimed, if known
+	claims     map[int]*claimCall // by part: done, or in flight
+}
+
+// claimCall is one claim of a part, which every reader of the part waits
+// for; one that failed is forgotten, so that a later read claims again.
+type claimCall struct {
+	done chan struct{}
+	etag string
+	err  error
+	// created is when S3 created the part, if its pin knows.
+	created time.Time
 }
 
 // etag claims part n if it is not claimed yet and returns its ETag: what
@@ -99,34 +108,89 @@ type pinCache struct {
 // pins) has none, and is read as it is.
 func (c *pinCache) etag(ctx context.Context, n int) (string, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.etags[n]; ok {
-		return e, nil
+	call, ok := c.claims[n]
+	if !ok {
+		call = &claimCall{done: make(chan struct{})}
+		if c.claims == nil {
+			c.claims = map[int]*claimCall{}
+		}
+		c.claims[n] = call
 	}
-	pin, err := c.store.ClaimPart(ctx, c.atomID, c.id, n, c.reader)
+	c.mu.Unlock()
+	if !ok {
+		c.claim(ctx, n, call)
+	}
+	select {
+	case <-call.done:
+		return call.etag, call.err
+	case <-ctx.Done():
+		return "", context.Cause(ctx)
+	}
+}
+
+func (c *pinCache) claim(ctx context.Context, n int, call *claimCall) {
+	pin, err := c.claimPart(ctx, n)
 	switch {
 	case upload.ErrorCode(err) == upload.ENOTFOUND:
-		pin.ETag = ""
+		call.etag = ""
 	case err != nil:
-		return "", err
+		call.err = err
+		c.mu.Lock()
+		delete(c.claims, n)
+		c.mu.Unlock()
+	default:
+		call.etag, call.created = pin.ETag, pin.CreatedAt
 	}
-	if c.etags == nil {
-		c.etags, c.created = map[int]string{}, map[int]time.Time{}
+	close(call.done)
+}
+
+// claimPart asks the store for part n's pin; a panic in the call is its
+// error (claims run on goroutines of their own).
+func (c *pinCache) claimPart(ctx context.Context, n int) (pin upload.PartPin, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("claim part %d: panic: %v", n, r)
+		}
+	}()
+	return c.store.ClaimPart(ctx, c.atomID, c.id, n, c.reader)
+}
+
+// prefetch starts the claims of the parts not claimed yet, each in a
+// goroutine of its own, and returns at once: a chunk's parts are claimed
+// while its first bytes are sent, rather than one table round trip each
+// in the middle of its stream. Their results (and errors) reach the reads
+// through etag; ctx bounds them.
+func (c *pinCache) prefetch(ctx context.Context, parts []int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range parts {
+		if _, ok := c.claims[n]; ok {
+			continue
+		}
+		call := &claimCall{done: make(chan struct{})}
+		if c.claims == nil {
+			c.claims = map[int]*claimCall{}
+		}
+		c.claims[n] = call
+		go c.claim(ctx, n, call)
 	}
-	c.etags[n] = pin.ETag
-	if !pin.CreatedAt.IsZero() {
-		c.created[n] = pin.CreatedAt
-	}
-	return pin.ETag, nil
 }
 
 // createdAt is when S3 created part n, if the part was claimed through
 // the cache and its pin knows.
 func (c *pinCache) createdAt(n int) (time.Time, bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	t, ok := c.created[n]
-	return t, ok
+	call, ok := c.claims[n]
+	c.mu.Unlock()
+	if !ok {
+		return time.Time{}, false
+	}
+	select {
+	case <-call.done:
+		return call.created, !call.created.IsZero()
+	default:
+		return time.Time{}, false // still being claimed
+	}
 }
 
 // lastCreated is the latest creation time of the parts claimed through
@@ -135,9 +199,13 @@ func (c *pinCache) lastCreated() (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var last time.Time
-	for _, t := range c.created {
-		if t.After(last) {
-			last = t
+	for _, call := range c.claims {
+		select {
+		case <-call.done:
+			if call.created.After(last) {
+				last = call.created
+			}
+		default: // still being claimed
 		}
 	}
 	return last, !last.IsZero()

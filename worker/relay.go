@@ -482,6 +482,7 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	// lease keeps being renewed.
 	cctx, cancel := context.WithTimeout(ctx, chunkTimeout(n))
 	defer cancel()
+	r.pins.prefetch(cctx, partsIn(u, from, from+n))
 	body := &partsReader{ctx: cctx, s3: r.s.s3, bucket: r.s.bucket, u: u, off: from, end: from + n, pins: r.pins}
 	p, err := r.s.yt.PutChunk(cctx, d.Session, io.TeeReader(body, h), from, n, u.Size)
 	body.Close()
@@ -534,6 +535,20 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	}
 	r.log.Info("chunk relayed", fields...)
 	return n, nil
+}
+
+// partsIn are the numbers of the parts that hold bytes [from, to).
+func partsIn(u *upload.Upload, from, to int64) []int {
+	var out []int
+	for off := from; off < to; {
+		p, ok := u.PartContaining(off)
+		if !ok {
+			break
+		}
+		out = append(out, p.Number)
+		off = p.End
+	}
+	return out
 }
 
 // chunkTimeout bounds one chunk PUT: a minute, plus the time to send n

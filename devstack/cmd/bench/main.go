@@ -118,7 +118,7 @@ func run() int {
 	flag.IntVar(&f.dRuns, "d-runs", 5, "runs of (d), which are short and noisy")
 	flag.IntVar(&f.linkRuns, "link-runs", 3, "runs of (a) at the link cap")
 	flag.IntVar(&f.fleetRuns, "fleet-runs", 1, "runs of (3) for each process count")
-	flag.StringVar(&f.profileDir, "profile-dir", "", "write CPU profiles of the service's worker during (d) and (r) to this directory (keep it out of the repository)")
+	flag.StringVar(&f.profileDir, "profile-dir", "", "write CPU profiles of the service's worker during (b), (d) and (r) to this directory (keep it out of the repository)")
 	flag.StringVar(&f.scratch, "scratch", "", "directory for the service processes' logs (default: a new temporary one, kept)")
 	flag.Int64Var(&f.partSize, "part-size", 8<<20, "part size of the uploads but (d)'s and (r)'s")
 	flag.Int64Var(&f.pipelinedSize, "a-size", 512<<20, "(a) file size on loopback")
@@ -288,7 +288,7 @@ func (b *bench) section(ctx context.Context, name string) error {
 		}
 		return nil
 	case "b":
-		return b.repeat("b", "", b.f.runs, func(int) (obs, error) { return b.relayThroughput(ctx) })
+		return b.repeat("b", "", b.f.runs, func(run int) (obs, error) { return b.relayThroughput(ctx, run) })
 	case "d":
 		return b.repeat("d", "", b.f.dRuns, func(run int) (obs, error) { return b.events(ctx, run) })
 	case "r":

@@ -18,7 +18,7 @@ import (
 // relayThroughput is one run of (b): relay throughput S3 → YouTube
 // stand-in of an upload already in S3, and a plain loopback copy of the
 // same bytes.
-func (b *bench) relayThroughput(ctx context.Context) (obs, error) {
+func (b *bench) relayThroughput(ctx context.Context, run int) (obs, error) {
 	r, c, err := b.resources(ctx, "bench-b")
 	if err != nil {
 		return nil, err
@@ -47,10 +47,15 @@ func (b *bench) relayThroughput(ctx context.Context) (obs, error) {
 	if _, err := db.Update(ctx, u.AtomID, u.ID, func(u *upload.Upload) error { u.Assembled = true; return nil }); err != nil {
 		return nil, err
 	}
+	stopProfile, err := b.profile(fmt.Sprintf("b-service-run%d", run+1))
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	w := b.startWorker(r, c, nil)
 	defer w.stop()
 	v, done, err := b.videoDone(ctx, name, 10*time.Minute)
+	stopProfile()
 	if err != nil {
 		return nil, err
 	}

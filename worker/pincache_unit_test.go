@@ -1,0 +1,82 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"atomuploads/upload"
+)
+
+// claimCounter is a pinStore that counts claims by part and fails the
+// first claim of the parts in failOnce.
+type claimCounter struct {
+	mu       sync.Mutex
+	claims   map[int]int
+	failOnce map[int]bool
+}
+
+func (c *claimCounter) PinPart(context.Context, string, string, upload.PartPin) (string, error) {
+	return upload.PinNew, nil
+}
+
+func (c *claimCounter) ClaimPart(_ context.Context, _, _ string, n int, _ string) (upload.PartPin, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.claims[n]++
+	if c.failOnce[n] {
+		delete(c.failOnce, n)
+		return upload.PartPin{}, errors.New("table unavailable")
+	}
+	if n == 3 {
+		return upload.PartPin{}, upload.Errorf(upload.ENOTFOUND, "never pinned")
+	}
+	return upload.PartPin{Part: n, ETag: "etag-" + string(rune('0'+n))}, nil
+}
+
+// A chunk's parts are claimed once each, whether by prefetch or by the
+// reads; a failed claim is not kept, so the next read claims again.
+func TestPinCachePrefetchClaimsOnceAndForgetsFailures(t *testing.T) {
+	store := &claimCounter{claims: map[int]int{}, failOnce: map[int]bool{2: true}}
+	c := &pinCache{store: store, atomID: "a", id: "u", reader: upload.ReaderYouTube}
+	ctx := context.Background()
+	c.prefetch(ctx, []int{0, 1, 2, 3})
+	c.prefetch(ctx, []int{0, 1})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, n := range []int{0, 1, 3} {
+				if _, err := c.etag(ctx, n); err != nil {
+					t.Errorf("part %d: %v", n, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if e, err := c.etag(ctx, 1); err != nil || e != "etag-1" {
+		t.Errorf("part 1: etag %q, %v; want etag-1", e, err)
+	}
+	if e, err := c.etag(ctx, 3); err != nil || e != "" {
+		t.Errorf("part 3 (never pinned): etag %q, %v; want none", e, err)
+	}
+	// Part 2's prefetched claim fails: a read that waited for it sees the
+	// failure, and a read after it is forgotten claims again.
+	if _, err := c.etag(ctx, 2); err != nil {
+		if e, err := c.etag(ctx, 2); err != nil || e != "etag-2" {
+			t.Errorf("part 2 after a failed claim: etag %q, %v; want etag-2", e, err)
+		}
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	for _, n := range []int{0, 1, 3} {
+		if store.claims[n] != 1 {
+			t.Errorf("part %d claimed %d times, want once", n, store.claims[n])
+		}
+	}
+	if store.claims[2] != 2 {
+		t.Errorf("part 2 claimed %d times, want twice (a failure, then again)", store.claims[2])
+	}
+}
