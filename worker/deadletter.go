@@ -150,7 +150,10 @@ func outlived(u *upload.Upload, t Task, sent time.Time) string {
 	if u.Status.Terminal() && u.Status != upload.StatusFailed {
 		return "the upload is " + string(u.Status)
 	}
-	if !sent.IsZero() && !u.RetriedAt.IsZero() && !u.RetriedAt.Before(sent) {
+	// A retry restarts destination work, which the reconciler drives from
+	// then on; a part's event is driven by nothing else, so its letter
+	// counts whatever was retried.
+	if t.Kind != KindPart && !sent.IsZero() && !u.RetriedAt.IsZero() && !u.RetriedAt.Before(sent) {
 		return "the upload was retried since"
 	}
 	if t.Marked && markOf(u, t.Kind) > t.Mark {
@@ -162,13 +165,19 @@ func outlived(u *upload.Upload, t Task, sent time.Time) string {
 		done = u.Completed[t.Part] || u.Assembled
 	case KindReassemble:
 		done = u.Assembled
-	case KindRelay, KindYouTubePoll:
+	case KindRelay: // done once YouTube has the video
+		d := u.Destination(upload.YouTube)
+		done = d == nil || d.VideoID != "" || d.Status == upload.DestComplete
+	case KindYouTubePoll:
 		d := u.Destination(upload.YouTube)
 		done = d == nil || d.Status == upload.DestComplete
 	case KindAsset:
 		d := u.Destination(upload.YouTube)
 		done = d == nil || d.AssetAdded
-	case KindFull, KindTranscodePoll:
+	case KindFull: // done once a job runs
+		d := u.Destination(upload.S3Bucket)
+		done = d == nil || d.JobID != "" || d.Status == upload.DestComplete
+	case KindTranscodePoll:
 		d := u.Destination(upload.S3Bucket)
 		done = d == nil || d.Status == upload.DestComplete
 	}

@@ -107,6 +107,19 @@ type claimCall struct {
 // every read of it must match. A part never pinned (a record from before
 // pins) has none, and is read as it is.
 func (c *pinCache) etag(ctx context.Context, n int) (string, error) {
+	for range 3 {
+		etag, err := c.etagOnce(ctx, n)
+		// A claim started for another reader (a prefetch) ended with that
+		// reader's context: this reader, still alive, claims again.
+		if (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() == nil {
+			continue
+		}
+		return etag, err
+	}
+	return c.etagOnce(ctx, n)
+}
+
+func (c *pinCache) etagOnce(ctx context.Context, n int) (string, error) {
 	c.mu.Lock()
 	call, ok := c.claims[n]
 	if !ok {

@@ -419,9 +419,10 @@ func (d *Dispatcher) rehome(ctx context.Context, j job) Result {
 }
 
 // giveUp ends work that made no progress for MaxAttempts attempts in a
-// row: the record says why, in domain words, and the work's message goes
-// to the dead-letter queue (when there is one), where ops can see it and
-// redrive it once the cause is fixed.
+// row: the record says why, in domain words (POST …/retry starts it
+// again), and the work's message goes to the dead-letter queue (when there
+// is one) marked gaveUp: the service's reader logs it once and deletes it,
+// and until then ops see it there.
 func (d *Dispatcher) giveUp(ctx context.Context, j job, fresh *upload.Upload, failures int, why string) Result {
 	reason := fmt.Sprintf("gave up after %d attempts without progress: %s", failures, why)
 	if _, err := d.store.Update(ctx, j.task.AtomID, j.task.UploadID, giveUpChange(j.task.Kind, reason, d.now)); err != nil {

@@ -101,7 +101,13 @@ func (l *leases) hold(ctx context.Context, atomID, id string, name upload.LeaseN
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer recoverTo(l.log, "lease renewer", zap.String("atomId", atomID), zap.String("uploadId", id))
+		var err error
+		defer func() {
+			if err != nil { // a panic: nothing renews the lease any more, so the turn ends
+				lose(upload.ErrLeaseLost)
+			}
+		}()
+		defer recoverInto(&err, l.log, "lease renewer", zap.String("atomId", atomID), zap.String("uploadId", id))
 		renewLease(turnCtx, lose, l.store, lease, l.log)
 	}()
 	stopRenewing := func() { lose(nil); wg.Wait() }

@@ -80,3 +80,31 @@ func TestPinCachePrefetchClaimsOnceAndForgetsFailures(t *testing.T) {
 		t.Errorf("part 2 claimed %d times, want twice (a failure, then again)", store.claims[2])
 	}
 }
+
+// ctxClaims is a pinStore whose claims fail with their context's error
+// when it has ended, as the SDK's do.
+type ctxClaims struct{ claimCounter }
+
+func (c *ctxClaims) ClaimPart(ctx context.Context, atomID, id string, n int, reader string) (upload.PartPin, error) {
+	if err := ctx.Err(); err != nil {
+		return upload.PartPin{}, err
+	}
+	return c.claimCounter.ClaimPart(ctx, atomID, id, n, reader)
+}
+
+// A prefetch's claim that ended with the prefetching chunk's context does
+// not fail a reader whose own context is alive: it claims again.
+func TestPinCacheReaderOutlivesAPrefetchContext(t *testing.T) {
+	store := &ctxClaims{claimCounter{claims: map[int]int{}, failOnce: map[int]bool{}}}
+	c := &pinCache{store: store, atomID: "a", id: "u", reader: upload.ReaderYouTube}
+	dead, cancel := context.WithCancel(context.Background())
+	cancel()
+	// As a prefetch racing its chunk's end: the claim is in the map when
+	// the reader comes, and ends with the dead context.
+	call := &claimCall{done: make(chan struct{})}
+	c.claims = map[int]*claimCall{0: call}
+	go c.claim(dead, 0, call)
+	if e, err := c.etag(context.Background(), 0); err != nil || e != "etag-0" {
+		t.Errorf("etag = %q, %v; want etag-0 from a claim of the reader's own", e, err)
+	}
+}

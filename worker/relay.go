@@ -157,7 +157,7 @@ func (s *relayStep) turn(ctx context.Context, j job) outcome {
 	if errors.Is(err, upload.ErrLeaseHeld) {
 		if !j.fresh {
 			t := j.task
-			t.Kind = KindRelay
+			t.Kind, t.Hop = KindRelay, false // the holder drives it now, and starts any chain
 			if err := s.sched.schedule(ctx, t, s.leaseTTL+time.Second); err != nil {
 				return outcome{err: err}
 			}

@@ -356,6 +356,29 @@ func TestUnitDeadLetters(t *testing.T) {
 			wantUpload: upload.StatusUploading, wantS3: upload.DestWaiting,
 		},
 		{
+			name: "a part event, though another destination was retried since",
+			setup: func(e *sweepEnv, u *upload.Upload) (string, int) {
+				// Nothing but the event drives a part: the letter counts.
+				e.store.modify(e.t, u.AtomID, u.ID, func(u *upload.Upload) { u.RetriedAt = time.Now().Add(time.Hour) })
+				return partBody(u, 1), 5
+			},
+			wantLog:    "failed work from the dead-letter queue",
+			wantFailed: "gave up after 5 attempts without progress: " + kept,
+			wantUpload: upload.StatusFailed, wantS3: upload.DestFailed,
+		},
+		{
+			name: "a relay letter once YouTube has the video",
+			setup: func(e *sweepEnv, u *upload.Upload) (string, int) {
+				e.store.modify(e.t, u.AtomID, u.ID, func(u *upload.Upload) {
+					d := u.Destination(upload.YouTube)
+					d.Status, d.VideoID = upload.DestTranscoding, "vid"
+				})
+				return ownTask{kind: worker.KindRelay, failures: 2}.body(u), 5
+			},
+			wantLog:    "dropped a dead letter the upload has outlived",
+			wantUpload: upload.StatusUploading, wantS3: upload.DestWaiting,
+		},
+		{
 			name: "an own message of work that progressed since",
 			setup: func(e *sweepEnv, u *upload.Upload) (string, int) {
 				mark := int64(0)
