@@ -166,12 +166,10 @@ func (s *reassembleStep) finish(ctx context.Context, log *zap.Logger, h *held, e
 		var err error
 		digest, err = s.digest(ctx, full, etag)
 		if changedError(err) || isNotFound(err) {
-			// The original is not the one completed (replaced, or deleted
-			// since): the next attempt copies it again.
-			if cerr := s.forget(ctx, h); cerr != nil {
-				return nil, cerr
-			}
-			return nil, fmt.Errorf("the original of %s changed before it was proven: %w", u.ID, err)
+			// The original is not the one S3 completed: something else
+			// writes or deletes the service's own key. Copying again would
+			// race it for ever, and count as progress every time.
+			return nil, &badOriginal{"the reassembled original was replaced or deleted before it was proven: start a new upload"}
 		}
 		if err != nil {
 			return nil, err
@@ -243,16 +241,6 @@ func (s *reassembleStep) checkpoint(ctx context.Context, h *held, a upload.Assem
 			u.Assembly = a
 			u.Advances++
 		}
-		return nil
-	}))
-	return err
-}
-
-// forget drops the recorded copy, which is not progress: an original that
-// keeps changing under the reassembly uses up its attempts.
-func (s *reassembleStep) forget(ctx context.Context, h *held) error {
-	_, err := s.store.UpdateHolding(ctx, h.lease, upload.Settled(s.now, func(u *upload.Upload) error {
-		u.Assembly = upload.Assembly{}
 		return nil
 	}))
 	return err

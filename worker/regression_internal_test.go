@@ -99,3 +99,31 @@ func TestRegressionCatchUpHashKeepsOneState(t *testing.T) {
 		t.Errorf("%d states kept after hashing %d MiB (one per 256 KiB): %d bytes of state per GiB", n, total/upload.MiB, int64(n*len(h.saved[0]))*(upload.GiB/total))
 	}
 }
+
+// panicRenewals is a leaseStore whose renewals panic.
+type panicRenewals struct{}
+
+func (panicRenewals) Acquire(context.Context, upload.Lease) (*upload.Upload, bool, error) {
+	return &upload.Upload{}, false, nil
+}
+func (panicRenewals) Renew(context.Context, upload.Lease) error   { panic("renewal blew up") }
+func (panicRenewals) Release(context.Context, upload.Lease) error { return nil }
+func (panicRenewals) Abandon(context.Context, upload.Lease) error { return nil }
+
+// TestRegressionRenewerPanicEndsTheTurn: a panic in the renewer is
+// recovered, and since nothing renews the lease any more the turn's
+// context ends with ErrLeaseLost, before another instance may take over.
+func TestRegressionRenewerPanicEndsTheTurn(t *testing.T) {
+	l := &leases{store: panicRenewals{}, owner: "me", ttl: 300 * time.Millisecond, log: zap.NewNop()}
+	err := l.hold(context.Background(), "a", "u", upload.LeaseYouTube, func(ctx context.Context, _ *held) (ending, error) {
+		select {
+		case <-ctx.Done():
+			return abandon, context.Cause(ctx)
+		case <-time.After(10 * time.Second):
+			return release, errors.New("the turn outlived its lease")
+		}
+	})
+	if !errors.Is(err, upload.ErrLeaseLost) {
+		t.Errorf("hold = %v, want the lease lost", err)
+	}
+}

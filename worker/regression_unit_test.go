@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -420,5 +421,29 @@ func TestRegressionHopRoundsUp(t *testing.T) {
 	hops := e.queue.ofKind(worker.KindRelay)
 	if zero := hops[len(hops)-1].Delay; zero == 0 && len(hops) == 5 {
 		t.Errorf("%d hops with delay 0 while parked for another %s: the chain spins until resumeAt", len(hops), c.until(e.get(u).Destination(upload.YouTube).ResumeAt).Round(time.Millisecond))
+	}
+}
+
+// TestRegressionReassembledOriginalThatChangesFailsTheUpload: the original
+// S3 completed is not the one read back (its ETag no longer matches):
+// something else writes the service's key. The upload fails readably
+// instead of copying again for ever, each copy's checkpoints counting as
+// progress.
+func TestRegressionReassembledOriginalThatChangesFailsTheUpload(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	u := newUnitUpload(t, threeParts, s3BucketDest())
+	file := unitFile(t, u.Size)
+	u.SHA256 = sha256Hex(file)
+	e.store.create(t, u)
+	e.allIn(u, file)
+	e.s3.failAlways("GetObject", preconditionFailed("GetObject"))
+	e.mustHandle(ownBody(worker.KindReassemble, u, 0))
+	got := e.get(u)
+	if got.Status != upload.StatusFailed || !strings.Contains(got.Error, "replaced or deleted before it was proven") {
+		t.Errorf("upload %s (%q), want failed, saying the original changed", got.Status, got.Error)
+	}
+	if n := e.s3.count("CreateMultipartUpload"); n != 1 {
+		t.Errorf("%d multipart uploads, want 1", n)
 	}
 }
