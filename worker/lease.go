@@ -166,7 +166,8 @@ func (l *leases) holder() string {
 // turn with upload.ErrLeaseLost: the table's expiry is at most a TTL after
 // the start of the last renewal that succeeded (or of this turn), so the
 // holder stops a third of a TTL before another may take over, whether the
-// renewals fail or hang (each is bounded by the time left).
+// renewals fail or hang (each is bounded by the time left); the ticks a
+// slow renewal spans are dropped.
 func renewLease(ctx context.Context, lose context.CancelCauseFunc, st interface {
 	Renew(ctx context.Context, l upload.Lease) error
 }, lease upload.Lease, log *zap.Logger) {
@@ -187,12 +188,10 @@ func renewLease(ctx context.Context, lose context.CancelCauseFunc, st interface 
 			lost(last)
 			return
 		case <-tick.C:
+			// A slow renewal may take all the time left: the turn must stop
+			// by valid anyway, and one that answers by then counts.
 			start := time.Now()
-			by := start.Add(lease.TTL / 3)
-			if valid.Before(by) {
-				by = valid
-			}
-			rctx, cancel := context.WithDeadline(ctx, by)
+			rctx, cancel := context.WithDeadline(ctx, valid)
 			err := st.Renew(rctx, lease)
 			cancel()
 			switch {
