@@ -161,7 +161,9 @@ func (l *leases) holder() string {
 	return fmt.Sprintf("%s#%d", l.owner, l.turns.Add(1))
 }
 
-// renewLease renews the lease at a third of its TTL until ctx ends.
+// renewLease renews the lease every sixth of its TTL until ctx ends, so
+// that a slow or failed renewal leaves room for another before the turn
+// must stop.
 // Losing it, or failing to renew it for two thirds of its TTL, cancels the
 // turn with upload.ErrLeaseLost: the table's expiry is at most a TTL after
 // the start of the last renewal that succeeded (or of this turn), so the
@@ -171,7 +173,7 @@ func (l *leases) holder() string {
 func renewLease(ctx context.Context, lose context.CancelCauseFunc, st interface {
 	Renew(ctx context.Context, l upload.Lease) error
 }, lease upload.Lease, log *zap.Logger) {
-	tick := time.NewTicker(lease.TTL / 3)
+	tick := time.NewTicker(lease.TTL / 6)
 	defer tick.Stop()
 	valid := time.Now().Add(lease.TTL * 2 / 3) // stop by then unless renewed
 	stop := time.NewTimer(time.Until(valid))
