@@ -39,7 +39,11 @@ func TestPoisonedRelayFailsReadablyThroughTheDLQ(t *testing.T) {
 	e := newEnv(t)
 	si := newStandIns(t, youtubetest.Options{})
 	si.yt.FailNext(1 << 20)
-	e.startWorker(t, workerOpts{yt: si.ytClient, atom: si.atomCl, cfg: func(c *worker.Config) { c.MaxAttempts = 2 }})
+	// Each relay turn holds its lease through the step retries' pauses
+	// (about 10 s): a lease of 15 s keeps a stall of the loaded local
+	// DynamoDB (a renewal that does not answer for 2/3 of a 5 s TTL ends
+	// the turn, rightly) from turning the cause into a lost lease.
+	e.startWorker(t, workerOpts{yt: si.ytClient, atom: si.atomCl, cfg: func(c *worker.Config) { c.MaxAttempts, c.LeaseTTL = 2, 15*time.Second }})
 	const size = 6 * upload.MiB
 	u := e.newUpload(t, size, youTubeDest("Poisoned"), upload.DestinationRequest{Type: upload.S3Bucket})
 	file, sum := randomFile(t, size)
