@@ -68,18 +68,26 @@ func freeAddr(t testing.TB) string {
 }
 
 // startService starts the service with the given UPLOADS_ settings on top
-// of the test's environment (the local stack's AWS_ variables). Unless env
-// says where, its metrics listen on a free port of their own, so that
-// processes started side by side do not collide on the default :9090.
+// of the test's environment (the local stack's AWS_ variables), as this
+// test binary running main (TestMain).
 func startService(t testing.TB, env map[string]string) *service {
+	t.Helper()
+	return startProcess(t, os.Args[0], []string{"ATOM_UPLOADS_RUN_MAIN=1"}, env)
+}
+
+// startProcess starts the program at path with extra and the UPLOADS_
+// settings env on top of the test's environment. Unless env says where, its
+// metrics listen on a free port of their own, so that processes started
+// side by side do not collide on the default :9090.
+func startProcess(t testing.TB, path string, extra []string, env map[string]string) *service {
 	t.Helper()
 	s := &service{out: &lockedBuffer{}, done: make(chan struct{}), addr: env["UPLOADS_HTTP_ADDR"]}
 	var ok bool
 	if s.metricsAddr, ok = env["UPLOADS_METRICS_ADDR"]; !ok {
 		s.metricsAddr = freeAddr(t)
 	}
-	s.cmd = exec.Command(os.Args[0])
-	s.cmd.Env = append(os.Environ(), "ATOM_UPLOADS_RUN_MAIN=1", "UPLOADS_METRICS_ADDR="+s.metricsAddr)
+	s.cmd = exec.Command(path)
+	s.cmd.Env = append(append(os.Environ(), extra...), "UPLOADS_METRICS_ADDR="+s.metricsAddr)
 	for k, v := range env {
 		s.cmd.Env = append(s.cmd.Env, k+"="+v)
 	}

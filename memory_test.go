@@ -61,7 +61,7 @@ func TestListsOfMaxSizeUploadsStayWithinMemoryBound(t *testing.T) {
 	_, ytURL, _, atomURL := newStandIns(t, youtubetest.Options{})
 	env := serviceEnv(t, st, ytURL, atomURL)
 	env["UPLOADS_LOG_LEVEL"] = "warn"
-	s := startBinary(t, bin, env)
+	s := startProcess(t, bin, nil, env)
 	s.waitHealthy(t)
 	pid := s.cmd.Process.Pid
 	// One small list first, so that the baseline includes the clients and
@@ -180,34 +180,6 @@ func buildService(t testing.TB) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// startBinary starts the service binary at path with the given UPLOADS_
-// settings on top of the test's environment.
-func startBinary(t testing.TB, path string, env map[string]string) *service {
-	t.Helper()
-	s := &service{out: &lockedBuffer{}, done: make(chan struct{}), addr: env["UPLOADS_HTTP_ADDR"]}
-	s.cmd = exec.Command(path)
-	s.cmd.Env = os.Environ()
-	for k, v := range env {
-		s.cmd.Env = append(s.cmd.Env, k+"="+v)
-	}
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		s.err = s.cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		if t.Failed() {
-			t.Logf("service output:\n%s", s.out.String())
-		}
-	})
-	return s
 }
 
 // procStatus reads a "kB" field of /proc/<pid>/status, in bytes.
