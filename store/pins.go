@@ -24,6 +24,11 @@ import (
 //	createdAt N (unix ms: when S3 created the part, for the relay's lag;
 //	written with the pin, so it costs no write of its own),
 //	expiresAt N (TTL, as the upload's)
+//
+// A pin is claimed by a reader before the part is read, and never changes
+// after: by the reassembly one part at a time on the pin (readAt, readBy:
+// ClaimPart), by the relay, which reads the file in order, for all the
+// parts before a mark on the upload's item (ClaimParts).
 func pinKey(uploadID string, n int) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
 		attrAtomID:   &types.AttributeValueMemberS{Value: "_parts#" + uploadID},
@@ -85,27 +90,141 @@ func (s *Store) PinPart(ctx context.Context, atomID, id string, p upload.PartPin
 		if old == nil {
 			continue
 		}
-		_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                           aws.String(s.table),
-			Key:                                 pinKey(id, p.Part),
-			UpdateExpression:                    aws.String(set),
-			ConditionExpression:                 aws.String("etag = :old AND attribute_not_exists(readAt)"),
-			ExpressionAttributeNames:            map[string]string{"#size": "size"},
-			ExpressionAttributeValues:           renew,
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		})
+		// The relay's claims are a mark on the upload's item (ClaimParts),
+		// not on the pin: the renewal checks that mark in the same
+		// transaction.
+		_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Update: &types.Update{
+				TableName:                           aws.String(s.table),
+				Key:                                 pinKey(id, p.Part),
+				UpdateExpression:                    aws.String(set),
+				ConditionExpression:                 aws.String("etag = :old AND attribute_not_exists(readAt)"),
+				ExpressionAttributeNames:            map[string]string{"#size": "size"},
+				ExpressionAttributeValues:           renew,
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+			{ConditionCheck: &types.ConditionCheck{
+				TableName:                 aws.String(s.table),
+				Key:                       s.key(atomID, id),
+				ConditionExpression:       aws.String("attribute_not_exists(" + attrYouTubeRead + ") OR " + attrYouTubeRead + " <= :n"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{":n": num(int64(p.Part))},
+			}},
+		}})
+		var tc *types.TransactionCanceledException
 		switch {
 		case err == nil:
 			return upload.PinRenewed, nil
-		case !errors.As(err, &ccf):
+		case !errors.As(err, &tc):
 			return "", fmt.Errorf("pin part %d of %s afresh: %w", p.Part, id, dbError(err))
 		}
-		if _, read := ccf.Item["readAt"]; read {
-			return "", partRead(p.Part, ccf.Item)
+		reasons := tc.CancellationReasons
+		if len(reasons) == 2 && aws.ToString(reasons[1].Code) == "ConditionalCheckFailed" {
+			return "", &upload.PartChangedError{Part: p.Part, ReadBy: upload.ReaderYouTube}
+		}
+		if len(reasons) == 0 || aws.ToString(reasons[0].Code) != "ConditionalCheckFailed" {
+			return "", fmt.Errorf("pin part %d of %s afresh: %w", p.Part, id, dbError(err))
+		}
+		if _, read := reasons[0].Item["readAt"]; read {
+			return "", partRead(p.Part, reasons[0].Item)
 		}
 		// The pin changed meanwhile (another event of the same part): look again.
 	}
 	return "", upload.Errorf(upload.ECONFLICT, "part %d of %s is changing too often to pin; try again", p.Part, id)
+}
+
+// ClaimParts marks parts [0, through) of the upload as read by the relay
+// (one write to the upload's item, which only ever raises the mark: the
+// relay reads the file in order): from then on their pins never change
+// (PinPart refuses to renew a pin below the mark). The relay reads them
+// with Pins after the mark: one write for a run of parts and one query a
+// chunk, where ClaimPart costs a write a part.
+func (s *Store) ClaimParts(ctx context.Context, atomID, id string, through int) error {
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(s.table),
+		Key:                 s.key(atomID, id),
+		UpdateExpression:    aws.String("SET " + attrYouTubeRead + " = :to"),
+		ConditionExpression: aws.String("attribute_exists(uploadId) AND (attribute_not_exists(" + attrYouTubeRead + ") OR " + attrYouTubeRead + " < :to)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":to": num(int64(through)),
+		},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case errors.As(err, &ccf) && ccf.Item == nil:
+		return upload.Errorf(upload.ENOTFOUND, "atom %s has no upload %s", atomID, id)
+	case errors.As(err, &ccf): // claimed that far already
+	case err != nil:
+		return fmt.Errorf("claim parts 0-%d of %s: %w", through-1, id, dbError(err))
+	}
+	return nil
+}
+
+// Pins returns the pins of parts [from, to) of the upload, with a
+// consistent read; a part never pinned (a record from before pins) has
+// none. Those below the relay's mark (ClaimParts) are read by it.
+func (s *Store) Pins(ctx context.Context, _, id string, from, to int) (map[int]upload.PartPin, error) {
+	if to <= from {
+		return map[int]upload.PartPin{}, nil
+	}
+	pins := make(map[int]upload.PartPin, to-from)
+	in := &dynamodb.QueryInput{
+		TableName:                aws.String(s.table),
+		ConsistentRead:           aws.Bool(true),
+		KeyConditionExpression:   aws.String("#atom = :atom AND #upload BETWEEN :from AND :to"),
+		ExpressionAttributeNames: map[string]string{"#atom": attrAtomID, "#upload": attrUploadID},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":atom": &types.AttributeValueMemberS{Value: "_parts#" + id},
+			":from": pinKey(id, from)[attrUploadID],
+			":to":   pinKey(id, to-1)[attrUploadID],
+		},
+	}
+	for {
+		out, err := s.db.Query(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("read the pins of parts %d-%d of %s: %w", from, to-1, id, dbError(err))
+		}
+		for _, item := range out.Items {
+			p, ok := pinOf(item)
+			if !ok {
+				continue
+			}
+			if by, ok := item["readBy"].(*types.AttributeValueMemberS); ok {
+				p.Read, p.ReadBy = true, by.Value // claimed one part at a time
+			}
+			pins[p.Part] = p
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return pins, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+// pinOf reads a pin item.
+func pinOf(item map[string]types.AttributeValue) (upload.PartPin, bool) {
+	key, ok := item[attrUploadID].(*types.AttributeValueMemberS)
+	if !ok {
+		return upload.PartPin{}, false
+	}
+	n, err := strconv.Atoi(key.Value)
+	if err != nil {
+		return upload.PartPin{}, false
+	}
+	p := upload.PartPin{Part: n}
+	if v, ok := item["etag"].(*types.AttributeValueMemberS); ok {
+		p.ETag = v.Value
+	}
+	if v, ok := item["checksumSHA256"].(*types.AttributeValueMemberS); ok {
+		p.ChecksumSHA256 = v.Value
+	}
+	if v, ok := item["size"].(*types.AttributeValueMemberN); ok {
+		p.Size, _ = strconv.ParseInt(v.Value, 10, 64)
+	}
+	if ms, ok := numAttr(item["createdAt"]); ok {
+		p.CreatedAt = time.UnixMilli(ms).UTC()
+	}
+	return p, p.ETag != ""
 }
 
 // ClaimPart marks part n of the upload as read by reader ("youtube", or
@@ -130,21 +249,10 @@ func (s *Store) ClaimPart(ctx context.Context, _, id string, n int, reader strin
 	if err != nil {
 		return upload.PartPin{}, fmt.Errorf("claim part %d of %s: %w", n, id, dbError(err))
 	}
-	p := upload.PartPin{Part: n, Read: true}
+	p, _ := pinOf(out.Attributes)
+	p.Part, p.Read = n, true
 	if v, ok := out.Attributes["readBy"].(*types.AttributeValueMemberS); ok {
 		p.ReadBy = v.Value
-	}
-	if v, ok := out.Attributes["etag"].(*types.AttributeValueMemberS); ok {
-		p.ETag = v.Value
-	}
-	if v, ok := out.Attributes["checksumSHA256"].(*types.AttributeValueMemberS); ok {
-		p.ChecksumSHA256 = v.Value
-	}
-	if v, ok := out.Attributes["size"].(*types.AttributeValueMemberN); ok {
-		p.Size, _ = strconv.ParseInt(v.Value, 10, 64)
-	}
-	if ms, ok := numAttr(out.Attributes["createdAt"]); ok {
-		p.CreatedAt = time.UnixMilli(ms).UTC()
 	}
 	return p, nil
 }

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -62,5 +63,74 @@ func TestPinKeepsWhenThePartWasCreated(t *testing.T) {
 	}
 	if got, err := s.ClaimPart(c, u.AtomID, u.ID, 1, upload.ReaderYouTube); err != nil || !got.CreatedAt.IsZero() {
 		t.Errorf("claim of a pin without a creation time = %+v, %v; want none", got, err)
+	}
+}
+
+// TestClaimParts: the relay claims a run of parts with one mark on the
+// upload, then reads their pins; a pin below the mark is never renewed,
+// one above it still is; the mark only rises; parts never pinned have
+// no pin.
+func TestClaimParts(t *testing.T) {
+	s := newStore(t)
+	c := ctx(t)
+	u := newUpload(t, "atom-cp", time.Now())
+	if err := s.Create(c, u); err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2026, 11, 30, 1, 2, 3, 4_000_000, time.UTC)
+	for n := range 12 {
+		if n == 5 {
+			continue // never pinned
+		}
+		p := upload.PartPin{Part: n, ETag: fmt.Sprintf(`"e%d"`, n), ChecksumSHA256: fmt.Sprintf("sum%d", n), Size: int64(100 + n), CreatedAt: created}
+		if _, err := s.PinPart(c, u.AtomID, u.ID, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.ClaimParts(c, u.AtomID, u.ID, 10); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Pins(c, u.AtomID, u.ID, 2, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 7 {
+		t.Errorf("claimed %d pins of parts 2-9, want 7 (part 5 was never pinned): %v", len(got), got)
+	}
+	for n := 2; n < 10; n++ {
+		p, ok := got[n]
+		if n == 5 {
+			if ok {
+				t.Errorf("part 5, never pinned, has pin %+v", p)
+			}
+			continue
+		}
+		want := upload.PartPin{Part: n, ETag: fmt.Sprintf(`"e%d"`, n), ChecksumSHA256: fmt.Sprintf("sum%d", n), Size: int64(100 + n),
+			CreatedAt: created}
+		if p != want {
+			t.Errorf("pin of part %d = %+v, want %+v", n, p, want)
+		}
+	}
+	// Below the mark (even part 0, claimed by the mark but not read
+	// back): refused; at or above it: renewed.
+	for _, n := range []int{0, 9} {
+		if _, err := s.PinPart(c, u.AtomID, u.ID, upload.PartPin{Part: n, ETag: `"changed"`, Size: 1}); !errors.Is(err, upload.ErrPartRead) {
+			t.Errorf("renew the pin of claimed part %d: %v, want ErrPartRead", n, err)
+		} else if by := (&upload.PartChangedError{}); !errors.As(err, &by) || by.ReadBy != upload.ReaderYouTube {
+			t.Errorf("renew the pin of claimed part %d: %v, want it read by the relay", n, err)
+		}
+	}
+	if got, err := s.PinPart(c, u.AtomID, u.ID, upload.PartPin{Part: 10, ETag: `"changed"`, Size: 1}); err != nil || got != upload.PinRenewed {
+		t.Errorf("renew the pin of unclaimed part 10 = %q, %v; want renewed", got, err)
+	}
+	// A lower claim leaves the mark where it is.
+	if err := s.ClaimParts(c, u.AtomID, u.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PinPart(c, u.AtomID, u.ID, upload.PartPin{Part: 9, ETag: `"again"`, Size: 1}); !errors.Is(err, upload.ErrPartRead) {
+		t.Errorf("renew part 9 after a lower claim: %v, want ErrPartRead (the mark only rises)", err)
+	}
+	if err := s.ClaimParts(c, u.AtomID, "01NOSUCHUPLOAD0000000000000", 1); upload.ErrorCode(err) != upload.ENOTFOUND {
+		t.Errorf("claim parts of an unknown upload: %v, want ENOTFOUND", err)
 	}
 }

@@ -35,6 +35,8 @@
 //	             cleanup-cleanupAt
 //	cleanupAt    N   unix ms of that write (when the upload ended): the
 //	             index's sort key
+//	youtubeReadParts N the relay has claimed parts [0, N): their pins (pins.go)
+//	             never change again; only ever raised
 //
 // Items with atomId "_sweeps" (upload.SweepAtom) are not uploads: each holds
 // the lease of one periodic sweep (the reconciler, the dead-letter reader,
@@ -74,7 +76,9 @@
 // the session. The API never renders it and nothing logs it.
 //
 // IAM: dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem and
-// dynamodb:Query on the table and its two indexes.
+// dynamodb:Query on the table and its two indexes, and
+// dynamodb:ConditionCheckItem on the table (the renewal of a part's pin is a
+// TransactWriteItems of an update and a condition check).
 package store
 
 import (
@@ -96,6 +100,7 @@ type DynamoDBAPI interface {
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 }
 
 // Store is the progress table.

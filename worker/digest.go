@@ -83,14 +83,31 @@ func digestOf(state []byte) (string, error) {
 	return hex.EncodeToString(h.h.Sum(nil)), nil
 }
 
-// pinCache claims the parts a relay reads (store.ClaimPart), once each,
-// and keeps their ETags. It is used from the transport's goroutine too.
+// pinCache claims the parts a reader reads, once each, and keeps their
+// ETags: the reassembly's one part at a time (store.ClaimPart), the
+// relay's (inOrder) with a mark on the upload (store.ClaimParts: one write
+// for every part complete so far, see ahead) and one query of a chunk's
+// pins (store.Pins). It is used from the transport's goroutine too.
 type pinCache struct {
 	store      pinStore
 	atomID, id string
 	reader     string
-	mu         sync.Mutex
-	claims     map[int]*claimCall // by part: done, or in flight
+	// inOrder: the reader reads the file in order (the relay), so a claim
+	// of parts [0, n) is a claim of every part it read or will read next.
+	inOrder bool
+	mu      sync.Mutex
+	claims  map[int]*claimCall // by part: done, or in flight
+	// marked: parts [0, marked) are claimed (inOrder). ahead: the reader
+	// will read parts [0, ahead) (complete ones): a mark claims that far.
+	marked, ahead int
+}
+
+// readAhead tells an inOrder cache that parts [0, n) are complete and
+// will be read: the next mark claims them all at once.
+func (c *pinCache) readAhead(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ahead = max(c.ahead, n)
 }
 
 // claimCall is one claim of a part, which every reader of the part waits
@@ -131,7 +148,11 @@ func (c *pinCache) etagOnce(ctx context.Context, n int) (string, error) {
 	}
 	c.mu.Unlock()
 	if !ok {
-		c.claim(ctx, n, call)
+		if c.inOrder {
+			c.claimRun(ctx, map[int]*claimCall{n: call})
+		} else {
+			c.claim(ctx, n, call)
+		}
 	}
 	select {
 	case <-call.done:
@@ -157,6 +178,62 @@ func (c *pinCache) claim(ctx context.Context, n int, call *claimCall) {
 	close(call.done)
 }
 
+// claimRun claims the parts of calls (store.ClaimParts, unless the mark
+// is there already) and reads their pins in one store.Pins, and ends every
+// call with its part's pin (none: a part never pinned, read as it is) or
+// the error; a failed claim is forgotten, so that a later read claims
+// again.
+func (c *pinCache) claimRun(ctx context.Context, calls map[int]*claimCall) {
+	from, to := -1, 0
+	for n := range calls {
+		if from < 0 || n < from {
+			from = n
+		}
+		to = max(to, n+1)
+	}
+	pins, err := c.claimParts(ctx, from, to)
+	if err != nil {
+		c.mu.Lock()
+		for n, call := range calls {
+			if c.claims[n] == call {
+				delete(c.claims, n)
+			}
+		}
+		c.mu.Unlock()
+	}
+	for n, call := range calls {
+		if err != nil {
+			call.err = err
+		} else if pin, ok := pins[n]; ok {
+			call.etag, call.created = pin.ETag, pin.CreatedAt
+		}
+		close(call.done)
+	}
+}
+
+// claimParts marks parts [0, to) (and those ahead) claimed if they are not
+// yet, then reads the pins of [from, to); a panic in the calls is their
+// error.
+func (c *pinCache) claimParts(ctx context.Context, from, to int) (pins map[int]upload.PartPin, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("claim parts %d-%d: panic: %v", from, to-1, r)
+		}
+	}()
+	c.mu.Lock()
+	through, marked := max(to, c.ahead), c.marked
+	c.mu.Unlock()
+	if to > marked {
+		if err := c.store.ClaimParts(ctx, c.atomID, c.id, through); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.marked = max(c.marked, through)
+		c.mu.Unlock()
+	}
+	return c.store.Pins(ctx, c.atomID, c.id, from, to)
+}
+
 // claimPart asks the store for part n's pin; a panic in the call is its
 // error (claims run on goroutines of their own).
 func (c *pinCache) claimPart(ctx context.Context, n int) (pin upload.PartPin, err error) {
@@ -176,6 +253,7 @@ func (c *pinCache) claimPart(ctx context.Context, n int) (pin upload.PartPin, er
 func (c *pinCache) prefetch(ctx context.Context, parts []int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	run := map[int]*claimCall{}
 	for _, n := range parts {
 		if _, ok := c.claims[n]; ok {
 			continue
@@ -185,7 +263,14 @@ func (c *pinCache) prefetch(ctx context.Context, parts []int) {
 			c.claims = map[int]*claimCall{}
 		}
 		c.claims[n] = call
+		if c.inOrder {
+			run[n] = call
+			continue
+		}
 		go c.claim(ctx, n, call)
+	}
+	if len(run) > 0 {
+		go c.claimRun(ctx, run)
 	}
 }
 
@@ -243,4 +328,115 @@ func catchUp(ctx context.Context, s3 partsGetter, bucket string, u *upload.Uploa
 		return fmt.Errorf("hash bytes %d-%d again: %w", from, to-1, err)
 	}
 	return nil
+}
+
+// hashBehind feeds a runningHash from a goroutine of its own, so that the
+// relay's send path (read from S3, write to YouTube) does not wait for
+// SHA-256, which on loopback costs as much CPU as the rest of the path: it
+// copies what it is given into one of a few fixed buffers and hands each
+// full one to the hasher. Its memory is those buffers, whatever the chunk
+// size; a writer ahead of the hasher by all of them waits. Write and close
+// may be called from different goroutines (the HTTP transport's, the
+// relay's); a Write after close is refused.
+type hashBehind struct {
+	h     *runningHash
+	free  chan []byte // buffers not in use
+	queue chan []byte // buffers to hash, in order; room for every buffer
+	done  chan struct{}
+
+	mu     sync.Mutex
+	cur    []byte // the buffer being filled, if any
+	closed bool
+	failed error // a panic of the hasher: its state is not to be trusted
+}
+
+// Each relay's hasher holds hashBuffers × hashBufferBytes at most.
+const (
+	hashBuffers     = 4
+	hashBufferBytes = 256 << 10
+)
+
+// newHashBehind starts a hasher that writes into h. The caller must close
+// it, then read h.
+func newHashBehind(h *runningHash) *hashBehind {
+	b := &hashBehind{h: h, free: make(chan []byte, hashBuffers), queue: make(chan []byte, hashBuffers), done: make(chan struct{})}
+	for range hashBuffers {
+		b.free <- make([]byte, 0, hashBufferBytes)
+	}
+	go b.hash()
+	return b
+}
+
+// hash is the hasher's goroutine: it ends when the queue is closed and
+// drained.
+func (b *hashBehind) hash() {
+	defer close(b.done)
+	for buf := range b.queue {
+		if b.failed == nil { // only this goroutine writes failed before done
+			b.failed = b.write(buf)
+		}
+		b.free <- buf[:0]
+	}
+}
+
+// write hashes buf; a panic is its error.
+func (b *hashBehind) write(buf []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in the relay's SHA-256: %v", p)
+		}
+	}()
+	_, _ = b.h.Write(buf)
+	return nil
+}
+
+var errHashClosed = errors.New("the relay's SHA-256 takes no more bytes")
+
+// Write copies p into the hasher's buffers, handing each full one over.
+func (b *hashBehind) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return n - len(p), errHashClosed
+		}
+		if b.cur == nil {
+			b.mu.Unlock()
+			buf := <-b.free // the hasher always gives buffers back
+			b.mu.Lock()
+			if b.closed {
+				b.free <- buf
+				b.mu.Unlock()
+				return n - len(p), errHashClosed
+			}
+			b.cur = buf
+		}
+		k := copy(b.cur[len(b.cur):cap(b.cur)], p)
+		b.cur = b.cur[:len(b.cur)+k]
+		p = p[k:]
+		if len(b.cur) == cap(b.cur) {
+			b.queue <- b.cur // never blocks: the queue has room for every buffer
+			b.cur = nil
+		}
+		b.mu.Unlock()
+	}
+	return n, nil
+}
+
+// close hands over what is left, waits until all of it is hashed, and
+// reports whether the hash can be trusted.
+func (b *hashBehind) close() error {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		if len(b.cur) > 0 {
+			b.queue <- b.cur
+		}
+		b.cur = nil
+		close(b.queue)
+	}
+	b.mu.Unlock()
+	<-b.done
+	return b.failed
 }

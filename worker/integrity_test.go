@@ -108,8 +108,14 @@ func TestWrongFileDigestFailsBeforeTheAsset(t *testing.T) {
 		t.Errorf("s3Bucket error %q, want the original refused", d.Error)
 	}
 
-	// YouTube alone: the relay's own digest refuses the video.
+	// YouTube alone: the relay's own digest refuses the video. The
+	// reassembly, which would refuse the file too and may be first, is
+	// held off by its lease, taken here.
 	yu := e.newUploadWithSum(t, size, strings.Repeat("cd", 32), youTubeDest("Wrong digest, YouTube only"))
+	held := upload.Lease{AtomID: yu.AtomID, UploadID: yu.ID, Name: upload.LeaseAssembly, Owner: "the test", TTL: time.Minute}
+	if _, _, err := e.store.Acquire(testCtx(t, 10*time.Second), held); err != nil {
+		t.Fatal(err)
+	}
 	e.putPartChecked(t, yu, file, 0)
 	waitFor(t, 60*time.Second, "the YouTube destination to fail", func() bool {
 		return e.get(t, yu).Destination(upload.YouTube).Status == upload.DestFailed

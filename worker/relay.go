@@ -139,7 +139,7 @@ func (s *relayStep) turn(ctx context.Context, j job) outcome {
 	r := &relayRun{
 		s:    s,
 		log:  j.log.With(zap.String("destination", string(upload.YouTube))),
-		pins: &pinCache{store: s.store, atomID: atomID, id: id, reader: upload.ReaderYouTube},
+		pins: &pinCache{store: s.store, atomID: atomID, id: id, reader: upload.ReaderYouTube, inOrder: true},
 	}
 	err := s.leases.hold(ctx, atomID, id, upload.LeaseYouTube, func(ctx context.Context, h *held) (ending, error) {
 		r.u, r.held = h.upload, h
@@ -292,6 +292,9 @@ func (r *relayRun) run(ctx context.Context) error {
 		var step error
 		switch {
 		case d.Session == "":
+			// The first chunk's parts are claimed while the session starts.
+			r.pins.readAhead(completeThrough(u))
+			r.pins.prefetch(ctx, partsIn(u, d.UploadedBytes, d.UploadedBytes+available(u, d.UploadedBytes, r.s.maxChunkBytes)))
 			step = r.startSession(ctx)
 		case !r.synced || d.HashedBytes != d.UploadedBytes:
 			step = r.sync(ctx)
@@ -482,10 +485,18 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	// lease keeps being renewed.
 	cctx, cancel := context.WithTimeout(ctx, chunkTimeout(n))
 	defer cancel()
+	r.pins.readAhead(completeThrough(u))
 	r.pins.prefetch(cctx, partsIn(u, from, from+n))
+	if next := available(u, from+n, r.s.maxChunkBytes); next > 0 {
+		// And the next chunk's, for the turn: its first read then does
+		// not wait for the table.
+		r.pins.prefetch(ctx, partsIn(u, from+n, from+n+next))
+	}
 	body := &partsReader{ctx: cctx, s3: r.s.s3, bucket: r.s.bucket, u: u, off: from, end: from + n, pins: r.pins}
-	p, err := r.s.yt.PutChunk(cctx, d.Session, io.TeeReader(body, h), from, n, u.Size)
+	behind := newHashBehind(h)
+	p, err := r.s.yt.PutChunk(cctx, d.Session, io.TeeReader(body, behind), from, n, u.Size)
 	body.Close()
+	herr := behind.close() // every byte read is hashed from here on
 	if err != nil {
 		berr := body.Err()
 		var changed *upload.PartChangedError
@@ -506,12 +517,16 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	}
 	r.s.metrics.ChunkRelayed(time.Since(start))
 	state, ok := h.at(p.Committed)
+	if herr != nil {
+		ok = false // the hasher failed: its state is not to be trusted
+		r.log.Warn("relay's SHA-256 failed; hashing the chunk again", zap.Error(herr))
+	}
 	switch {
 	case ok:
-	case p.Committed < from+n && p.Committed%upload.ChunkAlign == 0:
-		// YouTube took a prefix of the chunk: hash that prefix again from
-		// the chunk's start (the record's state), read from the parts as
-		// pinned.
+	case p.Committed < from+n && p.Committed%upload.ChunkAlign == 0 || p.Committed == from+n:
+		// YouTube took a prefix of the chunk, or all of it while the
+		// hasher failed: hash that again from the chunk's start (the
+		// record's state), read from the parts as pinned.
 		if state, err = r.hashTo(ctx, p.Committed); err != nil {
 			r.synced = false
 			return n, err
@@ -549,6 +564,16 @@ func partsIn(u *upload.Upload, from, to int64) []int {
 		off = p.End
 	}
 	return out
+}
+
+// completeThrough is the number of the first part not complete: parts
+// before it are all in S3, pinned, and the relay will read them.
+func completeThrough(u *upload.Upload) int {
+	n := 0
+	for n < u.PartCount() && u.Completed[n] {
+		n++
+	}
+	return n
 }
 
 // chunkTimeout bounds one chunk PUT: a minute, plus the time to send n
