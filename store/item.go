@@ -48,9 +48,11 @@ type item struct {
 	// and CleanupAt are the keys of the sparse index of the uploads whose
 	// parts are due to be deleted (indexCleanup): set by the write that
 	// ends an upload whose parts may go, removed by CleanedUp.
-	PartsDeleted bool   `dynamodbav:"partsDeleted,omitempty"`
-	Cleanup      string `dynamodbav:"cleanup,omitempty"`
-	CleanupAt    int64  `dynamodbav:"cleanupAt,omitempty"`
+	PartsDeleted bool `dynamodbav:"partsDeleted,omitempty"`
+	// YouTubeReadParts is the relay's claim (attrYouTubeRead).
+	YouTubeReadParts int    `dynamodbav:"youtubeReadParts,omitempty"`
+	Cleanup          string `dynamodbav:"cleanup,omitempty"`
+	CleanupAt        int64  `dynamodbav:"cleanupAt,omitempty"`
 }
 
 type destItem struct {
@@ -143,6 +145,7 @@ func toItem(u *upload.Upload) item {
 		ProgressAt:   u.UpdatedAt.UnixMilli(),
 	}
 	it.RetriedAt, it.PartsDeleted = formatTime(u.RetriedAt), u.PartsDeleted
+	it.YouTubeReadParts = u.YouTubeReadParts
 	if !u.LastPartAt.IsZero() {
 		it.LastPartAt = u.LastPartAt.UnixMilli()
 	}
@@ -218,6 +221,7 @@ func fromAttrs(av map[string]types.AttributeValue) (*upload.Upload, error) {
 		Completed:   make(map[int]bool, len(it.CompleteParts)),
 	}
 	u.RetriedAt, u.PartsDeleted = parseTime(it.RetriedAt), it.PartsDeleted
+	u.YouTubeReadParts = it.YouTubeReadParts
 	if it.LastPartAt > 0 {
 		u.LastPartAt = time.UnixMilli(it.LastPartAt).UTC()
 	}

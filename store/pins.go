@@ -26,9 +26,10 @@ import (
 //	expiresAt N (TTL, as the upload's)
 //
 // A pin is claimed by a reader before the part is read, and never changes
-// after: by the reassembly one part at a time on the pin (readAt, readBy:
-// ClaimPart), by the relay, which reads the file in order, for all the
-// parts before a mark on the upload's item (ClaimParts).
+// after: one part at a time on the pin (readAt, readBy: ClaimPart), or, by
+// the relay, which reads the file in order, for all the parts before a
+// mark on the upload's item (upload.Upload.YouTubeReadParts, raised with
+// the relay's own record writes, so it costs no write of its own).
 func pinKey(uploadID string, n int) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
 		attrAtomID:   &types.AttributeValueMemberS{Value: "_parts#" + uploadID},
@@ -90,9 +91,9 @@ func (s *Store) PinPart(ctx context.Context, atomID, id string, p upload.PartPin
 		if old == nil {
 			continue
 		}
-		// The relay's claims are a mark on the upload's item (ClaimParts),
-		// not on the pin: the renewal checks that mark in the same
-		// transaction.
+		// The relay's claims are a mark on the upload's item
+		// (YouTubeReadParts), not on the pin: the renewal checks that mark
+		// in the same transaction.
 		_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
 			{Update: &types.Update{
 				TableName:                           aws.String(s.table),
@@ -132,37 +133,11 @@ func (s *Store) PinPart(ctx context.Context, atomID, id string, p upload.PartPin
 	return "", upload.Errorf(upload.ECONFLICT, "part %d of %s is changing too often to pin; try again", p.Part, id)
 }
 
-// ClaimParts marks parts [0, through) of the upload as read by the relay
-// (one write to the upload's item, which only ever raises the mark: the
-// relay reads the file in order): from then on their pins never change
-// (PinPart refuses to renew a pin below the mark). The relay reads them
-// with Pins after the mark: one write for a run of parts and one query a
-// chunk, where ClaimPart costs a write a part.
-func (s *Store) ClaimParts(ctx context.Context, atomID, id string, through int) error {
-	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           aws.String(s.table),
-		Key:                 s.key(atomID, id),
-		UpdateExpression:    aws.String("SET " + attrYouTubeRead + " = :to"),
-		ConditionExpression: aws.String("attribute_exists(uploadId) AND (attribute_not_exists(" + attrYouTubeRead + ") OR " + attrYouTubeRead + " < :to)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":to": num(int64(through)),
-		},
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &ccf) && ccf.Item == nil:
-		return upload.Errorf(upload.ENOTFOUND, "atom %s has no upload %s", atomID, id)
-	case errors.As(err, &ccf): // claimed that far already
-	case err != nil:
-		return fmt.Errorf("claim parts 0-%d of %s: %w", through-1, id, dbError(err))
-	}
-	return nil
-}
-
 // Pins returns the pins of parts [from, to) of the upload, with a
 // consistent read; a part never pinned (a record from before pins) has
-// none. Those below the relay's mark (ClaimParts) are read by it.
+// none. The relay reads the pins below its mark (the upload's
+// YouTubeReadParts, already written) this way: one query a chunk, where
+// ClaimPart costs a write a part.
 func (s *Store) Pins(ctx context.Context, _, id string, from, to int) (map[int]upload.PartPin, error) {
 	if to <= from {
 		return map[int]upload.PartPin{}, nil

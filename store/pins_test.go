@@ -66,11 +66,12 @@ func TestPinKeepsWhenThePartWasCreated(t *testing.T) {
 	}
 }
 
-// TestClaimParts: the relay claims a run of parts with one mark on the
-// upload, then reads their pins; a pin below the mark is never renewed,
-// one above it still is; the mark only rises; parts never pinned have
-// no pin.
-func TestClaimParts(t *testing.T) {
+// TestRelayMark: the relay claims a run of parts with the mark on the
+// upload (YouTubeReadParts, written with the record), then reads their
+// pins in one query; a pin below the mark is never renewed, one above it
+// still is; a writer that does not touch the mark keeps it; parts never
+// pinned have no pin.
+func TestRelayMark(t *testing.T) {
 	s := newStore(t)
 	c := ctx(t)
 	u := newUpload(t, "atom-cp", time.Now())
@@ -87,7 +88,7 @@ func TestClaimParts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.ClaimParts(c, u.AtomID, u.ID, 10); err != nil {
+	if _, err := s.Update(c, u.AtomID, u.ID, func(u *upload.Upload) error { u.YouTubeReadParts = 10; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Pins(c, u.AtomID, u.ID, 2, 10)
@@ -95,7 +96,7 @@ func TestClaimParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(got) != 7 {
-		t.Errorf("claimed %d pins of parts 2-9, want 7 (part 5 was never pinned): %v", len(got), got)
+		t.Errorf("%d pins of parts 2-9, want 7 (part 5 was never pinned): %v", len(got), got)
 	}
 	for n := 2; n < 10; n++ {
 		p, ok := got[n]
@@ -105,32 +106,29 @@ func TestClaimParts(t *testing.T) {
 			}
 			continue
 		}
-		want := upload.PartPin{Part: n, ETag: fmt.Sprintf(`"e%d"`, n), ChecksumSHA256: fmt.Sprintf("sum%d", n), Size: int64(100 + n),
-			CreatedAt: created}
+		want := upload.PartPin{Part: n, ETag: fmt.Sprintf(`"e%d"`, n), ChecksumSHA256: fmt.Sprintf("sum%d", n), Size: int64(100 + n), CreatedAt: created}
 		if p != want {
 			t.Errorf("pin of part %d = %+v, want %+v", n, p, want)
 		}
 	}
-	// Below the mark (even part 0, claimed by the mark but not read
-	// back): refused; at or above it: renewed.
+	// Another writer (not the relay) keeps the mark.
+	if _, err := s.Update(c, u.AtomID, u.ID, func(u *upload.Upload) error { u.Filename = "other.mp4"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(c, u.AtomID, u.ID); err != nil || got.YouTubeReadParts != 10 {
+		t.Fatalf("mark after another write = %d, %v; want 10", got.YouTubeReadParts, err)
+	}
+	// Below the mark (even part 0, claimed but not read back): refused;
+	// at or above it: renewed.
 	for _, n := range []int{0, 9} {
+		var by *upload.PartChangedError
 		if _, err := s.PinPart(c, u.AtomID, u.ID, upload.PartPin{Part: n, ETag: `"changed"`, Size: 1}); !errors.Is(err, upload.ErrPartRead) {
 			t.Errorf("renew the pin of claimed part %d: %v, want ErrPartRead", n, err)
-		} else if by := (&upload.PartChangedError{}); !errors.As(err, &by) || by.ReadBy != upload.ReaderYouTube {
+		} else if !errors.As(err, &by) || by.ReadBy != upload.ReaderYouTube {
 			t.Errorf("renew the pin of claimed part %d: %v, want it read by the relay", n, err)
 		}
 	}
 	if got, err := s.PinPart(c, u.AtomID, u.ID, upload.PartPin{Part: 10, ETag: `"changed"`, Size: 1}); err != nil || got != upload.PinRenewed {
 		t.Errorf("renew the pin of unclaimed part 10 = %q, %v; want renewed", got, err)
-	}
-	// A lower claim leaves the mark where it is.
-	if err := s.ClaimParts(c, u.AtomID, u.ID, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.PinPart(c, u.AtomID, u.ID, upload.PartPin{Part: 9, ETag: `"again"`, Size: 1}); !errors.Is(err, upload.ErrPartRead) {
-		t.Errorf("renew part 9 after a lower claim: %v, want ErrPartRead (the mark only rises)", err)
-	}
-	if err := s.ClaimParts(c, u.AtomID, "01NOSUCHUPLOAD0000000000000", 1); upload.ErrorCode(err) != upload.ENOTFOUND {
-		t.Errorf("claim parts of an unknown upload: %v, want ENOTFOUND", err)
 	}
 }

@@ -242,6 +242,11 @@ func (s *Store) write(ctx context.Context, u *upload.Upload, h *upload.Lease, la
 		values[":pdel"] = &types.AttributeValueMemberBOOL{Value: true}
 		update += ", partsDeleted = :pdel"
 	}
+	if it.YouTubeReadParts > 0 {
+		// Never lowered: every writer read it at the version it writes.
+		values[":ytread"] = num(int64(it.YouTubeReadParts))
+		update += ", " + attrYouTubeRead + " = :ytread"
+	}
 	var remove []string
 	if it.Live != "" {
 		values[":live"] = &types.AttributeValueMemberS{Value: it.Live}

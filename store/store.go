@@ -36,7 +36,7 @@
 //	cleanupAt    N   unix ms of that write (when the upload ended): the
 //	             index's sort key
 //	youtubeReadParts N the relay has claimed parts [0, N): their pins (pins.go)
-//	             never change again; only ever raised
+//	             never change again; raised with the relay's record writes
 //
 // Items with atomId "_sweeps" (upload.SweepAtom) are not uploads: each holds
 // the lease of one periodic sweep (the reconciler, the dead-letter reader,

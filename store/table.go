@@ -21,8 +21,8 @@ const (
 	attrLastPartAt = "lastPartAt" // N, unix ms: when a part last completed
 	attrCleanup    = "cleanup"    // indexCleanup partition key (S): set while the upload's parts are due to be deleted
 	attrCleanupAt  = "cleanupAt"  // indexCleanup sort key (N, unix ms): when the upload ended
-	// attrYouTubeRead (N): the relay has claimed parts [0, N) (ClaimParts);
-	// their pins never change again.
+	// attrYouTubeRead (N): the relay has claimed parts [0, N)
+	// (upload.Upload.YouTubeReadParts); their pins never change again.
 	attrYouTubeRead = "youtubeReadParts"
 )
 

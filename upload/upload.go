@@ -276,6 +276,10 @@ type Upload struct {
 	// PartsDeleted is set once the clean-up has decided to delete the
 	// parts (they may be on their way out): nothing may read them again.
 	PartsDeleted bool
+	// YouTubeReadParts: the relay has claimed parts [0, YouTubeReadParts)
+	// (pinned and complete when it did): their pins never change again. It
+	// only grows; the relay raises it with each write it makes.
+	YouTubeReadParts int
 
 	// Version increments on every change of the record (not of Completed,
 	// which only ever grows); writers use it for optimistic locking.

@@ -36,7 +36,6 @@ type Store interface {
 type pinStore interface {
 	PinPart(ctx context.Context, atomID, id string, p upload.PartPin) (string, error)
 	ClaimPart(ctx context.Context, atomID, id string, n int, reader string) (upload.PartPin, error)
-	ClaimParts(ctx context.Context, atomID, id string, through int) error
 	Pins(ctx context.Context, atomID, id string, from, to int) (map[int]upload.PartPin, error)
 }
 

@@ -84,10 +84,11 @@ func digestOf(state []byte) (string, error) {
 }
 
 // pinCache claims the parts a reader reads, once each, and keeps their
-// ETags: the reassembly's one part at a time (store.ClaimPart), the
-// relay's (inOrder) with a mark on the upload (store.ClaimParts: one write
-// for every part complete so far, see ahead) and one query of a chunk's
-// pins (store.Pins). It is used from the transport's goroutine too.
+// ETags: one part at a time (store.ClaimPart: a write each), or, for the
+// relay (inOrder), the parts below the mark its own record writes raise
+// (upload.Upload.YouTubeReadParts, see marked) with one query of a
+// chunk's pins (store.Pins). It is used from the transport's goroutine
+// too.
 type pinCache struct {
 	store      pinStore
 	atomID, id string
@@ -97,17 +98,24 @@ type pinCache struct {
 	inOrder bool
 	mu      sync.Mutex
 	claims  map[int]*claimCall // by part: done, or in flight
-	// marked: parts [0, marked) are claimed (inOrder). ahead: the reader
-	// will read parts [0, ahead) (complete ones): a mark claims that far.
-	marked, ahead int
+	// marked: parts [0, marked) are claimed by a mark already written
+	// (inOrder); a part above it is claimed on its own.
+	marked int
 }
 
-// readAhead tells an inOrder cache that parts [0, n) are complete and
-// will be read: the next mark claims them all at once.
-func (c *pinCache) readAhead(n int) {
+// mark tells an inOrder cache that parts [0, n) are claimed by a mark
+// written in the table.
+func (c *pinCache) mark(n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.ahead = max(c.ahead, n)
+	c.marked = max(c.marked, n)
+}
+
+// covered reports whether part n is below the mark (inOrder).
+func (c *pinCache) covered(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inOrder && n < c.marked
 }
 
 // claimCall is one claim of a part, which every reader of the part waits
@@ -148,7 +156,7 @@ func (c *pinCache) etagOnce(ctx context.Context, n int) (string, error) {
 	}
 	c.mu.Unlock()
 	if !ok {
-		if c.inOrder {
+		if c.covered(n) {
 			c.claimRun(ctx, map[int]*claimCall{n: call})
 		} else {
 			c.claim(ctx, n, call)
@@ -178,11 +186,10 @@ func (c *pinCache) claim(ctx context.Context, n int, call *claimCall) {
 	close(call.done)
 }
 
-// claimRun claims the parts of calls (store.ClaimParts, unless the mark
-// is there already) and reads their pins in one store.Pins, and ends every
-// call with its part's pin (none: a part never pinned, read as it is) or
-// the error; a failed claim is forgotten, so that a later read claims
-// again.
+// claimRun reads the pins of calls' parts, all below the mark, in one
+// store.Pins, and ends every call with its part's pin (none: a part never
+// pinned, read as it is) or the error; a failed read is forgotten, so that
+// a later read reads again.
 func (c *pinCache) claimRun(ctx context.Context, calls map[int]*claimCall) {
 	from, to := -1, 0
 	for n := range calls {
@@ -191,7 +198,7 @@ func (c *pinCache) claimRun(ctx context.Context, calls map[int]*claimCall) {
 		}
 		to = max(to, n+1)
 	}
-	pins, err := c.claimParts(ctx, from, to)
+	pins, err := c.pins(ctx, from, to)
 	if err != nil {
 		c.mu.Lock()
 		for n, call := range calls {
@@ -211,26 +218,14 @@ func (c *pinCache) claimRun(ctx context.Context, calls map[int]*claimCall) {
 	}
 }
 
-// claimParts marks parts [0, to) (and those ahead) claimed if they are not
-// yet, then reads the pins of [from, to); a panic in the calls is their
-// error.
-func (c *pinCache) claimParts(ctx context.Context, from, to int) (pins map[int]upload.PartPin, err error) {
+// pins asks the store for the pins of parts [from, to); a panic in the
+// call is its error.
+func (c *pinCache) pins(ctx context.Context, from, to int) (pins map[int]upload.PartPin, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("claim parts %d-%d: panic: %v", from, to-1, r)
+			err = fmt.Errorf("read the pins of parts %d-%d: panic: %v", from, to-1, r)
 		}
 	}()
-	c.mu.Lock()
-	through, marked := max(to, c.ahead), c.marked
-	c.mu.Unlock()
-	if to > marked {
-		if err := c.store.ClaimParts(ctx, c.atomID, c.id, through); err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		c.marked = max(c.marked, through)
-		c.mu.Unlock()
-	}
 	return c.store.Pins(ctx, c.atomID, c.id, from, to)
 }
 
@@ -263,7 +258,7 @@ func (c *pinCache) prefetch(ctx context.Context, parts []int) {
 			c.claims = map[int]*claimCall{}
 		}
 		c.claims[n] = call
-		if c.inOrder {
+		if c.inOrder && n < c.marked {
 			run[n] = call
 			continue
 		}
@@ -353,7 +348,7 @@ type hashBehind struct {
 // Each relay's hasher holds hashBuffers × hashBufferBytes at most.
 const (
 	hashBuffers     = 4
-	hashBufferBytes = 256 << 10
+	hashBufferBytes = 64 << 10
 )
 
 // newHashBehind starts a hasher that writes into h. The caller must close

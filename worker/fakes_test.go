@@ -162,7 +162,6 @@ type fakeStore struct {
 	ghosts       [][2]string
 	counters     map[string]int      // Admit's
 	pins         map[string]*fakePin // by storeKey and part
-	youtubeRead  map[string]int      // by storeKey: the relay's mark (ClaimParts)
 }
 
 // fakePin is a part's pin item (store/pins.go).
@@ -689,27 +688,11 @@ func (s *fakeStore) PinPart(_ context.Context, atomID, id string, p upload.PartP
 		return upload.PinSame, nil
 	case old.readBy != "":
 		return "", &upload.PartChangedError{Part: p.Part, ReadBy: old.readBy}
-	case p.Part < s.youtubeRead[storeKey(atomID, id)]:
+	case s.records[storeKey(atomID, id)] != nil && p.Part < s.records[storeKey(atomID, id)].u.YouTubeReadParts:
 		return "", &upload.PartChangedError{Part: p.Part, ReadBy: upload.ReaderYouTube}
 	}
 	old.pin = p
 	return upload.PinRenewed, nil
-}
-
-// ClaimParts raises the relay's mark to through, as
-// store.Store.ClaimParts.
-func (s *fakeStore) ClaimParts(_ context.Context, atomID, id string, through int) error {
-	if err := s.call("ClaimParts"); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	key := storeKey(atomID, id)
-	if s.youtubeRead == nil {
-		s.youtubeRead = map[string]int{}
-	}
-	s.youtubeRead[key] = max(s.youtubeRead[key], through)
-	return nil
 }
 
 // Pins returns the pins of parts [from, to), as store.Store.Pins.

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 
@@ -17,8 +16,6 @@ type claimCounter struct {
 	claims   map[int]int
 	failOnce map[int]bool
 	runs     int // of Pins
-	marks    int // of ClaimParts
-	marked   int
 }
 
 func (c *claimCounter) PinPart(context.Context, string, string, upload.PartPin) (string, error) {
@@ -39,25 +36,11 @@ func (c *claimCounter) ClaimPart(_ context.Context, _, _ string, n int, _ string
 	return upload.PartPin{Part: n, ETag: "etag-" + string(rune('0'+n))}, nil
 }
 
-// ClaimParts counts the relay's marks and keeps the highest.
-func (c *claimCounter) ClaimParts(_ context.Context, _, _ string, through int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.marks++
-	c.marked = max(c.marked, through)
-	return nil
-}
-
 // Pins reads each part of the run as ClaimPart does, counting a run; a
-// failure of any part fails the run. Reading a part above the mark is a
-// defect of the cache.
+// failure of any part fails the run.
 func (c *claimCounter) Pins(ctx context.Context, atomID, id string, from, to int) (map[int]upload.PartPin, error) {
 	c.mu.Lock()
 	c.runs++
-	if to > c.marked {
-		c.mu.Unlock()
-		return nil, fmt.Errorf("read parts %d-%d before they were claimed (mark %d)", from, to-1, c.marked)
-	}
 	c.mu.Unlock()
 	pins := map[int]upload.PartPin{}
 	for n := from; n < to; n++ {
@@ -73,18 +56,17 @@ func (c *claimCounter) Pins(ctx context.Context, atomID, id string, from, to int
 	return pins, nil
 }
 
-// The relay's cache claims every part complete so far with one mark, and
-// reads a chunk's pins in one run, each part once; a part read before its
-// run reads a run of its own (and marks again only past the mark); a
-// failed run is forgotten, so the next read reads again.
-func TestPinCacheInOrderClaimsRuns(t *testing.T) {
-	store := &claimCounter{claims: map[int]int{}, failOnce: map[int]bool{9: true}}
+// The relay's cache reads the pins of a chunk's parts below the mark in
+// one run, each part once, and claims a part above the mark on its own;
+// a failed run is forgotten, so the next read reads again.
+func TestPinCacheInOrderReadsRunsBelowTheMark(t *testing.T) {
+	store := &claimCounter{claims: map[int]int{}, failOnce: map[int]bool{7: true}}
 	c := &pinCache{store: store, atomID: "a", id: "u", reader: upload.ReaderYouTube, inOrder: true}
 	ctx := context.Background()
-	c.readAhead(8)
-	c.prefetch(ctx, []int{4, 5, 6, 7})
-	c.prefetch(ctx, []int{4, 5})
-	for _, n := range []int{4, 5, 6, 7, 5} {
+	c.mark(8)
+	c.prefetch(ctx, []int{0, 1, 2, 3})
+	c.prefetch(ctx, []int{0, 1, 8, 9})
+	for _, n := range []int{0, 1, 2, 8, 9, 1} {
 		if e, err := c.etag(ctx, n); err != nil || e != "etag-"+string(rune('0'+n)) {
 			t.Errorf("part %d: etag %q, %v", n, e, err)
 		}
@@ -92,23 +74,20 @@ func TestPinCacheInOrderClaimsRuns(t *testing.T) {
 	if e, err := c.etag(ctx, 3); err != nil || e != "" {
 		t.Errorf("part 3 (never pinned): etag %q, %v; want none", e, err)
 	}
-	if _, err := c.etag(ctx, 9); err == nil {
-		t.Error("part 9's failed claim: no error")
+	if _, err := c.etag(ctx, 7); err == nil {
+		t.Error("part 7's failed read: no error")
 	}
-	if e, err := c.etag(ctx, 9); err != nil || e != "etag-9" {
-		t.Errorf("part 9 after a failed claim: etag %q, %v; want etag-9", e, err)
+	if e, err := c.etag(ctx, 7); err != nil || e != "etag-7" {
+		t.Errorf("part 7 after a failed read: etag %q, %v; want etag-7", e, err)
 	}
 	store.mu.Lock()
 	defer store.mu.Unlock()
-	if store.runs != 4 {
-		t.Errorf("%d runs of reads, want 4 (parts 4-7, part 3, part 9 twice)", store.runs)
+	if store.runs != 3 {
+		t.Errorf("%d runs of reads, want 3 (parts 0-3, then part 7 twice)", store.runs)
 	}
-	if store.marks != 2 || store.marked != 10 {
-		t.Errorf("%d marks, up to %d; want 2 (parts 0-7 at once, then 8-9 for part 9), up to 10", store.marks, store.marked)
-	}
-	for _, n := range []int{3, 4, 5, 6, 7} {
+	for _, n := range []int{0, 1, 2, 3, 8, 9} {
 		if store.claims[n] != 1 {
-			t.Errorf("part %d claimed %d times, want once", n, store.claims[n])
+			t.Errorf("part %d read or claimed %d times, want once", n, store.claims[n])
 		}
 	}
 }

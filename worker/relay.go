@@ -293,7 +293,7 @@ func (r *relayRun) run(ctx context.Context) error {
 		switch {
 		case d.Session == "":
 			// The first chunk's parts are claimed while the session starts.
-			r.pins.readAhead(completeThrough(u))
+			r.pins.mark(u.YouTubeReadParts)
 			r.pins.prefetch(ctx, partsIn(u, d.UploadedBytes, d.UploadedBytes+available(u, d.UploadedBytes, r.s.maxChunkBytes)))
 			step = r.startSession(ctx)
 		case !r.synced || d.HashedBytes != d.UploadedBytes:
@@ -485,7 +485,7 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	// lease keeps being renewed.
 	cctx, cancel := context.WithTimeout(ctx, chunkTimeout(n))
 	defer cancel()
-	r.pins.readAhead(completeThrough(u))
+	r.pins.mark(u.YouTubeReadParts)
 	r.pins.prefetch(cctx, partsIn(u, from, from+n))
 	if next := available(u, from+n, r.s.maxChunkBytes); next > 0 {
 		// And the next chunk's, for the turn: its first read then does
@@ -567,7 +567,8 @@ func partsIn(u *upload.Upload, from, to int64) []int {
 }
 
 // completeThrough is the number of the first part not complete: parts
-// before it are all in S3, pinned, and the relay will read them.
+// before it are all in S3, pinned, and the relay will read them (so each
+// of its writes claims them: upload.Upload.YouTubeReadParts).
 func completeThrough(u *upload.Upload) int {
 	n := 0
 	for n < u.PartCount() && u.Completed[n] {
@@ -717,6 +718,9 @@ func (r *relayRun) update(ctx context.Context, fn func(*upload.Destination)) err
 	u, err := r.s.store.UpdateHolding(ctx, r.held.lease, upload.Settled(r.s.now, func(u *upload.Upload) error {
 		if d := u.Destination(upload.YouTube); d != nil && !u.Status.Terminal() && !d.Status.Terminal() {
 			fn(d)
+			// Claim the parts complete now in the same write: the next
+			// chunks' reads then need no claim of their own.
+			u.YouTubeReadParts = max(u.YouTubeReadParts, completeThrough(u))
 		}
 		return nil
 	}))
