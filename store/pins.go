@@ -122,6 +122,9 @@ func (s *Store) PinPart(ctx context.Context, atomID, id string, p upload.PartPin
 		if len(reasons) == 2 && aws.ToString(reasons[1].Code) == "ConditionalCheckFailed" {
 			return "", &upload.PartChangedError{Part: p.Part, ReadBy: upload.ReaderYouTube}
 		}
+		if len(reasons) == 2 && (aws.ToString(reasons[0].Code) == "TransactionConflict" || aws.ToString(reasons[1].Code) == "TransactionConflict") {
+			continue // another write held one of the items: look again
+		}
 		if len(reasons) == 0 || aws.ToString(reasons[0].Code) != "ConditionalCheckFailed" {
 			return "", fmt.Errorf("pin part %d of %s afresh: %w", p.Part, id, dbError(err))
 		}

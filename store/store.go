@@ -132,10 +132,14 @@ func dbError(err error) error {
 		throttled *types.ProvisionedThroughputExceededException
 		limit     *types.RequestLimitExceeded
 		internal  *types.InternalServerError
+		conflict  *types.TransactionConflictException
 		ae        smithy.APIError
 	)
 	switch {
-	case errors.As(err, &throttled), errors.As(err, &limit), errors.As(err, &internal):
+	// A write to an item while a transaction holds it (the rare renewal
+	// of a part's pin checks the upload's item) is refused as a conflict:
+	// busy, like throttling.
+	case errors.As(err, &throttled), errors.As(err, &limit), errors.As(err, &internal), errors.As(err, &conflict):
 		return errors.Join(upload.Errorf(upload.EUNAVAILABLE, "the progress table is busy; try again"), err)
 	case errors.As(err, &ae) && ae.ErrorFault() == smithy.FaultServer:
 		return errors.Join(upload.Errorf(upload.EUNAVAILABLE, "the progress table is unavailable; try again"), err)

@@ -278,7 +278,8 @@ type Upload struct {
 	PartsDeleted bool
 	// YouTubeReadParts: the relay has claimed parts [0, YouTubeReadParts)
 	// (pinned and complete when it did): their pins never change again. It
-	// only grows; the relay raises it with each write it makes.
+	// only grows; the relay raises it with each write it makes, to the end
+	// of the parts it reads next.
 	YouTubeReadParts int
 
 	// Version increments on every change of the record (not of Completed,

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -8,6 +9,9 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
+
+	"atomuploads/upload"
 )
 
 // TestHashBehind: the hasher behind the relay's send path hashes exactly
@@ -116,3 +120,53 @@ func TestHashBehindPanic(t *testing.T) {
 type panickyHash struct{ hash.Hash }
 
 func (panickyHash) Write([]byte) (int, error) { panic("boom") }
+
+// TestReadNext: a relay's write claims the complete parts of the next two
+// chunks from the committed offset, and none further ahead (a part far
+// ahead may still be checked afresh if the browser PUTs it again).
+func TestReadNext(t *testing.T) {
+	t.Parallel()
+	id, err := upload.NewID(time.Now(), cryptorand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const part = 8 * upload.MiB
+	u, err := upload.New(upload.StartRequest{
+		Filename: "clip.mp4", Size: 20*part + 1000, ContentType: "video/mp4",
+		Destinations: []upload.DestinationRequest{{Type: upload.YouTube, YouTube: upload.YouTubeMetadata{Title: "Next"}}},
+	}, "atom-next", id, time.Now(), "eu-west-1", "bucket", part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	complete := func(parts ...int) {
+		u.Completed = map[int]bool{}
+		for _, n := range parts {
+			u.Completed[n] = true
+		}
+	}
+	d := u.Destination(upload.YouTube)
+	all := make([]int, u.PartCount())
+	for n := range all {
+		all[n] = n
+	}
+	for _, tc := range []struct {
+		name      string
+		complete  []int
+		committed int64
+		maxChunk  int64
+		want      int
+	}{
+		{"nothing complete", nil, 0, 4 * part, 0},
+		{"all complete, from the start", all, 0, 4 * part, 8},
+		{"all complete, from part 6", all, 6 * part, 4 * part, 14},
+		{"a gap after part 2", []int{0, 1, 2, 4, 5}, 0, 4 * part, 3},
+		{"near the end", all, 18 * part, 4 * part, 21},
+		{"all sent", all, 20*part + 1000, 4 * part, 0},
+	} {
+		complete(tc.complete...)
+		d.UploadedBytes = tc.committed
+		if got := readNext(u, tc.maxChunk); got != tc.want {
+			t.Errorf("%s: readNext = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -289,12 +289,12 @@ func (r *relayRun) run(ctx context.Context) error {
 			// until then.
 			return nil
 		}
+		// The parts the record says are claimed (the catch-up of a sync
+		// reads them too): read their pins without claims of their own.
+		r.pins.mark(u.YouTubeReadParts)
 		var step error
 		switch {
 		case d.Session == "":
-			// The first chunk's parts are claimed while the session starts.
-			r.pins.mark(u.YouTubeReadParts)
-			r.pins.prefetch(ctx, partsIn(u, d.UploadedBytes, d.UploadedBytes+available(u, d.UploadedBytes, r.s.maxChunkBytes)))
 			step = r.startSession(ctx)
 		case !r.synced || d.HashedBytes != d.UploadedBytes:
 			step = r.sync(ctx)
@@ -485,7 +485,6 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	// lease keeps being renewed.
 	cctx, cancel := context.WithTimeout(ctx, chunkTimeout(n))
 	defer cancel()
-	r.pins.mark(u.YouTubeReadParts)
 	r.pins.prefetch(cctx, partsIn(u, from, from+n))
 	if next := available(u, from+n, r.s.maxChunkBytes); next > 0 {
 		// And the next chunk's, for the turn: its first read then does
@@ -494,6 +493,8 @@ func (r *relayRun) sendNext(ctx context.Context) (int64, error) {
 	}
 	body := &partsReader{ctx: cctx, s3: r.s.s3, bucket: r.s.bucket, u: u, off: from, end: from + n, pins: r.pins}
 	behind := newHashBehind(h)
+	// Closed below once the chunk is over; deferred too, for a panic.
+	defer behind.close()
 	p, err := r.s.yt.PutChunk(cctx, d.Session, io.TeeReader(body, behind), from, n, u.Size)
 	body.Close()
 	herr := behind.close() // every byte read is hashed from here on
@@ -566,15 +567,27 @@ func partsIn(u *upload.Upload, from, to int64) []int {
 	return out
 }
 
-// completeThrough is the number of the first part not complete: parts
-// before it are all in S3, pinned, and the relay will read them (so each
-// of its writes claims them: upload.Upload.YouTubeReadParts).
-func completeThrough(u *upload.Upload) int {
-	n := 0
-	for n < u.PartCount() && u.Completed[n] {
-		n++
+// readNext is the number of the part after those the relay reads next:
+// the complete parts of the next two chunks from the committed offset
+// (the one it sends next, and the one whose pins it reads ahead). A write
+// of the relay claims them (upload.Upload.YouTubeReadParts), and no
+// more: a complete part further ahead may still be checked afresh if it
+// changes (a browser's retried PUT) before the relay comes near it.
+func readNext(u *upload.Upload, maxChunk int64) int {
+	d := u.Destination(upload.YouTube)
+	if d == nil {
+		return 0
 	}
-	return n
+	from := d.UploadedBytes
+	n := available(u, from, 2*maxChunk)
+	if n == 0 {
+		return 0
+	}
+	p, ok := u.PartContaining(from + n - 1)
+	if !ok {
+		return 0
+	}
+	return p.Number + 1
 }
 
 // chunkTimeout bounds one chunk PUT: a minute, plus the time to send n
@@ -718,9 +731,12 @@ func (r *relayRun) update(ctx context.Context, fn func(*upload.Destination)) err
 	u, err := r.s.store.UpdateHolding(ctx, r.held.lease, upload.Settled(r.s.now, func(u *upload.Upload) error {
 		if d := u.Destination(upload.YouTube); d != nil && !u.Status.Terminal() && !d.Status.Terminal() {
 			fn(d)
-			// Claim the parts complete now in the same write: the next
-			// chunks' reads then need no claim of their own.
-			u.YouTubeReadParts = max(u.YouTubeReadParts, completeThrough(u))
+			if !d.Status.Terminal() && !d.Parked(r.s.now()) {
+				// Claim the parts read next in the same write: their
+				// reads then need no claim of their own. (A parked or
+				// failed relay reads nothing soon.)
+				u.YouTubeReadParts = max(u.YouTubeReadParts, readNext(u, r.s.maxChunkBytes))
+			}
 		}
 		return nil
 	}))
