@@ -38,6 +38,14 @@ type Message struct {
 	ID           string
 	Body         string
 	ReceiveCount int
+	// Detach, when set, lets a handler that will run long (a relay's
+	// turn, for as long as parts keep coming) give its slot back to other
+	// messages: it then counts among the pool's long handlers, of which
+	// there are at most Concurrency, beside the slots. It reports whether
+	// it did (false: every place for long handlers is taken, and the
+	// handler keeps its slot). Part events and follow-ups, which are
+	// short, are so never queued behind relays.
+	Detach func() bool
 }
 
 // Result tells the pool what became of a message.
@@ -65,7 +73,7 @@ type Handler interface {
 type PoolConfig struct {
 	QueueURL      string
 	DeadLetterURL string        // where DeadLetter results go; empty: the redrive policy moves them
-	Concurrency   int           // messages handled at once
+	Concurrency   int           // messages handled at once; as many more may run long, detached (Message.Detach)
 	Visibility    time.Duration // visibility of a received message, extended while it is handled
 	WaitTime      time.Duration // long poll; 20 s unless set
 	Metrics       *metrics.Metrics
@@ -139,6 +147,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 // with work as its context.
 func (p *Pool) receive(ctx, work context.Context) {
 	slots := make(chan struct{}, p.cfg.Concurrency)
+	long := make(chan struct{}, p.cfg.Concurrency)
 	failures := 0
 	for ctx.Err() == nil {
 		// Wait for one free slot, then take as many more as are free (up
@@ -189,19 +198,62 @@ func (p *Pool) receive(ctx, work context.Context) {
 			p.handling.Add(1)
 			go func() {
 				defer p.handling.Done()
-				defer func() { <-slots }()
-				p.handle(work, m)
+				h := &hold{slots: slots, long: long}
+				defer h.free()
+				p.handle(work, m, h.detach)
 			}()
 		}
 	}
 }
 
+// hold is one message's share of the pool: a slot, or, once its handler
+// detached, a place among the long handlers, which leaves the slot to
+// other messages.
+type hold struct {
+	slots, long chan struct{}
+	mu          sync.Mutex
+	detached    bool
+	freed       bool
+}
+
+// detach moves the hold from its slot to a place among the long handlers,
+// if one is free; it reports whether the hold is detached.
+func (h *hold) detach() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.detached || h.freed {
+		return h.detached
+	}
+	select {
+	case h.long <- struct{}{}:
+		h.detached = true
+		<-h.slots
+	default:
+	}
+	return h.detached
+}
+
+// free gives back what the hold has.
+func (h *hold) free() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.freed {
+		return
+	}
+	h.freed = true
+	if h.detached {
+		<-h.long
+		return
+	}
+	<-h.slots
+}
+
 // handle runs the handler with a visibility heartbeat, then deletes the
 // message, or hands it back.
-func (p *Pool) handle(ctx context.Context, m types.Message) {
+func (p *Pool) handle(ctx context.Context, m types.Message, detach func() bool) {
 	p.cfg.Metrics.InFlight(1)
 	defer p.cfg.Metrics.InFlight(-1)
-	msg := Message{ID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body)}
+	msg := Message{ID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body), Detach: detach}
 	msg.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
 	var hb sync.WaitGroup

@@ -285,6 +285,74 @@ func TestUnitPoolBoundsTheMessagesInHand(t *testing.T) {
 	}
 }
 
+// TestUnitPoolLongHandlersLeaveTheirSlots: a handler that detaches (a
+// relay's long turn) leaves its slot to other messages, up to
+// Concurrency long handlers; one more keeps its slot, and the messages
+// after it wait for a slot.
+func TestUnitPoolLongHandlersLeaveTheirSlots(t *testing.T) {
+	t.Parallel()
+	q := newFakeSQS(poolQueueURL)
+	release := make(chan struct{})
+	var (
+		mu       sync.Mutex
+		detached = map[string]bool{}
+		short    atomic.Int32
+	)
+	startUnitPool(t, q, worker.PoolConfig{Concurrency: 2}, handlerFunc(func(ctx context.Context, m worker.Message) worker.Result {
+		if m.Body != "long" {
+			short.Add(1)
+			return worker.Result{}
+		}
+		ok := m.Detach()
+		mu.Lock()
+		detached[m.ID] = ok
+		mu.Unlock()
+		select {
+		case <-release:
+			return worker.Result{}
+		case <-ctx.Done():
+			return worker.Result{Err: ctx.Err()}
+		}
+	}))
+	longs := func() (in, out int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ok := range detached {
+			if ok {
+				out++
+			} else {
+				in++
+			}
+		}
+		return in, out
+	}
+	for range 2 {
+		q.enqueue("long")
+	}
+	waitUntil(t, "two long handlers detached", func() bool { _, out := longs(); return out == 2 })
+	for range 3 {
+		q.enqueue("short")
+	}
+	waitUntil(t, "three short messages handled beside two long ones", func() bool { return short.Load() == 3 })
+	// Every place for long handlers is taken: two more long ones keep
+	// their slots, and a short message waits for one.
+	q.enqueue("long")
+	q.enqueue("long")
+	waitUntil(t, "two long handlers in their slots", func() bool { in, _ := longs(); return in == 2 })
+	q.enqueue("short")
+	for deadline := time.Now().Add(50 * time.Millisecond); time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := short.Load(); n != 3 {
+		t.Errorf("%d short messages handled, want 3: the last one has no slot while two long handlers hold theirs", n)
+	}
+	close(release)
+	waitUntil(t, "every delete", func() bool { return len(deletedIDs(q)) == 8 })
+	if n := short.Load(); n != 4 {
+		t.Errorf("%d short messages handled, want 4", n)
+	}
+}
+
 // TestUnitPoolRunsAnUploadToTheEnd: the pool, the Dispatcher and every
 // step over the fakes, with the follow-up messages on the same queue and
 // the S3 events of the parts (shuffled, some twice) and of the reassembled

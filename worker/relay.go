@@ -143,6 +143,11 @@ func (s *relayStep) turn(ctx context.Context, j job) outcome {
 	}
 	err := s.leases.hold(ctx, atomID, id, upload.LeaseYouTube, func(ctx context.Context, h *held) (ending, error) {
 		r.u, r.held = h.upload, h
+		if j.msg.Detach != nil {
+			// The turn lasts as long as parts keep coming: it leaves its
+			// slot to the part events and follow-ups.
+			j.msg.Detach()
+		}
 		// A holder that released the lease recorded YouTube's last
 		// answer; one whose lease expired may have sent more than it
 		// recorded.
