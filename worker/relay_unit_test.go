@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -674,5 +675,51 @@ func TestUnitRelayChunksStayAlignedWithAnUnalignedLimit(t *testing.T) {
 		if c.Len > e.cfg.MaxChunkBytes {
 			t.Errorf("chunk %d is %d bytes, above the limit %d", i, c.Len, e.cfg.MaxChunkBytes)
 		}
+	}
+}
+
+// TestUnitRelayTurnLeavesItsSlot: a relay's turn, which lasts as long as
+// parts keep coming, detaches from the pool's slots once it holds the
+// lease, before it sends a byte; a part event of an upload without
+// YouTube (short work) keeps its slot.
+func TestUnitRelayTurnLeavesItsSlot(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	var (
+		mu     sync.Mutex
+		detach []string
+	)
+	handle := func(body string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		res := e.d.Handle(ctx, worker.Message{ID: "m", Body: body, ReceiveCount: 1, Detach: func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			detach = append(detach, fmt.Sprintf("detached with %d chunks sent", e.yt.count("PutChunk")))
+			return true
+		}})
+		if res.Err != nil || res.DeadLetter {
+			t.Fatalf("Handle = %+v, want success", res)
+		}
+	}
+	bucketOnly := e.create(fourParts)
+	e.putPart(bucketOnly, unitFile(t, bucketOnly.Size), 1)
+	handle(partBody(bucketOnly, 1))
+	mu.Lock()
+	if len(detach) != 0 {
+		t.Errorf("a part event of an upload to s3Bucket: %q, want no detach", detach)
+	}
+	mu.Unlock()
+
+	u := e.create(fourParts, ytDest())
+	file := unitFile(t, u.Size)
+	e.markIn(u, file, 0, 1, 2, 3)
+	handle(ownBody(worker.KindRelay, u, 0))
+	e.checkVideo(file)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(detach) != 1 || detach[0] != "detached with 0 chunks sent" {
+		t.Errorf("relay turn: %q, want one detach, before any chunk", detach)
 	}
 }
