@@ -43,8 +43,9 @@ type Message struct {
 	// messages: it then counts among the pool's long handlers, of which
 	// there are at most Concurrency, beside the slots. It reports whether
 	// it did (false: every place for long handlers is taken, and the
-	// handler keeps its slot). Part events and follow-ups, which are
-	// short, are so never queued behind relays.
+	// handler keeps its slot; a relay tries again at its next turn). Part
+	// events and follow-ups, which are short, are so not queued behind up
+	// to Concurrency relays; beyond that, relays hold slots too.
 	Detach func() bool
 }
 
@@ -80,8 +81,9 @@ type PoolConfig struct {
 }
 
 // Pool receives messages and hands them to the handler, at most
-// Concurrency at a time. Start begins; Stop ends, within its context's
-// deadline.
+// Concurrency at a time in its slots, and as many more detached long
+// handlers (Message.Detach). Start begins; Stop ends, within its
+// context's deadline.
 type Pool struct {
 	sqs     SQSAPI
 	cfg     PoolConfig
